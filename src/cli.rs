@@ -1,0 +1,138 @@
+//! The command line: clap definitions for `mp signal`, `mp send` and `mp receive`.
+//!
+//! Completions and the man page in `completions/` and `man/` are generated from [`Cli`] by
+//! `mp generate` (see README), and a test fails when the checked-in copies are stale.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "Send files directly between two machines over WebRTC.";
+
+const LONG_ABOUT: &str = "\
+Send files directly between two machines over WebRTC.
+
+Both sides meet through a signaling server (`mp signal`) only long enough to agree on a \
+connection; the bytes then travel straight between the two machines over an encrypted WebRTC \
+data channel. The code is the only secret: a password-authenticated key exchange (SPAKE2) turns \
+it into keys that seal every signaling message, so the server can neither read nor redirect \
+the transfer.";
+
+/// `mp`: Meeting Point.
+#[derive(Debug, Parser)]
+#[command(name = "mp", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(after_help = exit_codes())]
+pub struct Cli {
+    /// Print only errors and the code.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a signaling server that pairs senders and receivers.
+    #[command(
+        after_help = "The server keeps rooms in memory only, logs no client address, and relays \
+sealed messages it cannot read. A room holds one sender and one receiver and is forgotten as soon \
+as either leaves."
+    )]
+    Signal(SignalArgs),
+    /// Send a file; prints the code to give to the receiver.
+    #[command(after_help = exit_codes())]
+    Send(SendArgs),
+    /// Receive a file, given the sender's code.
+    #[command(after_help = exit_codes())]
+    Receive(ReceiveArgs),
+    /// Write shell completions and man pages (for packagers and this repository).
+    #[command(hide = true)]
+    Generate {
+        /// Folder that receives `completions/` and `man/`.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SignalArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+
+    /// Seconds a room may live before the server closes it.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub room_timeout: u64,
+
+    /// Most connections served at once.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_clients: usize,
+}
+
+/// Options shared by `send` and `receive`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Signaling server URL (ws:// or wss://).
+    #[arg(long, env = "MP_SIGNAL", value_name = "URL")]
+    pub signal: Option<String>,
+
+    /// Seconds to wait for the other side to arrive.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+
+    /// Local IP address(es) the direct connection may use (default: every non-loopback
+    /// interface). Loopback addresses are allowed when given here.
+    #[arg(long, env = "MP_BIND", value_delimiter = ',', value_name = "IP")]
+    pub bind: Vec<IpAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The file to send.
+    pub file: PathBuf,
+
+    /// Use this code instead of a generated one (`<number>-<anything>`).
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// The code the sender printed, e.g. 7-guitar-ocean.
+    pub code: String,
+
+    /// Accept the offer without asking.
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Where to write: an existing folder, or the file name to use.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Replace an existing file.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+fn exit_codes() -> String {
+    crate::error::Kind::table()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

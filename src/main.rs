@@ -1,0 +1,129 @@
+//! `mp`: parse the command line, run one command, map failures to one line and an exit code.
+
+mod cli;
+mod error;
+mod generate;
+mod peer;
+mod protocol;
+mod signal;
+mod transfer;
+mod ui;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use cli::{Cli, Command, NetArgs};
+use error::{fail, Failure, Kind};
+use transfer::NetOptions;
+
+fn main() -> ExitCode {
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("mp: internal error: {info} (please report this)");
+    }));
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("mp: cannot start: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = run(cli) => result,
+            _ = tokio::signal::ctrl_c() => Err(fail(Kind::Interrupted, "interrupted")),
+        }
+    });
+    // Do not wait for lingering background tasks (a WebRTC driver, a blocked reader).
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<Failure>() {
+            Some(failure) => {
+                eprintln!("mp: {failure}");
+                ExitCode::from(failure.kind.exit_code())
+            }
+            None => {
+                eprintln!("mp: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ui = ui::Ui::new(cli.quiet);
+    match cli.command {
+        Command::Signal(args) => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| {
+                    fail(
+                        Kind::Server,
+                        format!("cannot listen on {}: {e}", args.listen),
+                    )
+                })?;
+            let local = listener.local_addr()?;
+            eprintln!("mp signal: listening on ws://{local}");
+            let config = signal::server::Config {
+                room_timeout: Duration::from_secs(args.room_timeout),
+                max_clients: args.max_clients,
+                ..Default::default()
+            };
+            signal::server::serve(listener, config).await?;
+            Ok(())
+        }
+        Command::Send(args) => {
+            let (net, hint) = net_options(args.net)?;
+            let send = transfer::send::SendArgs {
+                net,
+                path: args.file,
+                code: args.code,
+                signal_hint: hint,
+            };
+            transfer::send::run(send, ui).await
+        }
+        Command::Receive(args) => {
+            let (net, _) = net_options(args.net)?;
+            let receive = transfer::receive::ReceiveArgs {
+                net,
+                code: args.code,
+                output: args.output,
+                yes: args.yes,
+                overwrite: args.overwrite,
+            };
+            transfer::receive::run(receive, ui).await
+        }
+        Command::Generate { dir } => generate::write_all(&dir)
+            .map_err(|e| error::local_io(&format!("cannot write into {}", dir.display()), e)),
+    }
+}
+
+/// Resolves the shared network options; also returns the URL to show in the receive hint when
+/// it did not come from the environment.
+fn net_options(args: NetArgs) -> anyhow::Result<(NetOptions, Option<String>)> {
+    let Some(signal) = args.signal else {
+        return Err(fail(
+            Kind::Usage,
+            "no signaling server: pass --signal ws://HOST:PORT or set MP_SIGNAL \
+             (run one with `mp signal`)",
+        ));
+    };
+    signal::client::check_url(&signal)?;
+    let from_env = std::env::var("MP_SIGNAL").is_ok_and(|v| v == signal);
+    let hint = (!from_env).then(|| signal.clone());
+    Ok((
+        NetOptions {
+            signal,
+            wait: Duration::from_secs(args.timeout),
+            bind: args.bind,
+        },
+        hint,
+    ))
+}

@@ -1,0 +1,172 @@
+//! The transfer code: `<room>-<secret>`, e.g. `7-guitar-ocean`.
+//!
+//! The number before the first dash names the room on the signaling server; the *whole* code is the
+//! password that SPAKE2 turns into a key. The server sees only the room number, so the words are
+//! the part it cannot guess.
+
+use rand::Rng;
+
+/// The built-in word list: 256 short, distinct, easy-to-say English words (8 bits each).
+const WORDS: &str = include_str!("words.txt");
+
+/// Largest room number `generate` picks: small enough to type, large enough that two strangers
+/// rarely collide on one server (and when they do, the sender just draws another).
+pub const MAX_GENERATED_ROOM: u32 = 99;
+
+/// Longest room part accepted, in digits.
+const MAX_ROOM_DIGITS: usize = 9;
+
+/// Longest code accepted, in bytes.
+pub const MAX_CODE_LEN: usize = 256;
+
+/// A parsed code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Code {
+    room: String,
+    full: String,
+}
+
+/// Why a string is not a code.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodeError {
+    #[error("a code looks like 7-guitar-ocean: a number, a dash, then words")]
+    Malformed,
+    #[error("the code is too long (at most {MAX_CODE_LEN} bytes)")]
+    TooLong,
+}
+
+impl Code {
+    /// Parses a code typed by a person or passed by a script. Surrounding white space is ignored;
+    /// everything else is significant (the code is a password).
+    pub fn parse(text: &str) -> Result<Code, CodeError> {
+        let full = text.trim();
+        if full.len() > MAX_CODE_LEN {
+            return Err(CodeError::TooLong);
+        }
+        let (room, secret) = full.split_once('-').ok_or(CodeError::Malformed)?;
+        let room_ok = !room.is_empty()
+            && room.len() <= MAX_ROOM_DIGITS
+            && room.bytes().all(|b| b.is_ascii_digit());
+        if !room_ok || secret.is_empty() || full.chars().any(char::is_control) {
+            return Err(CodeError::Malformed);
+        }
+        // "007" and "7" are the same room: normalise so both sides meet.
+        let room = room.trim_start_matches('0');
+        let room = if room.is_empty() { "0" } else { room };
+        Ok(Code {
+            room: room.to_string(),
+            full: format!("{room}-{secret}"),
+        })
+    }
+
+    /// Draws a fresh code `<1..=99>-<word>-<word>` from the operating system's randomness.
+    pub fn generate() -> Code {
+        Self::generate_with(&mut rand::rngs::OsRng)
+    }
+
+    /// As [`Code::generate`], with a caller-supplied random source (for tests).
+    pub fn generate_with(rng: &mut impl Rng) -> Code {
+        let room = rng.gen_range(1..=MAX_GENERATED_ROOM);
+        let words: Vec<&str> = WORDS.lines().collect();
+        let first = words[rng.gen_range(0..words.len())];
+        let second = words[rng.gen_range(0..words.len())];
+        Code::parse(&format!("{room}-{first}-{second}")).expect("generated codes are well formed")
+    }
+
+    /// The same secret in another room (used when a generated code's room is busy).
+    pub fn with_room(&self, room: u32) -> Code {
+        let secret = self.secret();
+        Code::parse(&format!("{room}-{secret}")).expect("a number and a valid secret parse")
+    }
+
+    /// The room number, as the server sees it.
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+
+    /// The part after the room number.
+    pub fn secret(&self) -> &str {
+        &self.full[self.room.len() + 1..]
+    }
+
+    /// The whole code: the SPAKE2 password.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn word_list_has_256_distinct_lowercase_words() {
+        let mut words: Vec<&str> = WORDS.lines().collect();
+        assert_eq!(words.len(), 256);
+        assert!(words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())));
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), 256);
+    }
+
+    #[test]
+    fn parses_room_and_secret() {
+        let code = Code::parse("  7-guitar-ocean\n").unwrap();
+        assert_eq!(code.room(), "7");
+        assert_eq!(code.secret(), "guitar-ocean");
+        assert_eq!(code.as_str(), "7-guitar-ocean");
+    }
+
+    #[test]
+    fn leading_zeros_name_the_same_room() {
+        assert_eq!(Code::parse("007-x").unwrap(), Code::parse("7-x").unwrap());
+        assert_eq!(Code::parse("0-x").unwrap().room(), "0");
+    }
+
+    #[test]
+    fn rejects_malformed_codes() {
+        for bad in [
+            "",
+            "guitar-ocean",
+            "7",
+            "7-",
+            "-x",
+            "x7-a",
+            "1234567890-a",
+            "7-a\u{1b}b",
+        ] {
+            assert_eq!(Code::parse(bad), Err(CodeError::Malformed), "{bad:?}");
+        }
+        assert_eq!(
+            Code::parse(&format!("1-{}", "a".repeat(300))),
+            Err(CodeError::TooLong)
+        );
+    }
+
+    #[test]
+    fn generated_codes_parse_and_vary() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let a = Code::generate_with(&mut rng);
+        let b = Code::generate_with(&mut rng);
+        assert_ne!(a, b);
+        assert_eq!(Code::parse(a.as_str()).unwrap(), a);
+        let room: u32 = a.room().parse().unwrap();
+        assert!((1..=MAX_GENERATED_ROOM).contains(&room));
+        assert_eq!(a.as_str().split('-').count(), 3);
+    }
+
+    #[test]
+    fn with_room_keeps_the_secret() {
+        let code = Code::parse("7-guitar-ocean").unwrap();
+        assert_eq!(code.with_room(42).as_str(), "42-guitar-ocean");
+    }
+}

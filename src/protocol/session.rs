@@ -1,0 +1,239 @@
+//! The signaling session between the two peers, as a pure state machine over byte strings.
+//!
+//! ```text
+//! each side:  send PAKE message ──► on the other's PAKE message: send sealed Hello
+//!             on the other's sealed Hello: confirmed ──► SecureChannel (seal / open Messages)
+//! ```
+//!
+//! Nothing here touches a socket; the signaling client moves the bytes. A wrong code shows up as
+//! a Hello that fails to open: [`SessionError::WrongCode`]. After confirmation, any envelope that
+//! fails to open is [`SessionError::Tampered`].
+
+use super::code::Code;
+use super::message::Message;
+use super::pake::{Pake, PakeError, Side, VERSION};
+use super::seal::{Opener, SealError, Sealer};
+
+/// Why the session failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("wrong code, or the signaling server tampered with the key exchange")]
+    WrongCode,
+    #[error("the other side is also {0}: one side runs `mp send`, the other `mp receive`")]
+    SameSide(&'static str),
+    #[error("signaling message tampered with ({0})")]
+    Tampered(SealError),
+    #[error("the other side speaks protocol version {0}, this is version {VERSION}")]
+    Version(u32),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// The key exchange and confirmation, before any other message.
+pub enum Handshake {
+    AwaitPake(Pake),
+    AwaitHello(Sealer, Opener),
+}
+
+impl Handshake {
+    /// Starts the handshake; returns it and the PAKE message to send.
+    pub fn start(code: &Code, side: Side) -> (Handshake, Vec<u8>) {
+        let (pake, message) = Pake::start(code, side);
+        (Handshake::AwaitPake(pake), message)
+    }
+
+    /// Takes the other side's PAKE message; returns the sealed Hello to send.
+    pub fn on_pake(self, inbound: &[u8]) -> Result<(Handshake, Vec<u8>), SessionError> {
+        let Handshake::AwaitPake(pake) = self else {
+            return Err(SessionError::Protocol("second key-exchange message".into()));
+        };
+        let keys = pake.finish(inbound).map_err(|e| match e {
+            PakeError::SameSide(what) => SessionError::SameSide(what),
+            // A mangled PAKE message is what a wrong code looks like from a tampering server.
+            PakeError::Malformed => SessionError::WrongCode,
+        })?;
+        let mut sealer = Sealer::new(&keys.seal);
+        let hello = sealer
+            .seal(&Message::Hello { version: VERSION }.to_bytes())
+            .expect("hello is small");
+        Ok((
+            Handshake::AwaitHello(sealer, Opener::new(&keys.open)),
+            hello,
+        ))
+    }
+
+    /// Takes the other side's sealed Hello; on success the channel is confirmed.
+    pub fn on_hello(self, inbound: &[u8]) -> Result<SecureChannel, SessionError> {
+        let Handshake::AwaitHello(sealer, mut opener) = self else {
+            return Err(SessionError::Protocol("hello before key exchange".into()));
+        };
+        let plain = opener.open(inbound).map_err(|_| SessionError::WrongCode)?;
+        match Message::from_bytes(&plain) {
+            Ok(Message::Hello { version }) if version == VERSION => {
+                Ok(SecureChannel { sealer, opener })
+            }
+            Ok(Message::Hello { version }) => Err(SessionError::Version(version)),
+            _ => Err(SessionError::Protocol("expected hello".into())),
+        }
+    }
+}
+
+/// A confirmed session: every message is sealed, in order, per direction.
+pub struct SecureChannel {
+    sealer: Sealer,
+    opener: Opener,
+}
+
+impl SecureChannel {
+    pub fn seal(&mut self, message: &Message) -> Result<Vec<u8>, SessionError> {
+        self.sealer
+            .seal(&message.to_bytes())
+            .map_err(|e| SessionError::Protocol(e.to_string()))
+    }
+
+    pub fn open(&mut self, envelope: &[u8]) -> Result<Message, SessionError> {
+        let plain = self.opener.open(envelope).map_err(SessionError::Tampered)?;
+        Message::from_bytes(&plain).map_err(|e| SessionError::Protocol(format!("bad message: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::manifest::Manifest;
+
+    fn code(text: &str) -> Code {
+        Code::parse(text).unwrap()
+    }
+
+    /// Runs both handshakes through `relay`, a stand-in for the (possibly malicious) server
+    /// that may rewrite each message; returns both outcomes.
+    fn handshake(
+        sender_code: &str,
+        receiver_code: &str,
+        mut relay: impl FnMut(usize, Vec<u8>) -> Vec<u8>,
+    ) -> (
+        Result<SecureChannel, SessionError>,
+        Result<SecureChannel, SessionError>,
+    ) {
+        let (s, s_pake) = Handshake::start(&code(sender_code), Side::Sender);
+        let (r, r_pake) = Handshake::start(&code(receiver_code), Side::Receiver);
+        let s = s.on_pake(&relay(0, r_pake));
+        let r = r.on_pake(&relay(1, s_pake));
+        match (s, r) {
+            (Ok((s, s_hello)), Ok((r, r_hello))) => (
+                s.on_hello(&relay(2, r_hello)),
+                r.on_hello(&relay(3, s_hello)),
+            ),
+            // One side stopped at the key exchange; the other would wait for a hello in vain.
+            (s, r) => {
+                let halted = || Err(SessionError::Protocol("halted".into()));
+                (s.and_then(|_| halted()), r.and_then(|_| halted()))
+            }
+        }
+    }
+
+    fn confirmed() -> (SecureChannel, SecureChannel) {
+        let (s, r) = handshake("7-guitar-ocean", "7-guitar-ocean", |_, m| m);
+        (s.unwrap(), r.unwrap())
+    }
+
+    #[test]
+    fn same_code_confirms_and_carries_messages_both_ways() {
+        let (mut s, mut r) = confirmed();
+        let offer = Message::Offer {
+            manifest: Manifest::single("a", 1),
+        };
+        assert_eq!(r.open(&s.seal(&offer).unwrap()).unwrap(), offer);
+        assert_eq!(
+            s.open(&r.seal(&Message::Accept).unwrap()).unwrap(),
+            Message::Accept
+        );
+    }
+
+    #[test]
+    fn wrong_code_fails_on_both_sides() {
+        let (s, r) = handshake("7-guitar-ocean", "7-guitar-oceam", |_, m| m);
+        assert_eq!(s.err(), Some(SessionError::WrongCode));
+        assert_eq!(r.err(), Some(SessionError::WrongCode));
+    }
+
+    #[test]
+    fn a_server_that_flips_any_handshake_message_is_caught() {
+        for target in 0..4 {
+            let (s, r) = handshake("7-x-y", "7-x-y", |i, mut m| {
+                if i == target {
+                    let last = m.len() - 1;
+                    m[last] ^= 1;
+                }
+                m
+            });
+            assert!(
+                s.is_err() || r.is_err(),
+                "flipping message {target} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_that_substitutes_its_own_pake_messages_is_caught() {
+        // A man in the middle who does not know the code runs SPAKE2 with each side.
+        let (s, r) = handshake("7-x-y", "7-x-y", |i, m| match i {
+            0 => Handshake::start(&code("7-guess"), Side::Receiver).1,
+            1 => Handshake::start(&code("7-guess"), Side::Sender).1,
+            _ => m,
+        });
+        assert_eq!(s.err(), Some(SessionError::WrongCode));
+        assert_eq!(r.err(), Some(SessionError::WrongCode));
+    }
+
+    #[test]
+    fn two_senders_are_told_so() {
+        let (a, a_pake) = Handshake::start(&code("7-x"), Side::Sender);
+        let (_, b_pake) = Handshake::start(&code("7-x"), Side::Sender);
+        assert!(matches!(
+            a.on_pake(&b_pake),
+            Err(SessionError::SameSide("sending"))
+        ));
+        drop(a_pake);
+    }
+
+    #[test]
+    fn replayed_reordered_or_swapped_messages_are_refused() {
+        let (mut s, mut r) = confirmed();
+        let sdp = |text: &str| Message::Sdp {
+            kind: crate::protocol::message::SdpKind::Offer,
+            sdp: text.into(),
+        };
+        let m1 = s.seal(&sdp("a=fingerprint:sha-256 AA")).unwrap();
+        let m2 = s.seal(&sdp("a=fingerprint:sha-256 BB")).unwrap();
+        // Reordered.
+        assert!(matches!(
+            r.open(&m2),
+            Err(SessionError::Tampered(SealError::OutOfOrder { .. }))
+        ));
+        r.open(&m1).unwrap();
+        // Replayed.
+        assert!(matches!(r.open(&m1), Err(SessionError::Tampered(_))));
+        // Reflected back to its own author (wrong direction key).
+        let mut reflected = m2.clone();
+        reflected[..8].copy_from_slice(&0u64.to_be_bytes());
+        assert!(matches!(s.open(&reflected), Err(SessionError::Tampered(_))));
+        // A fingerprint swapped inside the ciphertext.
+        let mut swapped = m2.clone();
+        swapped[40] ^= 0x55;
+        assert!(matches!(
+            r.open(&swapped),
+            Err(SessionError::Tampered(SealError::Forged))
+        ));
+    }
+
+    #[test]
+    fn hello_must_come_first_and_match_the_version() {
+        let (s, _) = Handshake::start(&code("7-x"), Side::Sender);
+        assert!(matches!(
+            s.on_hello(b"anything"),
+            Err(SessionError::Protocol(_))
+        ));
+    }
+}

@@ -1,0 +1,222 @@
+//! The client side of the signaling protocol: join a room, wait for the peer, exchange blobs.
+//!
+//! Everything this module sends after joining is already sealed by
+//! [`crate::protocol::session`]; it only moves bytes and turns server replies into [`Failure`]s.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
+use crate::error::{fail, Kind};
+use crate::protocol::pake::Side;
+
+/// How long connecting to the server (TCP, TLS and WebSocket handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Checks that `url` is a `ws://` or `wss://` URL with a host.
+pub fn check_url(url: &str) -> anyhow::Result<()> {
+    let bad = |why: &str| {
+        fail(
+            Kind::Server,
+            format!("bad signaling URL {url:?}: {why} (expected ws://host:port or wss://host)"),
+        )
+    };
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
+        .ok_or_else(|| bad("the scheme must be ws:// or wss://"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') || host.contains(char::is_whitespace) {
+        return Err(bad("no host"));
+    }
+    Ok(())
+}
+
+/// A joined room on the signaling server.
+pub struct SignalClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    url: String,
+}
+
+/// The outcome of a join attempt that the caller may want to retry elsewhere.
+pub enum Join {
+    Joined(Box<SignalClient>),
+    /// The room is taken (full, or the same side is already waiting).
+    Busy,
+}
+
+impl SignalClient {
+    /// Connects and asks to join `room` as `side`.
+    pub async fn join(url: &str, room: &str, side: Side) -> anyhow::Result<Join> {
+        check_url(url)?;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let (ws, _) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) => {
+                return Err(fail(
+                    Kind::Server,
+                    format!("cannot reach the signaling server at {url}: {err}"),
+                ))
+            }
+            Err(_) => {
+                return Err(fail(
+                    Kind::Server,
+                    format!("cannot reach the signaling server at {url}: timed out"),
+                ))
+            }
+        };
+        let mut client = SignalClient {
+            ws,
+            url: url.to_string(),
+        };
+        let join = ClientMessage::Join {
+            room: room.to_string(),
+            side: side.wire_name().to_string(),
+        };
+        let text = serde_json::to_string(&join).expect("join serialises");
+        client.send_ws(WsMessage::text(text)).await?;
+        match client.next_control().await? {
+            ServerMessage::Joined => Ok(Join::Joined(Box::new(client))),
+            ServerMessage::Error {
+                kind: ErrorKind::RoomFull | ErrorKind::SideTaken,
+                ..
+            } => Ok(Join::Busy),
+            other => Err(client.unexpected(other)),
+        }
+    }
+
+    /// Waits until the other side has joined, at most `timeout`.
+    pub async fn wait_paired(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        match tokio::time::timeout(timeout, self.next_control()).await {
+            Ok(Ok(ServerMessage::Paired)) => Ok(()),
+            Ok(Ok(other)) => Err(self.unexpected(other)),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(fail(
+                Kind::Timeout,
+                format!(
+                    "the other side did not arrive within {} s",
+                    timeout.as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Sends one binary message to the peer.
+    pub async fn send(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.send_ws(WsMessage::binary(bytes)).await
+    }
+
+    /// Receives the peer's next binary message, waiting at most `timeout`.
+    pub async fn recv(&mut self, timeout: Duration) -> anyhow::Result<Vec<u8>> {
+        let next = async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(WsMessage::Binary(bytes))) => return Ok(bytes.to_vec()),
+                    Some(Ok(WsMessage::Text(text))) => {
+                        let message = serde_json::from_str::<ServerMessage>(&text)
+                            .map_err(|_| self.protocol_error())?;
+                        return Err(self.unexpected(message));
+                    }
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                    _ => return Err(self.closed()),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, next).await {
+            Ok(result) => result,
+            Err(_) => Err(fail(
+                Kind::PeerGone,
+                format!(
+                    "the other side stopped answering (no message for {} s)",
+                    timeout.as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Leaves the room politely.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+
+    async fn send_ws(&mut self, message: WsMessage) -> anyhow::Result<()> {
+        self.ws.send(message).await.map_err(|_| self.closed())
+    }
+
+    async fn next_control(&mut self) -> anyhow::Result<ServerMessage> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(WsMessage::Text(text))) => {
+                    return serde_json::from_str(&text).map_err(|_| self.protocol_error())
+                }
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                Some(Ok(WsMessage::Binary(_))) => return Err(self.protocol_error()),
+                _ => return Err(self.closed()),
+            }
+        }
+    }
+
+    fn unexpected(&self, message: ServerMessage) -> anyhow::Error {
+        match message {
+            ServerMessage::PeerLeft => fail(Kind::PeerGone, "the other side left"),
+            ServerMessage::Error { kind, message } => {
+                let kind = match kind {
+                    ErrorKind::RoomFull | ErrorKind::SideTaken => Kind::RoomFull,
+                    ErrorKind::Timeout => Kind::Timeout,
+                    ErrorKind::BadRequest | ErrorKind::Busy => Kind::Server,
+                };
+                let message = crate::protocol::manifest::display(&message);
+                fail(kind, format!("signaling server: {message}"))
+            }
+            _ => self.protocol_error(),
+        }
+    }
+
+    fn protocol_error(&self) -> anyhow::Error {
+        fail(
+            Kind::Server,
+            format!("{} does not speak the mp signaling protocol", self.url),
+        )
+    }
+
+    fn closed(&self) -> anyhow::Error {
+        fail(
+            Kind::PeerGone,
+            "the signaling connection closed before the transfer could start",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        for ok in [
+            "ws://127.0.0.1:8080",
+            "wss://example.org/signal",
+            "ws://[::1]:1",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://x",
+            "ws://",
+            "127.0.0.1:8080",
+            "ws://:80",
+            "wss:///x",
+            "",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `mp signal`: rooms of two, relaying opaque binary messages between them.
+//!
+//! The server keeps everything in memory, writes nothing to disk and logs no client address.
+//! A room is created by its first client, holds at most one sender and one receiver, and is
+//! forgotten as soon as either leaves or the room outlives its timeout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
+
+/// How the server is run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a room may live, waiting or relaying.
+    pub room_timeout: Duration,
+    /// How long a new connection may take to say which room it wants.
+    pub join_timeout: Duration,
+    /// Most connections open at once.
+    pub max_clients: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            room_timeout: Duration::from_secs(600),
+            join_timeout: Duration::from_secs(10),
+            max_clients: 100_000,
+        }
+    }
+}
+
+/// What a connection's task is told by the other member of its room.
+enum Event {
+    Paired(mpsc::Sender<Event>),
+    Relay(Vec<u8>),
+    PeerLeft,
+}
+
+struct Member {
+    id: u64,
+    side: String,
+    tx: mpsc::Sender<Event>,
+}
+
+#[derive(Default)]
+struct Rooms {
+    map: Mutex<HashMap<String, Vec<Member>>>,
+    next_id: AtomicU64,
+}
+
+/// Serves on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()> {
+    let rooms = Arc::new(Rooms::default());
+    let slots = Arc::new(Semaphore::new(config.max_clients));
+    loop {
+        let (stream, _addr): (TcpStream, SocketAddr) = match listener.accept().await {
+            Ok(conn) => conn,
+            // Out of file descriptors and the like: back off instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let rooms = rooms.clone();
+        let config = config.clone();
+        let permit = slots.clone().try_acquire_owned();
+        tokio::spawn(async move {
+            let ws_config = WebSocketConfig::default()
+                .max_message_size(Some(MAX_MESSAGE))
+                .max_frame_size(Some(MAX_MESSAGE));
+            let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
+            let Ok(Ok(mut ws)) = tokio::time::timeout(config.join_timeout, accept).await else {
+                return;
+            };
+            let Ok(_permit) = permit else {
+                let busy = error(
+                    ErrorKind::Busy,
+                    "the signaling server is full, try again later",
+                );
+                let _ = ws.send(busy).await;
+                let _ = ws.close(None).await;
+                return;
+            };
+            session(ws, rooms, config).await;
+        });
+    }
+}
+
+fn error(kind: ErrorKind, message: &str) -> WsMessage {
+    WsMessage::text(
+        ServerMessage::Error {
+            kind,
+            message: message.to_string(),
+        }
+        .to_text(),
+    )
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
+    let join = match tokio::time::timeout(config.join_timeout, ws.next()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) => serde_json::from_str::<ClientMessage>(&text).ok(),
+        _ => None,
+    };
+    let Some(ClientMessage::Join { room, side }) = join.filter(|j| j.validate().is_ok()) else {
+        let _ = ws
+            .send(error(ErrorKind::BadRequest, "expected a join message"))
+            .await;
+        let _ = ws.close(None).await;
+        return;
+    };
+
+    let (tx, mut rx) = mpsc::channel::<Event>(64);
+    let id = rooms.next_id.fetch_add(1, Ordering::Relaxed);
+    let joined = {
+        let mut map = rooms.map.lock().expect("rooms lock");
+        let members = map.entry(room.clone()).or_default();
+        if members.len() >= 2 {
+            Err(error(ErrorKind::RoomFull, "this code's room is full"))
+        } else if members.iter().any(|m| m.side == side) {
+            Err(error(
+                ErrorKind::SideTaken,
+                "someone else is already using this code on the same side",
+            ))
+        } else {
+            let other = members.first().map(|m| m.tx.clone());
+            members.push(Member {
+                id,
+                side,
+                tx: tx.clone(),
+            });
+            Ok(other)
+        }
+    };
+    let mut peer = match joined {
+        Ok(other) => other,
+        Err(refusal) => {
+            let _ = ws.send(refusal).await;
+            let _ = ws.close(None).await;
+            return;
+        }
+    };
+    let mut announce = vec![WsMessage::text(ServerMessage::Joined.to_text())];
+    if let Some(other) = &peer {
+        // Tell the first member who its peer is; both learn they are paired.
+        let _ = other.send(Event::Paired(tx.clone())).await;
+        announce.push(WsMessage::text(ServerMessage::Paired.to_text()));
+    }
+    drop(tx);
+
+    let deadline = tokio::time::sleep(config.room_timeout);
+    tokio::pin!(deadline);
+    let mut ok = true;
+    for message in announce {
+        ok &= ws.send(message).await.is_ok();
+    }
+    while ok {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(Event::Paired(other)) => {
+                    peer = Some(other);
+                    ok = ws.send(WsMessage::text(ServerMessage::Paired.to_text())).await.is_ok();
+                }
+                Some(Event::Relay(bytes)) => {
+                    ok = ws.send(WsMessage::binary(bytes)).await.is_ok();
+                }
+                Some(Event::PeerLeft) | None => {
+                    let _ = ws.send(WsMessage::text(ServerMessage::PeerLeft.to_text())).await;
+                    break;
+                }
+            },
+            incoming = ws.next() => match incoming {
+                Some(Ok(WsMessage::Binary(bytes))) => match &peer {
+                    // An honest peer sends a handful of messages; one that fills the other's
+                    // queue is flooding, and loses its session rather than stalling the server.
+                    Some(other) => ok = other.try_send(Event::Relay(bytes.to_vec())).is_ok(),
+                    None => {
+                        let _ = ws.send(error(ErrorKind::BadRequest, "no peer to relay to yet")).await;
+                        break;
+                    }
+                },
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                _ => break,
+            },
+            _ = &mut deadline => {
+                let _ = ws.send(error(ErrorKind::Timeout, "the room timed out")).await;
+                break;
+            }
+        }
+    }
+    leave(&rooms, &room, id, peer).await;
+    let _ = ws.close(None).await;
+}
+
+/// Forgets the room and tells the other member, if any.
+async fn leave(rooms: &Rooms, room: &str, id: u64, peer: Option<mpsc::Sender<Event>>) {
+    let others: Vec<mpsc::Sender<Event>> = {
+        let mut map = rooms.map.lock().expect("rooms lock");
+        // The room may already be gone, and its number reused by strangers: only forget it if
+        // this member is still in it.
+        let ours = map
+            .get(room)
+            .is_some_and(|members| members.iter().any(|m| m.id == id));
+        match ours.then(|| map.remove(room)).flatten() {
+            Some(members) => members
+                .into_iter()
+                .filter(|m| m.id != id)
+                .map(|m| m.tx)
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+    for other in others.into_iter().chain(peer) {
+        let _ = other.try_send(Event::PeerLeft);
+    }
+}

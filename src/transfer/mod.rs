@@ -1,0 +1,107 @@
+//! A transfer from one side's point of view: meet, confirm, connect, move the bytes.
+//!
+//! - [`send`]: `mp send`.
+//! - [`receive`]: `mp receive`.
+//! - this module: what both share, meeting through the server and talking in sealed messages.
+
+pub mod receive;
+pub mod send;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::{fail, Kind};
+use crate::protocol::code::Code;
+use crate::protocol::message::Message;
+use crate::protocol::pake::Side;
+use crate::protocol::session::{Handshake, SecureChannel, SessionError};
+use crate::signal::client::SignalClient;
+
+/// How long one signaling reply may take once both sides are present (a person may be reading
+/// the receiver's prompt, so this is generous).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the handshake messages may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the direct connection may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What both commands are told about the network.
+#[derive(Clone, Debug)]
+pub struct NetOptions {
+    /// The signaling server's URL.
+    pub signal: String,
+    /// How long to wait for the other side to arrive.
+    pub wait: Duration,
+    /// Local addresses ICE may use (empty: every non-loopback interface).
+    pub bind: Vec<IpAddr>,
+}
+
+/// The confirmed, sealed signaling conversation with the peer.
+pub struct Signaling {
+    client: SignalClient,
+    channel: SecureChannel,
+}
+
+impl Signaling {
+    /// Runs the key exchange and confirmation with the peer that just paired with us.
+    pub async fn handshake(
+        mut client: SignalClient,
+        code: &Code,
+        side: Side,
+    ) -> anyhow::Result<Signaling> {
+        let (handshake, pake) = Handshake::start(code, side);
+        client.send(pake).await?;
+        let theirs = client.recv(HANDSHAKE_TIMEOUT).await?;
+        let (handshake, hello) = handshake.on_pake(&theirs).map_err(session_failure)?;
+        client.send(hello).await?;
+        let theirs = client.recv(HANDSHAKE_TIMEOUT).await?;
+        let channel = handshake.on_hello(&theirs).map_err(session_failure)?;
+        Ok(Signaling { client, channel })
+    }
+
+    pub async fn send(&mut self, message: &Message) -> anyhow::Result<()> {
+        let envelope = self.channel.seal(message).map_err(session_failure)?;
+        self.client.send(envelope).await
+    }
+
+    /// The peer's next message. An `Abort` from the peer becomes an error here.
+    pub async fn recv(&mut self) -> anyhow::Result<Message> {
+        let envelope = self.client.recv(REPLY_TIMEOUT).await?;
+        match self.channel.open(&envelope).map_err(session_failure)? {
+            Message::Abort { reason } => Err(fail(
+                Kind::PeerGone,
+                format!(
+                    "the other side stopped: {}",
+                    crate::protocol::manifest::display(&reason)
+                ),
+            )),
+            message => Ok(message),
+        }
+    }
+
+    /// Leaves the server: from here on the peers talk directly.
+    pub async fn close(self) {
+        self.client.close().await;
+    }
+}
+
+/// Maps a session failure to what the user sees.
+fn session_failure(err: SessionError) -> anyhow::Error {
+    let kind = match err {
+        SessionError::WrongCode | SessionError::Tampered(_) => Kind::WrongCode,
+        SessionError::SameSide(_) => Kind::Usage,
+        SessionError::Version(_) | SessionError::Protocol(_) => Kind::WrongCode,
+    };
+    fail(kind, err.to_string())
+}
+
+/// A message the protocol did not expect at this point.
+pub fn unexpected(message: &Message, waiting_for: &str) -> anyhow::Error {
+    fail(
+        Kind::WrongCode,
+        format!(
+            "protocol violation: got {} while waiting for {waiting_for}",
+            message.kind_name()
+        ),
+    )
+}
