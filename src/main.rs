@@ -1,22 +1,14 @@
 //! `mp`: parse the command line, run one command, map failures to one line and an exit code.
 
-mod cli;
-mod error;
-mod generate;
-mod peer;
-mod protocol;
-mod signal;
-mod transfer;
-mod ui;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 
-use cli::{Cli, Command, NetArgs};
-use error::{fail, Failure, Kind};
-use transfer::NetOptions;
+use mp::cli::{Cli, Command, NetArgs};
+use mp::error::{self, fail, Failure, Kind};
+use mp::transfer::NetOptions;
+use mp::{generate, signal, transfer, ui};
 
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace.

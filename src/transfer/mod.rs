@@ -22,6 +22,8 @@ use crate::signal::client::SignalClient;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the handshake messages may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the direct connection may still take once the peer has left the server.
+const LEFT_GRACE: Duration = Duration::from_secs(5);
 /// How long the direct connection may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -76,6 +78,29 @@ impl Signaling {
                 ),
             )),
             message => Ok(message),
+        }
+    }
+
+    /// Runs `connecting` (the direct connection coming up) while watching the server, so that a
+    /// peer who gives up is noticed at once. A peer who leaves the server because *its* end is
+    /// already up is normal: then `connecting` gets a short grace to finish too.
+    pub async fn watch_while<T>(
+        &mut self,
+        connecting: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        tokio::pin!(connecting);
+        tokio::select! {
+            biased;
+            done = &mut connecting => done,
+            message = self.recv() => {
+                let left = match message {
+                    Ok(message) => unexpected(&message, "the connection"),
+                    Err(err) => err,
+                };
+                tokio::time::timeout(LEFT_GRACE, connecting)
+                    .await
+                    .unwrap_or(Err(left))
+            }
         }
     }
 

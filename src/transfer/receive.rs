@@ -112,7 +112,9 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
             sdp: answer,
         })
         .await?;
-    let channel = peer.incoming_channel(CONNECT_TIMEOUT).await?;
+    let channel = signaling
+        .watch_while(peer.incoming_channel(CONNECT_TIMEOUT))
+        .await?;
     signaling.close().await;
 
     let bar = ui.progress(entry.size, &name);

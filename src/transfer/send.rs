@@ -101,7 +101,7 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
         } => peer.apply_answer(sdp).await?,
         other => return Err(unexpected(&other, "an SDP answer")),
     }
-    wait_open(&peer, &channel).await?;
+    signaling.watch_while(wait_open(&peer, &channel)).await?;
     signaling.close().await;
 
     let bar = ui.progress(file_size, &display(&name));

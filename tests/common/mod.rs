@@ -1,0 +1,219 @@
+//! A small world for integration tests: a real `mp signal` on a free loopback port, and real
+//! `mp send` / `mp receive` processes whose ICE is restricted to 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn mp_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mp"))
+}
+
+/// `mp` with a clean environment: loopback-only ICE, no inherited signaling URL.
+pub fn mp() -> Command {
+    let mut cmd = Command::new(mp_bin());
+    cmd.env_remove("MP_SIGNAL")
+        .env("MP_BIND", "127.0.0.1")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A running `mp signal`, killed on drop.
+pub struct Signal {
+    child: Child,
+    pub url: String,
+}
+
+impl Signal {
+    pub fn start() -> Signal {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Signal {
+        let mut child = mp()
+            .args(["signal", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .spawn()
+            .expect("start mp signal");
+        let stderr = child.stderr.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stderr).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("mp signal: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from mp signal: {line:?}"))
+            .to_string();
+        Signal { child, url }
+    }
+}
+
+impl Drop for Signal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A finished process: exit status and captured output.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    /// Asserts the exit code, showing stderr when it differs.
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            expected,
+            "exit code {} (expected {expected}); stderr:\n{}",
+            self.code(),
+            self.stderr
+        );
+        self
+    }
+
+    /// The last line on stderr: the one-line error.
+    pub fn last_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or("")
+    }
+}
+
+/// A started process whose output is collected in the background.
+pub struct Running {
+    child: Child,
+    started: Instant,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+pub fn spawn(cmd: &mut Command) -> Running {
+    let mut child = cmd.spawn().expect("spawn mp");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    Running {
+        child,
+        started: Instant::now(),
+        stdout: Some(std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        })),
+        stderr: Some(std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = err.read_to_string(&mut buf);
+            buf
+        })),
+    }
+}
+
+impl Running {
+    /// Waits at most `limit`; a process still running then is killed and the test fails.
+    pub fn wait(mut self, limit: Duration) -> Outcome {
+        let deadline = self.started + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Outcome {
+                    status,
+                    stdout: self.stdout.take().unwrap().join().unwrap(),
+                    stderr: self.stderr.take().unwrap().join().unwrap(),
+                    elapsed: self.started.elapsed(),
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "mp did not finish within {limit:?}; stderr so far:\n{}",
+                    self.stderr.take().unwrap().join().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+static NEXT_ROOM: AtomicU32 = AtomicU32::new(1);
+
+/// A code unique within this test process (each test binary has its own signal server anyway).
+pub fn fresh_code() -> String {
+    let room = NEXT_ROOM.fetch_add(1, Ordering::Relaxed);
+    format!("{room}-test-{}", std::process::id())
+}
+
+/// `mp send --signal URL --code CODE FILE`.
+pub fn send(signal: &Signal, code: &str, file: &Path) -> Command {
+    let mut cmd = mp();
+    cmd.arg("send")
+        .args(["--signal", &signal.url, "--code", code])
+        .arg(file);
+    cmd
+}
+
+/// `mp receive --signal URL CODE -o DIR` (add `--yes` etc. yourself).
+pub fn receive(signal: &Signal, code: &str, dir: &Path) -> Command {
+    let mut cmd = mp();
+    cmd.arg("receive")
+        .args(["--signal", &signal.url])
+        .arg(code)
+        .arg("-o")
+        .arg(dir);
+    cmd
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Lists a folder's entries, sorted, for "nothing else was written" checks.
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A generous upper bound for a whole transfer on a loaded 2-core machine.
+pub const LIMIT: Duration = Duration::from_secs(120);

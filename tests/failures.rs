@@ -1,0 +1,272 @@
+//! What users meet when things go wrong: each ends with one clear line and its exit code,
+//! never a hang, and never a file under its final name that was not verified.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const WRONG_CODE: i32 = 3;
+const DECLINED: i32 = 4;
+const TIMEOUT: i32 = 5;
+const PEER_GONE: i32 = 6;
+const SERVER: i32 = 7;
+const ROOM_FULL: i32 = 8;
+const EXISTS: i32 = 10;
+const NO_TERMINAL: i32 = 13;
+const USAGE: i32 = 2;
+
+fn file_in(dir: &std::path::Path, name: &str, content: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[test]
+fn wrong_code_fails_fast_on_both_sides_and_writes_nothing() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "secret.txt", b"secret");
+
+    let sender = spawn(&mut send(&signal, "42-guitar-ocean", &path));
+    let receiver = spawn(receive(&signal, "42-guitar-oceans", dst.path()).arg("--yes"));
+    let received = receiver.wait(Duration::from_secs(20));
+    let sent = sender.wait(Duration::from_secs(20));
+    received.assert_code(WRONG_CODE);
+    sent.assert_code(WRONG_CODE);
+    assert!(
+        received.last_line().contains("wrong code"),
+        "{}",
+        received.stderr
+    );
+    assert!(sent.last_line().contains("wrong code"), "{}", sent.stderr);
+    assert!(received.elapsed < Duration::from_secs(10));
+    assert!(list(dst.path()).is_empty(), "nothing written");
+}
+
+#[test]
+fn receiver_declining_stops_both_sides() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "offer.txt", b"no thanks");
+    let code = fresh_code();
+
+    let sender = spawn(&mut send(&signal, &code, &path));
+    // A real terminal for the prompt: `script` gives the receiver a pty, and we answer "n".
+    let command = format!(
+        "{} receive --signal {} {} -o {}",
+        mp_bin().display(),
+        signal.url,
+        code,
+        dst.path().display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"])
+        .env("MP_BIND", "127.0.0.1")
+        .env_remove("MP_SIGNAL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut receiver = cmd.spawn().unwrap();
+    let mut stdin = receiver.stdin.take().unwrap();
+    // Answer once the question is (very likely) on screen; "n" is read whenever it comes.
+    std::thread::sleep(Duration::from_millis(500));
+    std::io::Write::write_all(&mut stdin, b"n\n").unwrap();
+    let sent = sender.wait(LIMIT);
+    let status = receiver.wait().unwrap();
+    drop(stdin);
+    let mut screen = String::new();
+    std::io::Read::read_to_string(receiver.stdout.as_mut().unwrap(), &mut screen).unwrap();
+    assert!(
+        screen.contains("Receive offer.txt"),
+        "prompt shown: {screen}"
+    );
+    assert_eq!(status.code(), Some(DECLINED), "receiver screen:\n{screen}");
+    sent.assert_code(DECLINED);
+    assert!(sent.last_line().contains("declined"), "{}", sent.stderr);
+    assert!(list(dst.path()).is_empty());
+}
+
+#[test]
+fn receiver_without_terminal_or_yes_refuses_instead_of_hanging() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "a.txt", b"a");
+    let code = fresh_code();
+
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let received = spawn(&mut receive(&signal, &code, dst.path())).wait(LIMIT);
+    received.assert_code(NO_TERMINAL);
+    assert!(
+        received.last_line().contains("--yes"),
+        "{}",
+        received.stderr
+    );
+    sender.wait(LIMIT).assert_code(DECLINED);
+    assert!(list(dst.path()).is_empty());
+}
+
+#[test]
+fn existing_target_is_never_overwritten() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "report.pdf", b"new content");
+    file_in(dst.path(), "report.pdf", b"precious");
+    let code = fresh_code();
+
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
+    received.assert_code(EXISTS);
+    assert!(
+        received.last_line().contains("--overwrite"),
+        "{}",
+        received.stderr
+    );
+    sender.wait(LIMIT).assert_code(DECLINED);
+    assert_eq!(
+        std::fs::read(dst.path().join("report.pdf")).unwrap(),
+        b"precious"
+    );
+    assert_eq!(list(dst.path()), vec!["report.pdf"]);
+}
+
+#[test]
+fn overwrite_replaces_an_existing_target() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "report.pdf", b"new content");
+    file_in(dst.path(), "report.pdf", b"old");
+    let code = fresh_code();
+
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let received = spawn(receive(&signal, &code, dst.path()).args(["--yes", "--overwrite"]));
+    received.wait(LIMIT).assert_code(0);
+    sender.wait(LIMIT).assert_code(0);
+    assert_eq!(
+        std::fs::read(dst.path().join("report.pdf")).unwrap(),
+        b"new content"
+    );
+}
+
+#[test]
+fn receiver_killed_mid_transfer_makes_the_sender_fail_and_leaves_no_final_file() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    // Large and sparse: quick to create, long enough to interrupt.
+    let path = src.path().join("big.bin");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let code = fresh_code();
+
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let mut receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
+    let part = dst.path().join("big.bin.part");
+    let deadline = std::time::Instant::now() + LIMIT;
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < (1 << 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    receiver.kill();
+    let sent = sender.wait(Duration::from_secs(30));
+    sent.assert_code(PEER_GONE);
+    assert!(!dst.path().join("big.bin").exists(), "no final file");
+}
+
+#[test]
+fn unreachable_server_is_reported() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let src = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "a.txt", b"a");
+    let url = format!("ws://127.0.0.1:{port}");
+    let out = spawn(mp().args(["send", "--signal", &url]).arg(&path)).wait(LIMIT);
+    out.assert_code(SERVER);
+    assert!(
+        out.last_line()
+            .contains("cannot reach the signaling server"),
+        "{}",
+        out.stderr
+    );
+    let out = spawn(mp().args(["receive", "--signal", &url, "1-x", "--yes"])).wait(LIMIT);
+    out.assert_code(SERVER);
+}
+
+#[test]
+fn bad_or_missing_signaling_url_is_reported() {
+    let out =
+        spawn(mp().args(["receive", "--signal", "http://example.invalid", "1-x"])).wait(LIMIT);
+    out.assert_code(SERVER);
+    assert!(
+        out.last_line().contains("bad signaling URL"),
+        "{}",
+        out.stderr
+    );
+    let out = spawn(mp().args(["receive", "1-x"])).wait(LIMIT);
+    out.assert_code(USAGE);
+    assert!(out.last_line().contains("MP_SIGNAL"), "{}", out.stderr);
+}
+
+#[test]
+fn malformed_code_is_a_usage_error() {
+    let signal = Signal::start();
+    let out = spawn(mp().args(["receive", "--signal", &signal.url, "guitar-ocean"])).wait(LIMIT);
+    out.assert_code(USAGE);
+    assert!(out.last_line().contains("7-guitar-ocean"), "{}", out.stderr);
+}
+
+#[test]
+fn missing_file_is_reported_before_anyone_waits() {
+    let signal = Signal::start();
+    let out = spawn(mp().args(["send", "--signal", &signal.url, "/nonexistent/file"])).wait(LIMIT);
+    out.assert_code(11);
+    assert!(
+        out.last_line().contains("/nonexistent/file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn peer_that_never_arrives_times_out() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "a.txt", b"a");
+    let code = fresh_code();
+    let out = spawn(send(&signal, &code, &path).args(["--timeout", "1"])).wait(LIMIT);
+    out.assert_code(TIMEOUT);
+    assert!(out.last_line().contains("did not arrive"), "{}", out.stderr);
+}
+
+#[test]
+fn a_second_sender_on_the_same_code_is_refused() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "a.txt", b"a");
+    let code = fresh_code();
+    let first = spawn(&mut send(&signal, &code, &path));
+    std::thread::sleep(Duration::from_millis(300));
+    let second = spawn(&mut send(&signal, &code, &path)).wait(LIMIT);
+    second.assert_code(ROOM_FULL);
+    assert!(
+        second.last_line().contains("already in use"),
+        "{}",
+        second.stderr
+    );
+    drop(first);
+}
