@@ -1,0 +1,91 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[mp] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'mp'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'mp'= {
+            cand -q 'Print only errors and the code'
+            cand --quiet 'Print only errors and the code'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand signal 'Run a signaling server that pairs senders and receivers'
+            cand send 'Send a file; prints the code to give to the receiver'
+            cand receive 'Receive a file, given the sender''s code'
+            cand generate 'Write shell completions and man pages (for packagers and this repository)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mp;signal'= {
+            cand --listen 'Address and port to listen on'
+            cand --room-timeout 'Seconds a room may live before the server closes it'
+            cand --max-clients 'Most connections served at once'
+            cand -q 'Print only errors and the code'
+            cand --quiet 'Print only errors and the code'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'mp;send'= {
+            cand --code 'Use this code instead of a generated one (`<number>-<anything>`)'
+            cand --signal 'Signaling server URL (ws:// or wss://)'
+            cand --timeout 'Seconds to wait for the other side to arrive'
+            cand --bind 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here'
+            cand -q 'Print only errors and the code'
+            cand --quiet 'Print only errors and the code'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'mp;receive'= {
+            cand -o 'Where to write: an existing folder, or the file name to use'
+            cand --output 'Where to write: an existing folder, or the file name to use'
+            cand --signal 'Signaling server URL (ws:// or wss://)'
+            cand --timeout 'Seconds to wait for the other side to arrive'
+            cand --bind 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here'
+            cand -y 'Accept the offer without asking'
+            cand --yes 'Accept the offer without asking'
+            cand --overwrite 'Replace an existing file'
+            cand -q 'Print only errors and the code'
+            cand --quiet 'Print only errors and the code'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'mp;generate'= {
+            cand -q 'Print only errors and the code'
+            cand --quiet 'Print only errors and the code'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'mp;help'= {
+            cand signal 'Run a signaling server that pairs senders and receivers'
+            cand send 'Send a file; prints the code to give to the receiver'
+            cand receive 'Receive a file, given the sender''s code'
+            cand generate 'Write shell completions and man pages (for packagers and this repository)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mp;help;signal'= {
+        }
+        &'mp;help;send'= {
+        }
+        &'mp;help;receive'= {
+        }
+        &'mp;help;generate'= {
+        }
+        &'mp;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,37 @@
+//! The checked-in completions and man pages match the clap definition.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn completions_and_man_pages_are_up_to_date() {
+    let fresh = tempfile::tempdir().unwrap();
+    spawn(mp().arg("generate").arg(fresh.path()))
+        .wait(LIMIT)
+        .assert_code(0);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["completions", "man"] {
+        let names = list(&fresh.path().join(dir));
+        assert!(!names.is_empty());
+        assert_eq!(names, list(&repo.join(dir)), "{dir}/ lists other files");
+        for name in names {
+            let want = std::fs::read(fresh.path().join(dir).join(&name)).unwrap();
+            let have = std::fs::read(repo.join(dir).join(&name)).unwrap();
+            assert!(
+                want == have,
+                "{dir}/{name} is stale: run `cargo run -- generate .` and commit the result"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let out = spawn(mp().args(["receive", "--help"])).wait(LIMIT);
+    out.assert_code(0);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for line in ["Exit codes:", "wrong code", "130"] {
+        assert!(help.contains(line), "{line:?} missing from:\n{help}");
+    }
+}
