@@ -23,13 +23,14 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
         'mp' {
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Run a signaling server that pairs senders and receivers')
-            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a file; prints the code to give to the receiver')
-            [CompletionResult]::new('receive', 'receive', [CompletionResultType]::ParameterValue, 'Receive a file, given the sender''s code')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send files, folders, stdin or a text; prints the code to give to the receiver')
+            [CompletionResult]::new('receive', 'receive', [CompletionResultType]::ParameterValue, 'Receive what the sender offers, given its code')
             [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Write shell completions and man pages (for packagers and this repository)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -40,24 +41,28 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--max-clients', '--max-clients', [CompletionResultType]::ParameterName, 'Most connections served at once')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'mp;send' {
+            [CompletionResult]::new('--text', '--text', [CompletionResultType]::ParameterName, 'Send this short text instead of files; the receiver prints it')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The name the receiver gets for standard input (`mp send -`)')
             [CompletionResult]::new('--code', '--code', [CompletionResultType]::ParameterName, 'Use this code instead of a generated one (`<number>-<anything>`)')
             [CompletionResult]::new('--signal', '--signal', [CompletionResultType]::ParameterName, 'Signaling server URL (ws:// or wss://)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the other side to arrive')
             [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'mp;receive' {
-            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where to write: an existing folder, or the file name to use')
-            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where to write: an existing folder, or the file name to use')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)')
             [CompletionResult]::new('--signal', '--signal', [CompletionResultType]::ParameterName, 'Signaling server URL (ws:// or wss://)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the other side to arrive')
             [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here')
@@ -66,6 +71,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--overwrite', '--overwrite', [CompletionResultType]::ParameterName, 'Replace an existing file')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -73,14 +79,15 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
         'mp;generate' {
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'mp;help' {
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Run a signaling server that pairs senders and receivers')
-            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a file; prints the code to give to the receiver')
-            [CompletionResult]::new('receive', 'receive', [CompletionResultType]::ParameterValue, 'Receive a file, given the sender''s code')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send files, folders, stdin or a text; prints the code to give to the receiver')
+            [CompletionResult]::new('receive', 'receive', [CompletionResultType]::ParameterValue, 'Receive what the sender offers, given its code')
             [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Write shell completions and man pages (for packagers and this repository)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break

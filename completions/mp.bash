@@ -53,7 +53,7 @@ _mp() {
 
     case "${cmd}" in
         mp)
-            opts="-q -h -V --quiet --help --version signal send receive generate help"
+            opts="-q -h -V --quiet --json --help --version signal send receive generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -67,7 +67,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__generate)
-            opts="-q -h --quiet --help"
+            opts="-q -h --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,7 +165,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__receive)
-            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --quiet --help"
+            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,12 +199,20 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --code --signal --timeout --bind --quiet --help"
+            opts="-q -h --text --name --code --signal --timeout --bind --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --text)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --code)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -229,7 +237,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__signal)
-            opts="-q -h --listen --room-timeout --max-clients --quiet --help"
+            opts="-q -h --listen --room-timeout --max-clients --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -20,13 +20,14 @@ set edit:completion:arg-completer[mp] = {|@words|
         &'mp'= {
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
+            cand --json 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
             cand signal 'Run a signaling server that pairs senders and receivers'
-            cand send 'Send a file; prints the code to give to the receiver'
-            cand receive 'Receive a file, given the sender''s code'
+            cand send 'Send files, folders, stdin or a text; prints the code to give to the receiver'
+            cand receive 'Receive what the sender offers, given its code'
             cand generate 'Write shell completions and man pages (for packagers and this repository)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -36,22 +37,26 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --max-clients 'Most connections served at once'
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
+            cand --json 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'mp;send'= {
+            cand --text 'Send this short text instead of files; the receiver prints it'
+            cand --name 'The name the receiver gets for standard input (`mp send -`)'
             cand --code 'Use this code instead of a generated one (`<number>-<anything>`)'
             cand --signal 'Signaling server URL (ws:// or wss://)'
             cand --timeout 'Seconds to wait for the other side to arrive'
             cand --bind 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here'
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
+            cand --json 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'mp;receive'= {
-            cand -o 'Where to write: an existing folder, or the file name to use'
-            cand --output 'Where to write: an existing folder, or the file name to use'
+            cand -o 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)'
+            cand --output 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)'
             cand --signal 'Signaling server URL (ws:// or wss://)'
             cand --timeout 'Seconds to wait for the other side to arrive'
             cand --bind 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here'
@@ -60,19 +65,21 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --overwrite 'Replace an existing file'
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
+            cand --json 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'mp;generate'= {
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
+            cand --json 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'mp;help'= {
             cand signal 'Run a signaling server that pairs senders and receivers'
-            cand send 'Send a file; prints the code to give to the receiver'
-            cand receive 'Receive a file, given the sender''s code'
+            cand send 'Send files, folders, stdin or a text; prints the code to give to the receiver'
+            cand receive 'Receive what the sender offers, given its code'
             cand generate 'Write shell completions and man pages (for packagers and this repository)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }

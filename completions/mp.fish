@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_mp_global_optspecs
-    string join \n q/quiet h/help V/version
+    string join \n q/quiet json h/help V/version
 end
 
 function __fish_mp_needs_command
@@ -25,36 +25,43 @@ function __fish_mp_using_subcommand
 end
 
 complete -c mp -n "__fish_mp_needs_command" -s q -l quiet -d 'Print only errors and the code'
+complete -c mp -n "__fish_mp_needs_command" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mp -n "__fish_mp_needs_command" -s V -l version -d 'Print version'
 complete -c mp -n "__fish_mp_needs_command" -f -a "signal" -d 'Run a signaling server that pairs senders and receivers'
-complete -c mp -n "__fish_mp_needs_command" -f -a "send" -d 'Send a file; prints the code to give to the receiver'
-complete -c mp -n "__fish_mp_needs_command" -f -a "receive" -d 'Receive a file, given the sender\'s code'
+complete -c mp -n "__fish_mp_needs_command" -f -a "send" -d 'Send files, folders, stdin or a text; prints the code to give to the receiver'
+complete -c mp -n "__fish_mp_needs_command" -f -a "receive" -d 'Receive what the sender offers, given its code'
 complete -c mp -n "__fish_mp_needs_command" -f -a "generate" -d 'Write shell completions and man pages (for packagers and this repository)'
 complete -c mp -n "__fish_mp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mp -n "__fish_mp_using_subcommand signal" -l listen -d 'Address and port to listen on' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l room-timeout -d 'Seconds a room may live before the server closes it' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l max-clients -d 'Most connections served at once' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -s q -l quiet -d 'Print only errors and the code'
+complete -c mp -n "__fish_mp_using_subcommand signal" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand signal" -s h -l help -d 'Print help'
+complete -c mp -n "__fish_mp_using_subcommand send" -l text -d 'Send this short text instead of files; the receiver prints it' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l name -d 'The name the receiver gets for standard input (`mp send -`)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l code -d 'Use this code instead of a generated one (`<number>-<anything>`)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l signal -d 'Signaling server URL (ws:// or wss://)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l timeout -d 'Seconds to wait for the other side to arrive' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l bind -d 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -s q -l quiet -d 'Print only errors and the code'
+complete -c mp -n "__fish_mp_using_subcommand send" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand send" -s h -l help -d 'Print help'
-complete -c mp -n "__fish_mp_using_subcommand receive" -s o -l output -d 'Where to write: an existing folder, or the file name to use' -r -F
+complete -c mp -n "__fish_mp_using_subcommand receive" -s o -l output -d 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)' -r -F
 complete -c mp -n "__fish_mp_using_subcommand receive" -l signal -d 'Signaling server URL (ws:// or wss://)' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l timeout -d 'Seconds to wait for the other side to arrive' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l bind -d 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -s y -l yes -d 'Accept the offer without asking'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l overwrite -d 'Replace an existing file'
 complete -c mp -n "__fish_mp_using_subcommand receive" -s q -l quiet -d 'Print only errors and the code'
+complete -c mp -n "__fish_mp_using_subcommand receive" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand receive" -s h -l help -d 'Print help'
 complete -c mp -n "__fish_mp_using_subcommand generate" -s q -l quiet -d 'Print only errors and the code'
+complete -c mp -n "__fish_mp_using_subcommand generate" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "signal" -d 'Run a signaling server that pairs senders and receivers'
-complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "send" -d 'Send a file; prints the code to give to the receiver'
-complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "receive" -d 'Receive a file, given the sender\'s code'
+complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "send" -d 'Send files, folders, stdin or a text; prints the code to give to the receiver'
+complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "receive" -d 'Receive what the sender offers, given its code'
 complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "generate" -d 'Write shell completions and man pages (for packagers and this repository)'
 complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

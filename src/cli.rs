@@ -28,6 +28,11 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr
+    /// when stdout carries the received data.
+    #[arg(long, global = true)]
+    pub json: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,10 +46,10 @@ sealed messages it cannot read. A room holds one sender and one receiver and is 
 as either leaves."
     )]
     Signal(SignalArgs),
-    /// Send a file; prints the code to give to the receiver.
-    #[command(after_help = exit_codes())]
+    /// Send files, folders, stdin or a text; prints the code to give to the receiver.
+    #[command(after_help = send_help())]
     Send(SendArgs),
-    /// Receive a file, given the sender's code.
+    /// Receive what the sender offers, given its code.
     #[command(after_help = exit_codes())]
     Receive(ReceiveArgs),
     /// Write shell completions and man pages (for packagers and this repository).
@@ -90,8 +95,17 @@ pub struct NetArgs {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The file to send.
-    pub file: PathBuf,
+    /// Files and folders to send, or `-` for standard input.
+    #[arg(required_unless_present = "text", conflicts_with = "text")]
+    pub paths: Vec<PathBuf>,
+
+    /// Send this short text instead of files; the receiver prints it.
+    #[arg(long, value_name = "TEXT")]
+    pub text: Option<String>,
+
+    /// The name the receiver gets for standard input (`mp send -`).
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub name: String,
 
     /// Use this code instead of a generated one (`<number>-<anything>`).
     #[arg(long, value_name = "CODE")]
@@ -110,7 +124,8 @@ pub struct ReceiveArgs {
     #[arg(short, long)]
     pub yes: bool,
 
-    /// Where to write: an existing folder, or the file name to use.
+    /// Where to write: an existing folder, a new name for the single file or folder offered,
+    /// or `-` for standard output (a single file or stream only).
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
@@ -124,6 +139,16 @@ pub struct ReceiveArgs {
 
 fn exit_codes() -> String {
     crate::error::Kind::table()
+}
+
+fn send_help() -> String {
+    format!(
+        "Folders are sent whole, with their empty folders and permission bits. Symbolic links \
+inside a folder are not followed: they are skipped, with a warning. A symbolic link named on \
+the command line is followed.\n\nExamples:\n  mp send report.pdf\n  mp send photos/ notes.txt\n  \
+tar c dir | mp send - --name dir.tar\n  mp send --text 'the wifi password is hunter2'\n\n{}",
+        exit_codes()
+    )
 }
 
 #[cfg(test)]

@@ -73,6 +73,25 @@ impl Kind {
         }
     }
 
+    /// A stable name for scripts (the `kind` of a JSON `error` event).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Usage => "usage",
+            Kind::WrongCode => "wrong-code",
+            Kind::Declined => "declined",
+            Kind::Timeout => "timeout",
+            Kind::PeerGone => "peer-gone",
+            Kind::Server => "server",
+            Kind::RoomFull => "room-full",
+            Kind::Connect => "connect",
+            Kind::Exists => "exists",
+            Kind::LocalIo => "local-io",
+            Kind::Integrity => "integrity",
+            Kind::NoTerminal => "no-terminal",
+            Kind::Interrupted => "interrupted",
+        }
+    }
+
     /// What the exit code means, for the documentation table.
     pub fn meaning(self) -> &'static str {
         match self {

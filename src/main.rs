@@ -16,6 +16,11 @@ fn main() -> ExitCode {
         eprintln!("mp: internal error: {info} (please report this)");
     }));
     let cli = Cli::parse();
+    let stdout_is_data = match &cli.command {
+        Command::Receive(args) => args.output.as_deref() == Some(std::path::Path::new("-")),
+        _ => false,
+    };
+    let ui = ui::Ui::new(cli.quiet, cli.json, stdout_is_data);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,7 +33,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         tokio::select! {
-            result = run(cli) => result,
+            result = run(cli, ui.clone()) => result,
             _ = tokio::signal::ctrl_c() => Err(fail(Kind::Interrupted, "interrupted")),
         }
     });
@@ -38,19 +43,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => match err.downcast_ref::<Failure>() {
             Some(failure) => {
-                eprintln!("mp: {failure}");
+                ui.failure(failure);
                 ExitCode::from(failure.kind.exit_code())
             }
             None => {
-                eprintln!("mp: {err:#}");
+                if ui.is_json() {
+                    let message = format!("{err:#}");
+                    ui.event("error", serde_json::json!({ "kind": "internal", "exit_code": 1, "message": message }));
+                } else {
+                    eprintln!("mp: {err:#}");
+                }
                 ExitCode::FAILURE
             }
         },
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ui = ui::Ui::new(cli.quiet);
+async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
     match cli.command {
         Command::Signal(args) => {
             let listener = tokio::net::TcpListener::bind(args.listen)
@@ -73,9 +82,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send(args) => {
             let (net, hint) = net_options(args.net)?;
+            let what = match (args.text, args.paths.as_slice()) {
+                (Some(text), _) => transfer::send::What::Text(text),
+                (None, [single]) if single.as_os_str() == "-" => {
+                    transfer::send::What::Stdin(args.name)
+                }
+                (None, paths) if paths.iter().any(|p| p.as_os_str() == "-") => {
+                    return Err(fail(Kind::Usage, "`-` (stdin) must be the only thing sent"));
+                }
+                (None, _) => transfer::send::What::Paths(args.paths),
+            };
             let send = transfer::send::SendArgs {
                 net,
-                path: args.file,
+                what,
                 code: args.code,
                 signal_hint: hint,
             };

@@ -1,39 +1,118 @@
-//! The terminal: messages, the code and its QR code, the prompt, the progress bar.
+//! What the user sees: messages, the code and its QR code, the prompt, progress, JSON events.
 //!
-//! Everything goes to stderr, so stdout stays free for data. Progress bars and QR codes are
-//! drawn only when stderr is a terminal.
+//! Human output goes to stderr, so stdout stays free for data. Progress bars and QR codes are
+//! drawn only when stderr is a terminal. With `--json`, every message becomes one JSON object
+//! per line (docs/JSON.md) on stdout, or on stderr when stdout carries data.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
 
-use crate::error::{fail, Kind};
+use crate::error::{fail, Failure, Kind};
 use crate::protocol::code::Code;
 
-/// How chatty to be.
-#[derive(Clone, Copy, Debug)]
+/// JSON progress events are sent at most this often.
+const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Where JSON events go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonSink {
+    Stdout,
+    Stderr,
+}
+
+/// How to talk to the user.
+#[derive(Clone, Debug)]
 pub struct Ui {
     quiet: bool,
     tty: bool,
+    json: Option<JsonSink>,
+    start: Instant,
 }
 
 impl Ui {
-    pub fn new(quiet: bool) -> Ui {
+    /// `stdout_is_data`: stdout carries the received bytes or text, so JSON goes to stderr.
+    pub fn new(quiet: bool, json: bool, stdout_is_data: bool) -> Ui {
+        let sink = if stdout_is_data {
+            JsonSink::Stderr
+        } else {
+            JsonSink::Stdout
+        };
         Ui {
             quiet,
             tty: std::io::stderr().is_terminal(),
+            json: json.then_some(sink),
+            start: Instant::now(),
         }
     }
 
-    /// A line of information (suppressed by `--quiet`).
+    pub fn is_json(&self) -> bool {
+        self.json.is_some()
+    }
+
+    /// A line of information for people (suppressed by `--quiet` and `--json`).
     pub fn status(&self, line: &str) {
-        if !self.quiet {
+        if !self.quiet && self.json.is_none() {
             eprintln!("{line}");
+        }
+    }
+
+    /// A warning for people (suppressed by `--json` only), or a `warning` event.
+    pub fn warn(&self, line: &str) {
+        match self.json {
+            Some(_) => self.event("warning", json!({ "message": line })),
+            None => eprintln!("mp: warning: {line}"),
+        }
+    }
+
+    /// One JSON event (nothing without `--json`). `fields` must be an object.
+    pub fn event(&self, name: &str, fields: Value) {
+        let Some(sink) = self.json else { return };
+        let mut object = serde_json::Map::new();
+        object.insert("event".into(), name.into());
+        object.insert(
+            "t".into(),
+            json!((self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
+        );
+        if let Value::Object(extra) = fields {
+            object.extend(extra);
+        }
+        let line = Value::Object(object).to_string();
+        match sink {
+            JsonSink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            JsonSink::Stderr => eprintln!("{line}"),
+        }
+    }
+
+    /// Reports the failure that ends the program: one line, or one `error` event.
+    pub fn failure(&self, failure: &Failure) {
+        match self.json {
+            Some(_) => self.event(
+                "error",
+                json!({
+                    "kind": failure.kind.name(),
+                    "exit_code": failure.kind.exit_code(),
+                    "message": failure.message,
+                }),
+            ),
+            None => eprintln!("mp: {failure}"),
         }
     }
 
     /// Shows the code to pass to the receiver (always: a script needs it too).
     pub fn show_code(&self, code: &Code, signal_hint: Option<&str>) {
+        if self.json.is_some() {
+            self.event("code", json!({ "code": code.as_str() }));
+            return;
+        }
         let signal = signal_hint
             .map(|url| format!("--signal {url} "))
             .unwrap_or_default();
@@ -74,24 +153,86 @@ impl Ui {
         ))
     }
 
-    /// A byte progress bar for `total` bytes, or a hidden one.
-    pub fn progress(&self, total: u64, name: &str) -> ProgressBar {
-        if !self.tty || self.quiet {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{prefix} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .expect("the template is valid")
-        .progress_chars("█▉▊▋▌▍▎▏ ");
-        bar.set_style(style);
-        bar.set_prefix(name.to_string());
-        bar
+    /// Progress over `total` bytes (`None`: unknown, a stream).
+    pub fn progress(&self, total: Option<u64>, name: &str) -> Progress {
+        let bar = if !self.tty || self.quiet || self.json.is_some() {
+            ProgressBar::hidden()
+        } else {
+            let (bar, template) = match total {
+                Some(total) => (
+                    ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
+                    "{prefix} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                ),
+                None => (
+                    ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+                    "{prefix} {spinner} {bytes} {binary_bytes_per_sec}",
+                ),
+            };
+            let style = ProgressStyle::with_template(template)
+                .expect("the templates are valid")
+                .progress_chars("█▉▊▋▌▍▎▏ ");
+            bar.set_style(style);
+            bar.set_prefix(name.to_string());
+            bar
+        };
+        Progress(Arc::new(ProgressInner {
+            bar,
+            ui: self.clone(),
+            total,
+            bytes: AtomicU64::new(0),
+            last_event: Mutex::new(None),
+        }))
     }
 }
 
-/// "2.4 MiB"
+/// Progress shared between the task that moves bytes and the one that reports them.
+#[derive(Clone)]
+pub struct Progress(Arc<ProgressInner>);
+
+struct ProgressInner {
+    bar: ProgressBar,
+    ui: Ui,
+    total: Option<u64>,
+    bytes: AtomicU64,
+    last_event: Mutex<Option<Instant>>,
+}
+
+impl Progress {
+    pub fn inc(&self, n: u64) {
+        let inner = &self.0;
+        let before = inner.bytes.fetch_add(n, Ordering::Relaxed);
+        let bytes = before + n;
+        inner.bar.inc(n);
+        if inner.ui.json.is_some() {
+            if before == 0 && n > 0 {
+                inner.ui.event("first-byte", json!({}));
+            }
+            let mut last = inner.last_event.lock().expect("progress lock");
+            if last.is_none_or(|at| at.elapsed() >= JSON_PROGRESS_EVERY) {
+                *last = Some(Instant::now());
+                drop(last);
+                inner
+                    .ui
+                    .event("progress", json!({ "bytes": bytes, "total": inner.total }));
+            }
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Notes a completed file.
+    pub fn file_done(&self, path: &str) {
+        self.0.ui.event("file-done", json!({ "path": path }));
+    }
+
+    pub fn finish(&self) {
+        self.0.bar.finish_and_clear();
+    }
+}
+
+/// "2.40 MiB"
 pub fn size(bytes: u64) -> String {
     HumanBytes(bytes).to_string()
 }

@@ -169,9 +169,8 @@ fn receiver_killed_mid_transfer_makes_the_sender_fail_and_leaves_no_final_file()
 
     let sender = spawn(&mut send(&signal, &code, &path));
     let mut receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    let part = dst.path().join("big.bin.part");
     let deadline = std::time::Instant::now() + LIMIT;
-    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < (1 << 20) {
+    while staged_bytes(dst.path(), "big.bin") < (1 << 20) {
         assert!(
             std::time::Instant::now() < deadline,
             "transfer never started"
@@ -182,6 +181,10 @@ fn receiver_killed_mid_transfer_makes_the_sender_fail_and_leaves_no_final_file()
     let sent = sender.wait(Duration::from_secs(30));
     sent.assert_code(PEER_GONE);
     assert!(!dst.path().join("big.bin").exists(), "no final file");
+    assert!(
+        staged_bytes(dst.path(), "big.bin") > 0,
+        "the prefix is kept to resume"
+    );
 }
 
 #[test]

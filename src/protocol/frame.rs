@@ -4,10 +4,14 @@
 //! 0x00 DATA  bytes        the next bytes of the current file (1 ..= MAX_DATA bytes)
 //! 0x01 END   sha256[32]   the current file is complete; its SHA-256
 //! 0x02 DONE               receiver → sender: every file verified and stored
-//! 0x03 FAIL  utf-8 text   either way: stop, and why (at most MAX_REASON bytes)
+//! 0x03 FAIL  kind[1] text either way: stop; kind 0 other, 1 integrity, 2 local I/O,
+//!                         3 interrupted; then why, in UTF-8 (at most MAX_REASON bytes)
+//! 0x04 BEGIN offset[8]    the current file's DATA starts at this offset (big-endian u64);
+//!                         sent only for files the receiver asked to resume
 //! ```
 //!
-//! Files travel one after the other in manifest order on one reliable, ordered channel.
+//! Files travel one after the other in manifest order on one reliable, ordered channel; folders
+//! have no frames.
 
 /// Largest data-channel message we send or accept (the SCTP limit we negotiate).
 pub const MAX_MESSAGE: usize = 256 * 1024;
@@ -20,6 +24,27 @@ const DATA: u8 = 0x00;
 const END: u8 = 0x01;
 const DONE: u8 = 0x02;
 const FAIL: u8 = 0x03;
+const BEGIN: u8 = 0x04;
+
+/// Why a side stopped, so the other can pick the right exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailKind {
+    Other = 0,
+    Integrity = 1,
+    LocalIo = 2,
+    Interrupted = 3,
+}
+
+impl FailKind {
+    fn from_byte(byte: u8) -> FailKind {
+        match byte {
+            1 => FailKind::Integrity,
+            2 => FailKind::LocalIo,
+            3 => FailKind::Interrupted,
+            _ => FailKind::Other,
+        }
+    }
+}
 
 /// A decoded frame, borrowing the message it came from.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,7 +52,8 @@ pub enum Frame<'a> {
     Data(&'a [u8]),
     End([u8; 32]),
     Done,
-    Fail(String),
+    Fail(FailKind, String),
+    Begin(u64),
 }
 
 /// Why bytes are not a frame.
@@ -58,10 +84,16 @@ impl<'a> Frame<'a> {
                 .map_err(|_| FrameError::Malformed("END")),
             DONE if body.is_empty() => Ok(Frame::Done),
             DONE => Err(FrameError::Malformed("DONE")),
-            FAIL if body.len() <= MAX_REASON => std::str::from_utf8(body)
-                .map(|s| Frame::Fail(s.to_string()))
-                .map_err(|_| FrameError::Malformed("FAIL")),
+            FAIL if !body.is_empty() && body.len() <= 1 + MAX_REASON => {
+                std::str::from_utf8(&body[1..])
+                    .map(|s| Frame::Fail(FailKind::from_byte(body[0]), s.to_string()))
+                    .map_err(|_| FrameError::Malformed("FAIL"))
+            }
             FAIL => Err(FrameError::Malformed("FAIL")),
+            BEGIN => body
+                .try_into()
+                .map(|b| Frame::Begin(u64::from_be_bytes(b)))
+                .map_err(|_| FrameError::Malformed("BEGIN")),
             other => Err(FrameError::UnknownType(other)),
         }
     }
@@ -81,12 +113,17 @@ impl<'a> Frame<'a> {
                 out
             }
             Frame::Done => vec![DONE],
-            Frame::Fail(reason) => {
+            Frame::Begin(offset) => {
+                let mut out = vec![BEGIN];
+                out.extend_from_slice(&offset.to_be_bytes());
+                out
+            }
+            Frame::Fail(kind, reason) => {
                 let mut end = reason.len().min(MAX_REASON);
                 while !reason.is_char_boundary(end) {
                     end -= 1;
                 }
-                let mut out = vec![FAIL];
+                let mut out = vec![FAIL, *kind as u8];
                 out.extend_from_slice(&reason.as_bytes()[..end]);
                 out
             }
@@ -107,7 +144,9 @@ mod tests {
             Frame::Data(b"abc"),
             Frame::End([9; 32]),
             Frame::Done,
-            Frame::Fail("disk full".into()),
+            Frame::Fail(FailKind::LocalIo, "disk full".into()),
+            Frame::Fail(FailKind::Other, String::new()),
+            Frame::Begin(1 << 40),
         ];
         for frame in frames {
             assert_eq!(Frame::decode(&frame.encode()).unwrap(), frame);
@@ -127,8 +166,17 @@ mod tests {
             Err(FrameError::Malformed("DONE"))
         );
         assert_eq!(
-            Frame::decode(&[FAIL, 0xff]),
+            Frame::decode(&[FAIL, 1, 0xff]),
             Err(FrameError::Malformed("FAIL"))
+        );
+        assert_eq!(Frame::decode(&[FAIL]), Err(FrameError::Malformed("FAIL")));
+        assert_eq!(
+            Frame::decode(&[FAIL, 99, b'x']),
+            Ok(Frame::Fail(FailKind::Other, "x".into()))
+        );
+        assert_eq!(
+            Frame::decode(&[BEGIN, 1]),
+            Err(FrameError::Malformed("BEGIN"))
         );
         assert_eq!(Frame::decode(&[0x7f]), Err(FrameError::UnknownType(0x7f)));
         assert_eq!(
@@ -140,8 +188,8 @@ mod tests {
     #[test]
     fn long_fail_reasons_are_cut_on_a_char_boundary() {
         let reason = "é".repeat(MAX_REASON);
-        let encoded = Frame::Fail(reason).encode();
-        assert!(encoded.len() <= 1 + MAX_REASON);
-        assert!(matches!(Frame::decode(&encoded), Ok(Frame::Fail(_))));
+        let encoded = Frame::Fail(FailKind::Other, reason).encode();
+        assert!(encoded.len() <= 2 + MAX_REASON);
+        assert!(matches!(Frame::decode(&encoded), Ok(Frame::Fail(..))));
     }
 }

@@ -1,9 +1,14 @@
 //! The manifest: what the sender offers, checked before the receiver writes anything.
 //!
-//! Paths are relative, `/`-separated, and must stay inside the target folder: a hostile sender's
-//! manifest is refused as a whole if any entry is unsafe.
+//! Entries are files and folders with relative, `/`-separated paths that must stay inside the
+//! target folder; a hostile sender's manifest is refused as a whole if any entry is unsafe.
+//! Files travel in manifest order; a file of unknown size (a stream from stdin) must be the only
+//! entry.
+
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Most entries a manifest may list.
 pub const MAX_ENTRIES: usize = 100_000;
@@ -11,28 +16,74 @@ pub const MAX_ENTRIES: usize = 100_000;
 pub const MAX_PATH: usize = 4096;
 /// Longest path component, in bytes (the usual file system limit).
 pub const MAX_COMPONENT: usize = 255;
+/// Permission bits a receiver applies; setuid, setgid and sticky bits are never sent.
+pub const MODE_MASK: u32 = 0o777;
 
 /// What the sender offers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub entries: Vec<Entry>,
 }
 
-/// One file of the offer.
+/// One file or folder of the offer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Relative path, `/`-separated.
     pub path: String,
-    /// Exact size in bytes.
-    pub size: u64,
+    /// A file (the default) or a folder.
+    #[serde(default, skip_serializing_if = "Kind::is_file")]
+    pub kind: Kind,
+    /// Exact size in bytes; absent for folders and for a stream of unknown length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Unix permission bits (`0o777` at most), if the sender has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+}
+
+/// The kinds of entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[default]
+    File,
+    Dir,
+}
+
+impl Kind {
+    fn is_file(&self) -> bool {
+        *self == Kind::File
+    }
+}
+
+impl Entry {
+    pub fn file(path: &str, size: u64) -> Entry {
+        Entry {
+            path: path.to_string(),
+            kind: Kind::File,
+            size: Some(size),
+            mode: None,
+        }
+    }
+
+    pub fn dir(path: &str) -> Entry {
+        Entry {
+            path: path.to_string(),
+            kind: Kind::Dir,
+            size: None,
+            mode: None,
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.kind == Kind::File
+    }
 }
 
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
-    #[error("the offer lists no file")]
+    #[error("the offer lists nothing")]
     Empty,
     #[error("the offer lists too many entries (at most {MAX_ENTRIES})")]
     TooManyEntries,
@@ -42,39 +93,108 @@ pub enum ManifestError {
     SizeOverflow,
     #[error("the offer lists {0} twice")]
     Duplicate(String),
+    #[error("the offer puts {0} inside a file")]
+    InsideFile(String),
+    #[error("the offer's entry {0} is malformed")]
+    Malformed(String),
+}
+
+/// What an offer adds up to, for the prompt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub files: usize,
+    pub folders: usize,
+    /// Total bytes, or `None` when a stream's length is unknown.
+    pub bytes: Option<u64>,
 }
 
 impl Manifest {
     /// An offer of one file.
     pub fn single(name: &str, size: u64) -> Manifest {
         Manifest {
-            entries: vec![Entry {
-                path: name.to_string(),
-                size,
-            }],
+            entries: vec![Entry::file(name, size)],
         }
     }
 
-    /// Checks every entry; returns the total size.
-    pub fn validate(&self) -> Result<u64, ManifestError> {
+    /// True for a single stream of unknown length.
+    pub fn is_stream(&self) -> bool {
+        self.entries.len() == 1 && self.entries[0].is_file() && self.entries[0].size.is_none()
+    }
+
+    /// Checks every entry; returns what the offer adds up to.
+    pub fn validate(&self) -> Result<Summary, ManifestError> {
         if self.entries.is_empty() {
             return Err(ManifestError::Empty);
         }
         if self.entries.len() > MAX_ENTRIES {
             return Err(ManifestError::TooManyEntries);
         }
-        let mut seen = std::collections::HashSet::with_capacity(self.entries.len());
-        let mut total: u64 = 0;
+        let mut seen = HashSet::with_capacity(self.entries.len());
+        let mut files = HashSet::new();
+        let mut summary = Summary {
+            bytes: Some(0),
+            ..Summary::default()
+        };
         for entry in &self.entries {
             check_path(&entry.path)?;
+            let malformed = || ManifestError::Malformed(display(&entry.path));
+            if entry.mode.is_some_and(|m| m & !MODE_MASK != 0) {
+                return Err(malformed());
+            }
             if !seen.insert(entry.path.as_str()) {
                 return Err(ManifestError::Duplicate(display(&entry.path)));
             }
-            total = total
-                .checked_add(entry.size)
-                .ok_or(ManifestError::SizeOverflow)?;
+            match entry.kind {
+                Kind::Dir if entry.size.is_some() => return Err(malformed()),
+                Kind::Dir => summary.folders += 1,
+                Kind::File => {
+                    summary.files += 1;
+                    files.insert(entry.path.as_str());
+                    summary.bytes = match (summary.bytes, entry.size) {
+                        (Some(total), Some(size)) => {
+                            Some(total.checked_add(size).ok_or(ManifestError::SizeOverflow)?)
+                        }
+                        _ if self.entries.len() == 1 => None,
+                        // A stream of unknown length must travel alone.
+                        _ => return Err(malformed()),
+                    };
+                }
+            }
         }
-        Ok(total)
+        // No entry may sit below a file.
+        for entry in &self.entries {
+            let mut ancestor = entry.path.as_str();
+            while let Some((parent, _)) = ancestor.rsplit_once('/') {
+                if files.contains(parent) {
+                    return Err(ManifestError::InsideFile(display(&entry.path)));
+                }
+                ancestor = parent;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// The distinct first path components, in manifest order: what appears in the target folder.
+    pub fn roots(&self) -> Vec<&str> {
+        let mut seen = HashSet::new();
+        self.entries
+            .iter()
+            .map(|e| e.path.split('/').next().unwrap_or(""))
+            .filter(|root| seen.insert(*root))
+            .collect()
+    }
+
+    /// A short, stable identifier of this offer (paths, kinds and sizes): the same files sent
+    /// again get the same identifier, which is how a receiver finds what it kept to resume.
+    pub fn id(&self) -> String {
+        let mut hasher = Sha256::new();
+        for entry in &self.entries {
+            hasher.update(entry.path.as_bytes());
+            hasher.update([0, entry.is_file() as u8]);
+            hasher.update(entry.size.unwrap_or(u64::MAX).to_be_bytes());
+        }
+        let digest = hasher.finalize();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -102,17 +222,20 @@ pub fn check_path(path: &str) -> Result<(), ManifestError> {
 }
 
 /// Makes a name safe to print on a terminal: control characters (escape sequences included)
-/// become `\u{..}` escapes, so a file name cannot move the cursor or rewrite the screen.
+/// and bidirectional overrides become `\u{..}` escapes, so a file name cannot move the cursor,
+/// rewrite the screen or disguise its extension.
 pub fn display(name: &str) -> String {
-    name.chars()
-        .flat_map(|c| {
-            if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}') {
-                c.escape_unicode().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -121,6 +244,10 @@ mod tests {
 
     fn one(path: &str) -> Manifest {
         Manifest::single(path, 1)
+    }
+
+    fn many(entries: Vec<Entry>) -> Manifest {
+        Manifest { entries }
     }
 
     #[test]
@@ -133,7 +260,7 @@ mod tests {
             ".hidden",
             "a..b",
         ] {
-            assert_eq!(one(ok).validate(), Ok(1), "{ok:?}");
+            assert!(one(ok).validate().is_ok(), "{ok:?}");
         }
     }
 
@@ -166,37 +293,94 @@ mod tests {
     }
 
     #[test]
-    fn counts_and_sizes_are_bounded() {
+    fn summary_counts_files_folders_and_bytes() {
+        let m = many(vec![
+            Entry::dir("photos"),
+            Entry::file("photos/a.jpg", 10),
+            Entry::dir("photos/empty"),
+            Entry::file("notes.txt", 5),
+        ]);
         assert_eq!(
-            Manifest { entries: vec![] }.validate(),
-            Err(ManifestError::Empty)
+            m.validate(),
+            Ok(Summary {
+                files: 2,
+                folders: 2,
+                bytes: Some(15)
+            })
         );
-        let huge = Manifest {
-            entries: vec![
-                Entry {
-                    path: "a".into(),
-                    size: u64::MAX,
-                },
-                Entry {
-                    path: "b".into(),
-                    size: 1,
-                },
-            ],
-        };
+        assert_eq!(m.roots(), vec!["photos", "notes.txt"]);
+    }
+
+    #[test]
+    fn counts_sizes_and_shapes_are_bounded() {
+        assert_eq!(many(vec![]).validate(), Err(ManifestError::Empty));
+        let huge = many(vec![Entry::file("a", u64::MAX), Entry::file("b", 1)]);
         assert_eq!(huge.validate(), Err(ManifestError::SizeOverflow));
-        let dup = Manifest {
-            entries: vec![
-                Entry {
-                    path: "a".into(),
-                    size: 1,
-                },
-                Entry {
-                    path: "a".into(),
-                    size: 1,
-                },
-            ],
-        };
+        let dup = many(vec![Entry::file("a", 1), Entry::file("a", 1)]);
         assert!(matches!(dup.validate(), Err(ManifestError::Duplicate(_))));
+        let inside = many(vec![Entry::file("a", 1), Entry::file("a/b", 1)]);
+        assert!(matches!(
+            inside.validate(),
+            Err(ManifestError::InsideFile(_))
+        ));
+        let sized_dir = many(vec![Entry {
+            size: Some(1),
+            ..Entry::dir("d")
+        }]);
+        assert!(matches!(
+            sized_dir.validate(),
+            Err(ManifestError::Malformed(_))
+        ));
+        let setuid = many(vec![Entry {
+            mode: Some(0o4755),
+            ..Entry::file("x", 1)
+        }]);
+        assert!(matches!(
+            setuid.validate(),
+            Err(ManifestError::Malformed(_))
+        ));
+        let too_many = many(
+            (0..=MAX_ENTRIES)
+                .map(|i| Entry::file(&i.to_string(), 0))
+                .collect(),
+        );
+        assert_eq!(too_many.validate(), Err(ManifestError::TooManyEntries));
+    }
+
+    #[test]
+    fn a_stream_of_unknown_length_travels_alone() {
+        let stream = Entry {
+            size: None,
+            ..Entry::file("stdin", 0)
+        };
+        let alone = many(vec![stream.clone()]);
+        assert!(alone.is_stream());
+        assert_eq!(alone.validate().unwrap().bytes, None);
+        let mixed = many(vec![stream, Entry::file("b", 1)]);
+        assert!(matches!(mixed.validate(), Err(ManifestError::Malformed(_))));
+    }
+
+    #[test]
+    fn id_is_stable_and_tells_offers_apart() {
+        assert_eq!(one("a").id(), one("a").id());
+        assert_eq!(one("a").id().len(), 16);
+        assert_ne!(one("a").id(), one("b").id());
+        assert_ne!(Manifest::single("a", 1).id(), Manifest::single("a", 2).id());
+    }
+
+    #[test]
+    fn json_omits_defaults() {
+        let m = many(vec![
+            Entry::file("a", 1),
+            Entry {
+                mode: Some(0o755),
+                ..Entry::dir("d")
+            },
+        ]);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"entries":[{"path":"a","size":1},{"path":"d","kind":"dir","mode":493}]}"#
+        );
     }
 
     #[test]

@@ -14,8 +14,14 @@ pub enum Message {
     Hello { version: u32 },
     /// Sender → receiver: what would be sent.
     Offer { manifest: Manifest },
-    /// Receiver → sender: go ahead.
-    Accept,
+    /// Sender → receiver, instead of an offer: a short text for the receiver's stdout.
+    Text { text: String },
+    /// Receiver → sender: go ahead (for a text: it was shown). `resume` lists the files of
+    /// which the receiver kept a prefix from an interrupted transfer.
+    Accept {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resume: Vec<Resume>,
+    },
     /// Receiver → sender: no, with a reason for the sender's terminal.
     Reject { reason: String },
     /// Either way: a WebRTC session description (`kind` is `"offer"` or `"answer"`), with its
@@ -24,6 +30,19 @@ pub enum Message {
     /// Either way: something failed; the other side should stop.
     Abort { reason: String },
 }
+
+/// A prefix the receiver kept: the first `offset` bytes of manifest entry `index`, whose
+/// SHA-256 is `sha256` (lowercase hex). The sender continues after it only if its own prefix
+/// has the same hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub index: usize,
+    pub offset: u64,
+    pub sha256: String,
+}
+
+/// Longest text `mp send --text` carries.
+pub const MAX_TEXT: usize = 16 * 1024;
 
 /// The two kinds of session description we exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +66,8 @@ impl Message {
         match self {
             Message::Hello { .. } => "hello",
             Message::Offer { .. } => "offer",
-            Message::Accept => "accept",
+            Message::Text { .. } => "text",
+            Message::Accept { .. } => "accept",
             Message::Reject { .. } => "reject",
             Message::Sdp { .. } => "sdp",
             Message::Abort { .. } => "abort",
@@ -67,15 +87,23 @@ mod tests {
             r#"{"type":"hello","version":1}"#
         );
         assert_eq!(
-            String::from_utf8(Message::Accept.to_bytes()).unwrap(),
+            String::from_utf8(Message::Accept { resume: vec![] }.to_bytes()).unwrap(),
             r#"{"type":"accept"}"#
+        );
+        let resume = Message::Accept {
+            resume: vec![Resume {
+                index: 0,
+                offset: 5,
+                sha256: "ab".into(),
+            }],
+        };
+        assert_eq!(
+            String::from_utf8(resume.to_bytes()).unwrap(),
+            r#"{"type":"accept","resume":[{"index":0,"offset":5,"sha256":"ab"}]}"#
         );
         let offer = Message::Offer {
             manifest: Manifest {
-                entries: vec![Entry {
-                    path: "a.txt".into(),
-                    size: 3,
-                }],
+                entries: vec![Entry::file("a.txt", 3)],
             },
         };
         assert_eq!(

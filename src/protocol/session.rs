@@ -145,10 +145,8 @@ mod tests {
             manifest: Manifest::single("a", 1),
         };
         assert_eq!(r.open(&s.seal(&offer).unwrap()).unwrap(), offer);
-        assert_eq!(
-            s.open(&r.seal(&Message::Accept).unwrap()).unwrap(),
-            Message::Accept
-        );
+        let accept = Message::Accept { resume: vec![] };
+        assert_eq!(s.open(&r.seal(&accept).unwrap()).unwrap(), accept);
     }
 
     #[test]

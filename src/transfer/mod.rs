@@ -1,11 +1,13 @@
 //! A transfer from one side's point of view: meet, confirm, connect, move the bytes.
 //!
-//! - [`send`]: `mp send`.
-//! - [`receive`]: `mp receive`.
+//! - [`send`]: `mp send`; [`source`]: what it offers (files, folders, stdin).
+//! - [`receive`]: `mp receive`; [`layout`]: where received entries go (staging, resume).
 //! - this module: what both share, meeting through the server and talking in sealed messages.
 
+pub mod layout;
 pub mod receive;
 pub mod send;
+pub mod source;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -81,6 +83,14 @@ impl Signaling {
         }
     }
 
+    /// Tells the peer why we stop; best effort.
+    pub async fn abort(&mut self, reason: &str) {
+        let abort = Message::Abort {
+            reason: reason.to_string(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.send(&abort)).await;
+    }
+
     /// Runs `connecting` (the direct connection coming up) while watching the server, so that a
     /// peer who gives up is noticed at once. A peer who leaves the server because *its* end is
     /// already up is normal: then `connecting` gets a short grace to finish too.
@@ -108,6 +118,19 @@ impl Signaling {
     pub async fn close(self) {
         self.client.close().await;
     }
+}
+
+/// What to tell the peer about a failure: the generic meaning of its kind, never a local path.
+pub fn public_reason(err: &anyhow::Error) -> String {
+    match err.downcast_ref::<crate::error::Failure>() {
+        Some(failure) => failure.kind.meaning().to_string(),
+        None => "unexpected error".to_string(),
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Maps a session failure to what the user sees.

@@ -1,35 +1,40 @@
 //! `mp receive CODE`: check the offer, ask, connect, and write what arrives.
 //!
-//! Bytes go to `<target>.part` through a writing thread that also runs the
-//! [`Incoming`] checks; the file gets its final name only after its SHA-256 matched. On any
-//! failure the `.part` file is removed, so nothing incomplete is left behind.
+//! A writing thread runs the [`Incoming`] checks and writes each file into the staging folder
+//! of the [`Layout`] (or to stdout); entries get their final names only after every hash
+//! matched. An interrupted transfer keeps what it has for a later resume; data that failed its
+//! check is removed.
 
 use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Seek, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use serde_json::json;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
-use super::{unexpected, NetOptions, Signaling, CONNECT_TIMEOUT};
+use super::layout::Layout;
+use super::{hex, public_reason, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT};
 use crate::error::{fail, local_io, Failure, Kind};
 use crate::peer::{ended, Peer, PeerOptions};
 use crate::protocol::code::Code;
-use crate::protocol::frame::Frame;
-use crate::protocol::incoming::{Incoming, Step};
-use crate::protocol::manifest::{display, Manifest};
-use crate::protocol::message::{Message, SdpKind};
+use crate::protocol::frame::{FailKind, Frame};
+use crate::protocol::incoming::{Incoming, Step, StreamError};
+use crate::protocol::manifest::{display, Manifest, Summary};
+use crate::protocol::message::{Message, Resume, SdpKind};
 use crate::protocol::pake::Side;
 use crate::signal::client::{Join, SignalClient};
-use crate::ui::{size, Ui};
+use crate::ui::{size, Progress, Ui};
 
 /// Messages queued between the data channel and the writing thread.
 const WRITE_QUEUE: usize = 16;
 /// How long to wait for the sender to close after our DONE.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Offers with at most this many entries are listed before the question.
+const LIST_AT_MOST: usize = 10;
 
 /// What `mp receive` was asked to do.
 pub struct ReceiveArgs {
@@ -38,6 +43,12 @@ pub struct ReceiveArgs {
     pub output: Option<PathBuf>,
     pub yes: bool,
     pub overwrite: bool,
+}
+
+/// Where the bytes go.
+enum Sink {
+    Stdout,
+    Files(Arc<Layout>),
 }
 
 pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
@@ -53,46 +64,232 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
         }
     };
     ui.status("Waiting for the sender…");
+    ui.event("waiting", json!({}));
     client.wait_paired(args.net.wait).await?;
+    ui.event("paired", json!({}));
     let mut signaling = Signaling::handshake(client, &code, Side::Receiver).await?;
 
     let manifest = match signaling.recv().await? {
         Message::Offer { manifest } => manifest,
+        Message::Text { text } => return receive_text(signaling, text, &ui).await,
         other => return Err(unexpected(&other, "an offer")),
     };
-    let target = match check_offer(&manifest, &args) {
-        Ok(target) => target,
+    let (summary, sink) = match decide(&manifest, &args, &ui).await {
+        Ok(decision) => decision,
         Err(err) => {
-            let reason = err
-                .downcast_ref::<Failure>()
-                .map(|f| match f.kind {
-                    Kind::Exists => "the file already exists on the receiving side".to_string(),
-                    _ => f.message.clone(),
-                })
-                .unwrap_or_else(|| err.to_string());
+            let reason = match err.downcast_ref::<Failure>().map(|f| f.kind) {
+                Some(Kind::Declined) => "declined".to_string(),
+                Some(Kind::NoTerminal) => "the receiver could not confirm".to_string(),
+                _ => public_reason(&err),
+            };
             let _ = signaling.send(&Message::Reject { reason }).await;
             return Err(err);
         }
     };
-    let entry = &manifest.entries[0];
-    let name = display(&entry.path);
-    if !args.yes {
-        let question = format!("Receive {name} ({})?", size(entry.size));
-        let accepted = match ui.confirm(question).await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                let reason = "the receiver could not confirm".to_string();
-                let _ = signaling.send(&Message::Reject { reason }).await;
-                return Err(err);
+
+    let (peer, channel, incoming) = match connect(&mut signaling, &manifest, &sink, &args).await {
+        Ok(connected) => connected,
+        Err(err) => {
+            signaling.abort(&public_reason(&err)).await;
+            if let Sink::Files(layout) = &sink {
+                layout.remove_if_empty();
             }
+            return Err(err);
+        }
+    };
+    signaling.close().await;
+    ui.event("connected", json!({}));
+
+    let name = match manifest.entries.as_slice() {
+        [single] => display(&single.path),
+        _ => format!("{} files", summary.files),
+    };
+    let progress = ui.progress(summary.bytes, &name);
+    let started = Instant::now();
+    let result = receive_stream(
+        &peer,
+        &channel,
+        &manifest,
+        incoming,
+        &sink,
+        args.overwrite,
+        &progress,
+    )
+    .await;
+    progress.finish();
+    if let Err(err) = &result {
+        // Tell the sender why, so it does not wait for a verdict.
+        let kind = match err.downcast_ref::<Failure>().map(|f| f.kind) {
+            Some(Kind::Integrity) => FailKind::Integrity,
+            Some(Kind::Interrupted) => FailKind::Interrupted,
+            Some(Kind::LocalIo) => FailKind::LocalIo,
+            _ => FailKind::Other,
         };
-        if !accepted {
-            let reason = "declined".to_string();
-            let _ = signaling.send(&Message::Reject { reason }).await;
+        let reason = Frame::Fail(kind, public_reason(err)).encode();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            channel.send(reason.as_slice().into()),
+        )
+        .await;
+    }
+    peer.close().await;
+    if let (Err(err), Sink::Files(layout)) = (&result, &sink) {
+        layout.remove_if_empty();
+        let keeps = err
+            .downcast_ref::<Failure>()
+            .is_some_and(|f| f.kind != Kind::Integrity);
+        if keeps && layout.staging().exists() {
+            let failure = err.downcast_ref::<Failure>().expect("checked above");
+            return Err(fail(
+                failure.kind,
+                format!(
+                    "{}; partial data kept in {}: receive the same offer into the same place to resume",
+                    failure.message,
+                    layout.staging().display()
+                ),
+            ));
+        }
+    }
+    result?;
+    let received = progress.bytes();
+    ui.event(
+        "finished",
+        json!({ "bytes": received, "seconds": started.elapsed().as_secs_f64() }),
+    );
+    match &sink {
+        Sink::Stdout => ui.status(&format!("Received {name} ({}).", size(received))),
+        Sink::Files(layout) => ui.status(&format!(
+            "Received {name} ({}) into {}.",
+            size(received),
+            layout.destination(manifest.roots()[0]).display()
+        )),
+    }
+    Ok(())
+}
+
+/// Prints a text (neutralised if stdout is a terminal) and acknowledges it.
+async fn receive_text(mut signaling: Signaling, text: String, ui: &Ui) -> anyhow::Result<()> {
+    if ui.is_json() {
+        ui.event("text", json!({ "text": text }));
+    } else {
+        let shown = if std::io::stdout().is_terminal() {
+            text.split('\n').map(display).collect::<Vec<_>>().join("\n")
+        } else {
+            text
+        };
+        let mut out = std::io::stdout().lock();
+        let newline = if shown.ends_with('\n') { "" } else { "\n" };
+        write!(out, "{shown}{newline}")
+            .and_then(|_| out.flush())
+            .map_err(|e| local_io("cannot write to standard output", e))?;
+    }
+    signaling.send(&Message::Accept { resume: vec![] }).await?;
+    signaling.close().await;
+    Ok(())
+}
+
+/// Checks the offer, plans where it goes, and asks the user.
+async fn decide(
+    manifest: &Manifest,
+    args: &ReceiveArgs,
+    ui: &Ui,
+) -> anyhow::Result<(Summary, Sink)> {
+    let summary = manifest
+        .validate()
+        .map_err(|e| fail(Kind::Integrity, format!("refused the offer: {e}")))?;
+    let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
+    let sink = if to_stdout {
+        if summary.files != 1 || summary.folders != 0 {
+            return Err(fail(
+                Kind::Usage,
+                "-o - takes a single file or stream; the sender offers several entries",
+            ));
+        }
+        Sink::Stdout
+    } else {
+        let layout = Layout::plan(manifest, args.output.as_deref())?;
+        layout.check_free(manifest, args.overwrite)?;
+        Sink::Files(Arc::new(layout))
+    };
+    let question = describe(manifest, &summary);
+    ui.event(
+        "offer",
+        json!({
+            "files": summary.files,
+            "folders": summary.folders,
+            "bytes": summary.bytes,
+            "paths": manifest.entries.iter().take(100).map(|e| &e.path).collect::<Vec<_>>(),
+        }),
+    );
+    if !args.yes {
+        if manifest.entries.len() > 1 && manifest.entries.len() <= LIST_AT_MOST {
+            for entry in &manifest.entries {
+                let detail = match entry.size {
+                    Some(size) if entry.is_file() => format!(" ({})", crate::ui::size(size)),
+                    _ if entry.is_file() => String::new(),
+                    _ => "/".to_string(),
+                };
+                eprintln!("  {}{detail}", display(&entry.path));
+            }
+        }
+        if !ui.confirm(question).await? {
             return Err(fail(Kind::Declined, "transfer declined"));
         }
     }
-    signaling.send(&Message::Accept).await?;
+    Ok((summary, sink))
+}
+
+/// "Receive report.pdf (2.40 MiB)?", "Receive 3 files, 1 folder, 1.20 GiB?"
+fn describe(manifest: &Manifest, summary: &Summary) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    match (manifest.entries.as_slice(), summary.bytes) {
+        ([single], None) => format!(
+            "Receive a stream named {} (size unknown)?",
+            display(&single.path)
+        ),
+        ([single], Some(bytes)) if single.is_file() => {
+            format!("Receive {} ({})?", display(&single.path), size(bytes))
+        }
+        (_, bytes) => {
+            let mut parts = vec![plural(summary.files, "file", "files")];
+            if summary.folders > 0 {
+                parts.push(plural(summary.folders, "folder", "folders"));
+            }
+            parts.push(size(bytes.unwrap_or(0)));
+            format!("Receive {}?", parts.join(", "))
+        }
+    }
+}
+
+type Connected = (Peer, Arc<dyn DataChannel>, Incoming);
+
+/// Accepts (offering what can be resumed) and brings up the direct connection.
+async fn connect(
+    signaling: &mut Signaling,
+    manifest: &Manifest,
+    sink: &Sink,
+    args: &ReceiveArgs,
+) -> anyhow::Result<Connected> {
+    let mut incoming = Incoming::new(manifest);
+    let mut resume = Vec::new();
+    if let Sink::Files(layout) = sink {
+        let (layout, manifest_copy) = (layout.clone(), manifest.clone());
+        let kept = tokio::task::spawn_blocking(move || {
+            layout.prepare(&manifest_copy)?;
+            layout.kept(&manifest_copy)
+        })
+        .await??;
+        for (index, offset, prefix) in kept {
+            resume.push(Resume {
+                index,
+                offset,
+                sha256: hex(&sha2::Digest::finalize(prefix.clone())),
+            });
+            incoming.resume(index, offset, prefix);
+        }
+    }
+    signaling.send(&Message::Accept { resume }).await?;
 
     let offer = match signaling.recv().await? {
         Message::Sdp {
@@ -115,75 +312,34 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let channel = signaling
         .watch_while(peer.incoming_channel(CONNECT_TIMEOUT))
         .await?;
-    signaling.close().await;
-
-    let bar = ui.progress(entry.size, &name);
-    let result = receive_stream(&peer, &channel, &manifest, &target, args.overwrite, &bar).await;
-    bar.finish_and_clear();
-    if let Err(err) = &result {
-        // Tell the sender why, so it does not wait for a verdict.
-        let reason = Frame::Fail(err.to_string()).encode();
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            channel.send(reason.as_slice().into()),
-        )
-        .await;
-    }
-    peer.close().await;
-    result?;
-    ui.status(&format!(
-        "Received {} ({}) into {}.",
-        name,
-        size(entry.size),
-        target.display()
-    ));
-    Ok(())
+    Ok((peer, channel, incoming))
 }
 
-/// Validates the offer against what this receiver can do; returns the target path.
-fn check_offer(manifest: &Manifest, args: &ReceiveArgs) -> anyhow::Result<PathBuf> {
-    manifest
-        .validate()
-        .map_err(|e| fail(Kind::Integrity, format!("refused the offer: {e}")))?;
-    if manifest.entries.len() != 1 || manifest.entries[0].path.contains('/') {
-        return Err(fail(
-            Kind::Usage,
-            "the sender offers several files or a folder; this mp receives one file",
-        ));
-    }
-    let name = &manifest.entries[0].path;
-    let target = match &args.output {
-        Some(path) if path.is_dir() => path.join(name),
-        Some(path) => path.clone(),
-        None => PathBuf::from(name),
-    };
-    if !args.overwrite && target.symlink_metadata().is_ok() {
-        return Err(fail(
-            Kind::Exists,
-            format!(
-                "{} already exists (use --overwrite to replace it)",
-                target.display()
-            ),
-        ));
-    }
-    Ok(target)
-}
-
-/// Receives frames until the file is verified and named, then says DONE.
+/// Receives frames until every file is verified and placed, then says DONE.
 async fn receive_stream(
     peer: &Peer,
     channel: &Arc<dyn DataChannel>,
     manifest: &Manifest,
-    target: &Path,
+    incoming: Incoming,
+    sink: &Sink,
     overwrite: bool,
-    bar: &indicatif::ProgressBar,
+    progress: &Progress,
 ) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
     let writer = {
         let manifest = manifest.clone();
-        let target = target.to_path_buf();
-        let bar = bar.clone();
-        tokio::task::spawn_blocking(move || write_file(rx, &manifest, &target, overwrite, &bar))
+        let progress = progress.clone();
+        let layout = match sink {
+            Sink::Stdout => None,
+            Sink::Files(layout) => Some(layout.clone()),
+        };
+        tokio::task::spawn_blocking(move || {
+            let written = write_files(rx, &manifest, incoming, layout.as_deref(), &progress);
+            match (written, layout) {
+                (Ok(()), Some(layout)) => layout.finish(&manifest, overwrite),
+                (written, _) => written,
+            }
+        })
     };
     let mut writer = std::pin::pin!(writer);
     let mut tx = Some(tx);
@@ -204,7 +360,6 @@ async fn receive_stream(
                     }
                 }
                 Some(DataChannelEvent::OnClose) | None => {
-                    tx = None;
                     break Err(fail(Kind::PeerGone, "the sender closed the connection before the end"));
                 }
                 Some(_) => {}
@@ -212,12 +367,15 @@ async fn receive_stream(
             _ = ended(&mut state) => {
                 break Err(fail(Kind::PeerGone, "the connection to the sender was lost"));
             }
+            _ = tokio::signal::ctrl_c() => {
+                break Err(fail(Kind::Interrupted, "interrupted"));
+            }
         }
     };
     drop(tx);
     if outcome.is_err() {
-        // Let the writer remove the .part file before we report.
-        let _ = (&mut writer).await;
+        // Let the writer finish with its file before we report.
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut writer).await;
         return outcome;
     }
     channel
@@ -236,71 +394,120 @@ async fn receive_stream(
     Ok(())
 }
 
-/// Removes the `.part` file unless the transfer completed.
-struct PartFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for PartFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// The writing thread: checks every frame, writes the bytes, names the file when verified.
-fn write_file(
+/// The writing thread: checks every frame and writes the bytes, file after file.
+fn write_files(
     mut frames: mpsc::Receiver<BytesMut>,
     manifest: &Manifest,
-    target: &Path,
-    overwrite: bool,
-    bar: &indicatif::ProgressBar,
+    mut incoming: Incoming,
+    layout: Option<&Layout>,
+    progress: &Progress,
 ) -> anyhow::Result<()> {
-    let mut part_name = target.as_os_str().to_owned();
-    part_name.push(".part");
-    let mut part = PartFile {
-        path: PathBuf::from(part_name),
-        keep: false,
-    };
-    let what = format!("cannot write {}", part.path.display());
-    let mut file = File::create(&part.path).map_err(|e| local_io(&what, e))?;
-    let mut incoming = Incoming::new(manifest);
-    while let Some(message) = frames.blocking_recv() {
+    let mut current: Option<(usize, Box<dyn Write>)> = None;
+    while !incoming.is_complete() {
+        let Some(message) = frames.blocking_recv() else {
+            return Err(fail(Kind::PeerGone, "the transfer stopped before the end"));
+        };
         let frame = Frame::decode(&message)
             .map_err(|e| fail(Kind::Integrity, format!("bad frame from the sender: {e}")))?;
-        match incoming.on_frame(frame) {
-            Ok(Step::Write { bytes, .. }) => {
-                file.write_all(bytes).map_err(|e| local_io(&what, e))?;
-                bar.inc(bytes.len() as u64);
-            }
-            Ok(Step::FileComplete { .. }) => {
-                file.sync_all().map_err(|e| local_io(&what, e))?;
-                drop(file);
-                if !overwrite && target.symlink_metadata().is_ok() {
-                    return Err(fail(
-                        Kind::Exists,
-                        format!(
-                            "{} appeared while receiving; not replaced",
-                            target.display()
-                        ),
-                    ));
-                }
-                std::fs::rename(&part.path, target)
-                    .map_err(|e| local_io(&format!("cannot create {}", target.display()), e))?;
-                part.keep = true;
-                debug_assert!(incoming.is_complete(), "one file per transfer");
-                return Ok(());
-            }
+        let index = incoming.current();
+        let step = match incoming.on_frame(frame) {
+            Ok(step) => step,
             Err(err) => {
                 let kind = match err {
-                    crate::protocol::incoming::StreamError::PeerFailed(_) => Kind::PeerGone,
-                    _ => Kind::Integrity,
+                    StreamError::PeerFailed(_) => Kind::PeerGone,
+                    _ => {
+                        if let (Some(layout), Some(index)) = (layout, index) {
+                            layout.discard(&manifest.entries[index].path);
+                        }
+                        Kind::Integrity
+                    }
                 };
                 return Err(fail(kind, err.to_string()));
             }
+        };
+        match step {
+            Step::Begin { index, offset } => {
+                current = Some((index, open(manifest, layout, index, Some(offset))?));
+                progress.inc(offset);
+            }
+            Step::Write { index, bytes } => {
+                if current
+                    .as_ref()
+                    .is_none_or(|(open_index, _)| *open_index != index)
+                {
+                    current = Some((index, open(manifest, layout, index, None)?));
+                }
+                let (_, output) = current.as_mut().expect("opened above");
+                output
+                    .write_all(bytes)
+                    .map_err(|e| write_error(manifest, layout, index, e))?;
+                progress.inc(bytes.len() as u64);
+            }
+            Step::FileComplete { index } => {
+                let output = match current.take() {
+                    Some((open_index, output)) if open_index == index => output,
+                    _ => open(manifest, layout, index, None)?, // an empty file
+                };
+                finish_file(output).map_err(|e| write_error(manifest, layout, index, e))?;
+                progress.file_done(&manifest.entries[index].path);
+            }
         }
     }
-    Err(fail(Kind::PeerGone, "the transfer stopped before the end"))
+    Ok(())
+}
+
+/// Opens the output for entry `index`: stdout, or its staged file (kept up to `keep` bytes
+/// when resuming, else truncated).
+fn open(
+    manifest: &Manifest,
+    layout: Option<&Layout>,
+    index: usize,
+    keep: Option<u64>,
+) -> anyhow::Result<Box<dyn Write>> {
+    let Some(layout) = layout else {
+        return Ok(Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout().lock(),
+        )));
+    };
+    let path = layout.staged(&manifest.entries[index].path);
+    let cannot = |e| local_io(&format!("cannot write {}", path.display()), e);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never write through a link planted in the staging folder.
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file: File = options.open(&path).map_err(cannot)?;
+    let keep = keep.unwrap_or(0);
+    file.set_len(keep).map_err(cannot)?;
+    file.seek(std::io::SeekFrom::Start(keep)).map_err(cannot)?;
+    Ok(Box::new(std::io::BufWriter::with_capacity(1 << 20, file)))
+}
+
+fn finish_file(mut output: Box<dyn Write>) -> std::io::Result<()> {
+    output.flush()
+}
+
+fn write_error(
+    manifest: &Manifest,
+    layout: Option<&Layout>,
+    index: usize,
+    err: std::io::Error,
+) -> anyhow::Error {
+    match layout {
+        None if err.kind() == std::io::ErrorKind::BrokenPipe => {
+            fail(Kind::LocalIo, "standard output was closed (broken pipe)")
+        }
+        None => local_io("cannot write to standard output", err),
+        Some(layout) => local_io(
+            &format!(
+                "cannot write {}",
+                layout.staged(&manifest.entries[index].path).display()
+            ),
+            err,
+        ),
+    }
 }

@@ -1,29 +1,32 @@
-//! `mp send FILE`: offer a file, and stream it once the receiver accepts.
+//! `mp send`: offer files, folders, stdin or a text, and stream the bytes once accepted.
 //!
-//! A reading thread reads ahead, hashes and frames the file; a pump task hands frames to the
-//! data channel, whose bounded send buffer pushes back on both. Memory stays a few MiB whatever
-//! the file size.
+//! A reading thread reads ahead, hashes and frames the files in manifest order; a pump task
+//! hands frames to the data channel, whose bounded send buffer pushes back on both. Memory
+//! stays a few MiB whatever the size of the transfer.
 
-use std::io::Read;
+use std::collections::HashMap;
+use std::io::{Read, Seek};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
-use super::{unexpected, NetOptions, Signaling, CONNECT_TIMEOUT};
+use super::source::{Origin, Source};
+use super::{hex, public_reason, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT};
 use crate::error::{fail, local_io, Kind};
 use crate::peer::{ended, Peer, PeerOptions};
 use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
-use crate::protocol::frame::{Frame, DATA_TYPE, MAX_DATA};
-use crate::protocol::manifest::{display, Manifest};
-use crate::protocol::message::{Message, SdpKind};
+use crate::protocol::frame::{FailKind, Frame, DATA_TYPE, MAX_DATA};
+use crate::protocol::manifest::display;
+use crate::protocol::message::{Message, SdpKind, MAX_TEXT};
 use crate::protocol::pake::Side;
 use crate::signal::client::{Join, SignalClient};
-use crate::ui::{size, Ui};
+use crate::ui::{size, Progress, Ui};
 
 /// Frames read ahead of the data channel.
 const READ_AHEAD: usize = 8;
@@ -32,59 +35,150 @@ const ROOM_ATTEMPTS: usize = 20;
 /// How long to wait for the receiver's verdict once every byte is sent.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What to send.
+pub enum What {
+    Paths(Vec<PathBuf>),
+    /// Standard input, offered under this name.
+    Stdin(String),
+    Text(String),
+}
+
 /// What `mp send` was asked to do.
 pub struct SendArgs {
     pub net: NetOptions,
-    pub path: PathBuf,
+    pub what: What,
     pub code: Option<String>,
     /// Shown in the receive hint when the URL did not come from the environment.
     pub signal_hint: Option<String>,
 }
 
 pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
-    let what = format!("cannot read {}", args.path.display());
-    let meta = std::fs::metadata(&args.path).map_err(|e| local_io(&what, e))?;
-    if !meta.is_file() {
-        return Err(fail(
-            Kind::Usage,
-            format!("{} is not a regular file", args.path.display()),
-        ));
+    // Everything local is checked before anyone is kept waiting.
+    let source = match &args.what {
+        What::Text(text) if text.len() > MAX_TEXT => {
+            return Err(fail(
+                Kind::Usage,
+                format!("--text is limited to {MAX_TEXT} bytes; send a file instead"),
+            ))
+        }
+        What::Text(_) => None,
+        What::Stdin(name) => Some(Source::stdin(name)?),
+        What::Paths(paths) => Some(Source::paths(paths)?),
+    };
+    if let Some(source) = &source {
+        source
+            .manifest
+            .validate()
+            .map_err(|e| fail(Kind::Usage, format!("cannot send this: {e}")))?;
+        for skipped in &source.skipped {
+            ui.warn(&format!("skipping {skipped}"));
+        }
     }
-    let name = args
-        .path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| fail(Kind::Usage, "the file name must be valid UTF-8"))?
-        .to_string();
-    let file_size = meta.len();
-    // Open now, so a permission problem shows before anyone waits.
-    let file = std::fs::File::open(&args.path).map_err(|e| local_io(&what, e))?;
 
-    let (client, code) = join(&args.net.signal, args.code.as_deref()).await?;
+    let (mut client, code) = join(&args.net.signal, args.code.as_deref()).await?;
     ui.show_code(&code, args.signal_hint.as_deref());
-    let mut client = client;
+    ui.event("waiting", json!({}));
     client.wait_paired(args.net.wait).await?;
+    ui.event("paired", json!({}));
     let mut signaling = Signaling::handshake(client, &code, Side::Sender).await?;
 
+    let Some(source) = source else {
+        let What::Text(text) = args.what else {
+            unreachable!("only a text has no source")
+        };
+        return send_text(signaling, text, &ui).await;
+    };
+
+    let connected = match negotiate(&mut signaling, &source, &args.net, &ui).await {
+        Ok(connected) => connected,
+        Err(err) => {
+            signaling.abort(&public_reason(&err)).await;
+            return Err(err);
+        }
+    };
+    signaling.close().await;
+    let (peer, channel, resume) = connected;
+    ui.event("connected", json!({}));
+
+    let summary = source.manifest.validate().expect("validated above");
+    let name = match source.manifest.entries.as_slice() {
+        [single] => display(&single.path),
+        _ => format!("{} files", summary.files),
+    };
+    let progress = ui.progress(summary.bytes, &name);
+    let started = Instant::now();
+    let result = stream(&peer, channel, source, resume, &progress).await;
+    progress.finish();
+    peer.close().await;
+    result?;
+    let sent = progress.bytes();
+    ui.event(
+        "finished",
+        json!({ "bytes": sent, "seconds": started.elapsed().as_secs_f64() }),
+    );
+    ui.status(&format!("Sent {name} ({}).", size(sent)));
+    Ok(())
+}
+
+async fn send_text(mut signaling: Signaling, text: String, ui: &Ui) -> anyhow::Result<()> {
+    signaling.send(&Message::Text { text }).await?;
+    match signaling.recv().await? {
+        Message::Accept { .. } => {}
+        Message::Reject { reason } => return Err(declined(&reason)),
+        other => return Err(unexpected(&other, "accept")),
+    }
+    signaling.close().await;
+    ui.event("finished", json!({}));
+    ui.status("Text sent.");
+    Ok(())
+}
+
+fn declined(reason: &str) -> anyhow::Error {
+    fail(
+        Kind::Declined,
+        format!("the receiver declined: {}", display(reason)),
+    )
+}
+
+type Connected = (Peer, Arc<dyn DataChannel>, HashMap<usize, (u64, String)>);
+
+/// Offer, answer, SDPs: everything up to an open data channel.
+async fn negotiate(
+    signaling: &mut Signaling,
+    source: &Source,
+    net: &NetOptions,
+    ui: &Ui,
+) -> anyhow::Result<Connected> {
     signaling
         .send(&Message::Offer {
-            manifest: Manifest::single(&name, file_size),
+            manifest: source.manifest.clone(),
         })
         .await?;
     ui.status("Waiting for the receiver to accept…");
-    match signaling.recv().await? {
-        Message::Accept => {}
-        Message::Reject { reason } => {
-            return Err(fail(
-                Kind::Declined,
-                format!("the receiver declined: {}", display(&reason)),
-            ))
-        }
+    let resume = match signaling.recv().await? {
+        Message::Accept { resume } => resume,
+        Message::Reject { reason } => return Err(declined(&reason)),
         other => return Err(unexpected(&other, "accept")),
+    };
+    ui.event("accepted", json!({ "resuming": resume.len() }));
+    let mut wanted = HashMap::new();
+    for r in resume {
+        let is_sized_file = source
+            .manifest
+            .entries
+            .get(r.index)
+            .is_some_and(|e| e.is_file() && e.size.is_some_and(|s| r.offset <= s));
+        if !is_sized_file {
+            return Err(fail(
+                Kind::Integrity,
+                "the receiver asked to resume a file that is not offered",
+            ));
+        }
+        wanted.insert(r.index, (r.offset, r.sha256));
     }
 
     let mut peer = Peer::new(&PeerOptions {
-        bind: args.net.bind.clone(),
+        bind: net.bind.clone(),
     })
     .await?;
     let (channel, sdp) = peer.offer().await?;
@@ -102,15 +196,7 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
         other => return Err(unexpected(&other, "an SDP answer")),
     }
     signaling.watch_while(wait_open(&peer, &channel)).await?;
-    signaling.close().await;
-
-    let bar = ui.progress(file_size, &display(&name));
-    let result = stream(&peer, channel.clone(), file, file_size, &bar).await;
-    bar.finish_and_clear();
-    peer.close().await;
-    result?;
-    ui.status(&format!("Sent {} ({}).", display(&name), size(file_size)));
-    Ok(())
+    Ok((peer, channel, wanted))
 }
 
 /// Joins a room: the caller's code, or a fresh one (redrawing the room while it is busy).
@@ -167,19 +253,22 @@ async fn wait_open(peer: &Peer, channel: &Arc<dyn DataChannel>) -> anyhow::Resul
     }
 }
 
-/// Streams the file and waits for the receiver's verdict.
+/// Streams every file and waits for the receiver's verdict.
 async fn stream(
     peer: &Peer,
     channel: Arc<dyn DataChannel>,
-    file: std::fs::File,
-    file_size: u64,
-    bar: &indicatif::ProgressBar,
+    source: Source,
+    resume: HashMap<usize, (u64, String)>,
+    progress: &Progress,
 ) -> anyhow::Result<()> {
     let (frames_tx, mut frames_rx) = mpsc::channel::<BytesMut>(READ_AHEAD);
-    let reader = tokio::task::spawn_blocking(move || read_frames(file, file_size, frames_tx));
+    let reader_progress = progress.clone();
+    let mut reader = tokio::task::spawn_blocking(move || {
+        read_frames(source, resume, frames_tx, &reader_progress)
+    });
 
     let pump_channel = channel.clone();
-    let pump_bar = bar.clone();
+    let pump_progress = progress.clone();
     let mut pump = tokio::spawn(async move {
         while let Some(frame) = frames_rx.recv().await {
             let data = if frame[0] == DATA_TYPE {
@@ -188,13 +277,14 @@ async fn stream(
                 0
             };
             pump_channel.send(frame).await?;
-            pump_bar.inc(data);
+            pump_progress.inc(data);
         }
         Ok::<(), webrtc::error::Error>(())
     });
 
     let mut state = peer.state();
     let mut pumped = false;
+    let lost = || fail(Kind::PeerGone, "the connection to the receiver was lost");
     let verdict_deadline = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(verdict_deadline);
     let outcome = loop {
@@ -202,16 +292,25 @@ async fn stream(
             done = &mut pump, if !pumped => {
                 pumped = true;
                 if !matches!(done, Ok(Ok(()))) {
-                    break Err(fail(Kind::PeerGone, "the connection to the receiver was lost"));
+                    break Err(lost());
                 }
                 verdict_deadline.as_mut().reset(tokio::time::Instant::now() + VERDICT_TIMEOUT);
             }
             event = channel.poll() => match event {
                 Some(DataChannelEvent::OnMessage(message)) => match Frame::decode(&message.data) {
-                    Ok(Frame::Done) if pumped => break Ok(()),
-                    Ok(Frame::Fail(reason)) => {
-                        let reason = display(&reason);
-                        break Err(fail(verdict_kind(&reason), format!("the receiver stopped: {reason}")));
+                    Ok(Frame::Done) => {
+                        // The verdict may be read before the pump's end is noticed.
+                        if !pumped && !matches!((&mut pump).await, Ok(Ok(()))) {
+                            break Err(lost());
+                        }
+                        break Ok(());
+                    }
+                    Ok(Frame::Fail(kind, reason)) => {
+                        let kind = match kind {
+                            FailKind::Integrity => Kind::Integrity,
+                            _ => Kind::PeerGone,
+                        };
+                        break Err(fail(kind, format!("the receiver stopped: {}", display(&reason))));
                     }
                     _ => break Err(fail(Kind::Integrity, "the receiver sent an unexpected frame")),
                 },
@@ -220,72 +319,142 @@ async fn stream(
                 }
                 Some(_) => {}
             },
-            _ = ended(&mut state) => {
-                break Err(fail(Kind::PeerGone, "the connection to the receiver was lost"));
-            }
+            _ = ended(&mut state) => break Err(lost()),
             _ = &mut verdict_deadline => {
                 break Err(fail(Kind::PeerGone, "the receiver never confirmed the transfer"));
             }
         }
     };
     pump.abort();
-    // A local read error is the more useful message.
-    if let Ok(Err(read_error)) = reader.await {
-        return Err(read_error);
+    // A local read error is the more useful message; the reader stops once its queue closes.
+    drop(pump);
+    if let Ok(Ok(Err(read_error))) = tokio::time::timeout(Duration::from_secs(1), &mut reader).await
+    {
+        if outcome.is_err() {
+            return Err(read_error);
+        }
     }
     outcome
 }
 
-/// What a receiver's FAIL reason means for our exit code.
-fn verdict_kind(reason: &str) -> Kind {
-    if reason.contains("integrity") {
-        Kind::Integrity
-    } else {
-        Kind::PeerGone
+/// The reading thread: for each file, BEGIN (when resuming), DATA frames, END with its SHA-256.
+fn read_frames(
+    source: Source,
+    resume: HashMap<usize, (u64, String)>,
+    frames: mpsc::Sender<BytesMut>,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let send = |frame: Frame| {
+        frames
+            .blocking_send(frame.encode().as_slice().into())
+            .is_ok()
+    };
+    let entries = source.manifest.entries.iter().zip(source.origins);
+    for (index, (entry, origin)) in entries.enumerate() {
+        let sent = match origin {
+            None => continue,
+            Some(Origin::Stdin) => send_stream(
+                &mut std::io::stdin().lock(),
+                Sha256::new(),
+                &frames,
+                "cannot read standard input",
+            )
+            .map(|sent| sent.map(|(_, hash)| hash)),
+            Some(Origin::Path(path)) => {
+                let expected = entry.size.unwrap_or(0);
+                send_path(&path, expected, resume.get(&index), &frames, progress)
+            }
+        };
+        match sent {
+            Ok(Some(hash)) => {
+                if !send(Frame::End(hash)) {
+                    return Ok(());
+                }
+            }
+            // The transfer ended meanwhile; the caller reports why.
+            Ok(None) => return Ok(()),
+            Err(err) => {
+                let _ = send(Frame::Fail(FailKind::LocalIo, public_reason(&err)));
+                return Err(err);
+            }
+        }
     }
+    Ok(())
 }
 
-/// The reading thread: DATA frames, then END with the file's SHA-256.
-fn read_frames(
-    mut file: std::fs::File,
+/// Sends one file of `expected` bytes, continuing after the receiver's prefix when it matches
+/// ours; returns its SHA-256.
+fn send_path(
+    path: &std::path::Path,
     expected: u64,
-    frames: mpsc::Sender<BytesMut>,
-) -> anyhow::Result<()> {
+    resume: Option<&(u64, String)>,
+    frames: &mpsc::Sender<BytesMut>,
+    progress: &Progress,
+) -> anyhow::Result<Option<[u8; 32]>> {
+    let what = format!("cannot read {}", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| local_io(&what, e))?;
     let mut hasher = Sha256::new();
-    let mut total: u64 = 0;
+    let mut start = 0;
+    if let Some((offset, theirs)) = resume {
+        let copied = std::io::copy(&mut (&mut file).take(*offset), &mut hasher)
+            .map_err(|e| local_io(&what, e))?;
+        if copied == *offset && hex(&hasher.clone().finalize()) == *theirs {
+            start = *offset;
+        } else {
+            hasher = Sha256::new();
+            file.rewind().map_err(|e| local_io(&what, e))?;
+        }
+        let begin = Frame::Begin(start).encode();
+        if frames.blocking_send(begin.as_slice().into()).is_err() {
+            return Ok(None);
+        }
+        progress.inc(start);
+    }
+    let remaining = expected - start;
+    let Some((sent, hash)) = send_stream(&mut (&mut file).take(remaining), hasher, frames, &what)?
+    else {
+        return Ok(None);
+    };
+    let grew = file.read(&mut [0u8; 1]).is_ok_and(|n| n > 0);
+    if sent != remaining || grew {
+        return Err(fail(
+            Kind::LocalIo,
+            format!("{} changed while being sent", path.display()),
+        ));
+    }
+    Ok(Some(hash))
+}
+
+/// Sends the rest of `input` as DATA frames; returns the bytes sent and the final hash, or
+/// `None` when the transfer ended meanwhile.
+fn send_stream(
+    input: &mut dyn Read,
+    mut hasher: Sha256,
+    frames: &mpsc::Sender<BytesMut>,
+    what: &str,
+) -> anyhow::Result<Option<(u64, [u8; 32])>> {
+    let mut sent: u64 = 0;
     loop {
         let mut frame = BytesMut::zeroed(1 + MAX_DATA);
         frame[0] = DATA_TYPE;
         let mut filled = 1;
-        // Fill the frame completely unless the file ends: fewer, larger messages.
+        // Fill the frame completely unless the input ends: fewer, larger messages.
         while filled < frame.len() {
-            match file.read(&mut frame[filled..]) {
+            match input.read(&mut frame[filled..]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let fail = Frame::Fail("the sender could not read the file".into());
-                    let _ = frames.blocking_send(fail.encode().as_slice().into());
-                    return Err(local_io("reading the file", e));
-                }
+                Err(e) => return Err(local_io(what, e)),
             }
         }
         if filled == 1 {
-            break;
+            return Ok(Some((sent, hasher.finalize().into())));
         }
         frame.truncate(filled);
         hasher.update(&frame[1..]);
-        total += (filled - 1) as u64;
+        sent += (filled - 1) as u64;
         if frames.blocking_send(frame).is_err() {
-            return Ok(()); // the transfer ended; the caller reports why
+            return Ok(None);
         }
     }
-    if total != expected {
-        let reason = format!("the file changed while being sent ({total} of {expected} bytes)");
-        let _ = frames.blocking_send(Frame::Fail(reason.clone()).encode().as_slice().into());
-        return Err(fail(Kind::LocalIo, reason));
-    }
-    let end = Frame::End(hasher.finalize().into()).encode();
-    let _ = frames.blocking_send(end.as_slice().into());
-    Ok(())
 }

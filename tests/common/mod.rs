@@ -217,3 +217,14 @@ pub fn list(dir: &Path) -> Vec<String> {
 
 /// A generous upper bound for a whole transfer on a loaded 2-core machine.
 pub const LIMIT: Duration = Duration::from_secs(120);
+
+/// Bytes of `name` in the staging folder (`.mp-partial-*`) under `dir`, 0 if none.
+pub fn staged_bytes(dir: &Path, name: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".mp-partial-"))
+        .filter_map(|e| std::fs::metadata(e.path().join(name)).ok())
+        .map(|m| m.len())
+        .sum()
+}

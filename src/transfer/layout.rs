@@ -1,0 +1,401 @@
+//! Where received entries go, and how they get there without ever looking complete too early.
+//!
+//! Everything is written first into a staging folder beside the target,
+//! `.mp-partial-<offer id>`, under the sender's names. Only when every file's hash has matched
+//! are the top-level entries moved to their final names (one `rename` each). An interrupted
+//! transfer leaves the staging folder behind; receiving the same offer into the same place
+//! finds it again (the folder is named after the offer) and resumes from what it holds.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{fail, local_io, Kind};
+use crate::protocol::manifest::{display, Kind as EntryKind, Manifest};
+
+/// Prefix of staging folder names.
+pub const STAGING_PREFIX: &str = ".mp-partial-";
+
+/// The receiver's plan for one offer.
+#[derive(Debug)]
+pub struct Layout {
+    out_dir: PathBuf,
+    /// A new name for the offer's single top-level entry (`-o newname`).
+    rename: Option<OsString>,
+    staging: PathBuf,
+}
+
+impl Layout {
+    /// Plans where `manifest` goes for `-o output` (`None`: the current folder).
+    pub fn plan(manifest: &Manifest, output: Option<&Path>) -> anyhow::Result<Layout> {
+        let (out_dir, rename) = match output {
+            None => (PathBuf::from("."), None),
+            Some(path) if path.is_dir() => (path.to_path_buf(), None),
+            Some(path) if manifest.roots().len() == 1 => {
+                let name = path.file_name().ok_or_else(|| {
+                    fail(
+                        Kind::Usage,
+                        format!("{} is not a usable name", path.display()),
+                    )
+                })?;
+                let parent = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                (parent.to_path_buf(), Some(name.to_os_string()))
+            }
+            Some(path) => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!(
+                        "{} is not a folder: several entries need an existing folder for -o",
+                        path.display()
+                    ),
+                ))
+            }
+        };
+        if !out_dir.is_dir() {
+            return Err(fail(
+                Kind::LocalIo,
+                format!("{} is not a folder", out_dir.display()),
+            ));
+        }
+        let staging = out_dir.join(format!("{STAGING_PREFIX}{}", manifest.id()));
+        Ok(Layout {
+            out_dir,
+            rename,
+            staging,
+        })
+    }
+
+    /// The staging folder.
+    pub fn staging(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Where the entry at `path` is written while the transfer runs.
+    pub fn staged(&self, path: &str) -> PathBuf {
+        self.staging.join(path)
+    }
+
+    /// Where the entry at `path` ends up.
+    pub fn destination(&self, path: &str) -> PathBuf {
+        let (root, rest) = match path.split_once('/') {
+            Some((root, rest)) => (root, Some(rest)),
+            None => (path, None),
+        };
+        let root = match &self.rename {
+            Some(name) => self.out_dir.join(name),
+            None => self.out_dir.join(root),
+        };
+        match rest {
+            Some(rest) => root.join(rest),
+            None => root,
+        }
+    }
+
+    /// Refuses the offer if a top-level destination exists (unless `overwrite`), and always if
+    /// it is a symbolic link to a folder that entries would be written through.
+    pub fn check_free(&self, manifest: &Manifest, overwrite: bool) -> anyhow::Result<()> {
+        for root in manifest.roots() {
+            let destination = self.destination(root);
+            let Ok(meta) = destination.symlink_metadata() else {
+                continue;
+            };
+            if !overwrite {
+                return Err(fail(
+                    Kind::Exists,
+                    format!(
+                        "{} already exists (use --overwrite to replace it)",
+                        destination.display()
+                    ),
+                ));
+            }
+            let is_folder_entry = manifest
+                .entries
+                .iter()
+                .any(|e| e.path == root && e.kind == EntryKind::Dir);
+            if is_folder_entry && meta.file_type().is_symlink() {
+                return Err(fail(
+                    Kind::Exists,
+                    format!(
+                        "{} is a symbolic link; refusing to write through it",
+                        destination.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Prefixes kept by an earlier, interrupted transfer of the same offer: for each file
+    /// entry with a non-empty staged copy no longer than announced, its index, length and
+    /// the SHA-256 state after it. Reads those prefixes (on the calling thread).
+    pub fn kept(&self, manifest: &Manifest) -> anyhow::Result<Vec<(usize, u64, Sha256)>> {
+        if !is_real_dir(&self.staging) {
+            return Ok(Vec::new());
+        }
+        let mut kept = Vec::new();
+        for (index, entry) in manifest.entries.iter().enumerate() {
+            let Some(size) = entry.size.filter(|_| entry.is_file()) else {
+                continue;
+            };
+            let path = self.staged(&entry.path);
+            let Ok(meta) = path.symlink_metadata() else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() == 0 || meta.len() > size {
+                continue;
+            }
+            let mut hasher = Sha256::new();
+            let mut file = std::fs::File::open(&path)
+                .map_err(|e| local_io(&format!("cannot read {}", path.display()), e))?;
+            let copied = std::io::copy(&mut (&mut file).take(meta.len()), &mut hasher)
+                .map_err(|e| local_io(&format!("cannot read {}", path.display()), e))?;
+            kept.push((index, copied, hasher));
+        }
+        Ok(kept)
+    }
+
+    /// Creates the staging folder and every folder the offer needs inside it.
+    pub fn prepare(&self, manifest: &Manifest) -> anyhow::Result<()> {
+        let cannot = |e| local_io(&format!("cannot create {}", self.staging.display()), e);
+        match self.staging.symlink_metadata() {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(fail(
+                    Kind::LocalIo,
+                    format!("{} is in the way", self.staging.display()),
+                ))
+            }
+            Err(_) => std::fs::create_dir(&self.staging).map_err(cannot)?,
+        }
+        for entry in &manifest.entries {
+            let folder = match entry.kind {
+                EntryKind::Dir => Some(entry.path.as_str()),
+                EntryKind::File => entry.path.rsplit_once('/').map(|(parent, _)| parent),
+            };
+            if let Some(folder) = folder {
+                std::fs::create_dir_all(self.staged(folder)).map_err(cannot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies permissions and moves every top-level entry to its destination, then removes
+    /// the staging folder.
+    pub fn finish(&self, manifest: &Manifest, overwrite: bool) -> anyhow::Result<()> {
+        for entry in manifest.entries.iter().filter(|e| e.is_file()) {
+            if let Some(mode) = entry.mode {
+                set_mode(&self.staged(&entry.path), mode)?;
+            }
+        }
+        let mut created_dirs = Vec::new();
+        for root in manifest.roots() {
+            let from = self.staged(root);
+            let to = self.destination(root);
+            place(&from, &to, overwrite, &mut created_dirs)?;
+        }
+        // Folder permissions last and deepest first, so a read-only folder is filled first.
+        let mut dirs: Vec<_> = manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .filter_map(|e| e.mode.map(|m| (self.destination(&e.path), m)))
+            .filter(|(path, _)| created_dirs.iter().any(|c| path.starts_with(c)))
+            .collect();
+        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+        for (path, mode) in dirs {
+            set_mode(&path, mode)?;
+        }
+        let _ = std::fs::remove_dir_all(&self.staging);
+        Ok(())
+    }
+
+    /// Removes the staging folder if it holds no byte worth resuming from.
+    pub fn remove_if_empty(&self) {
+        fn has_bytes(dir: &Path) -> bool {
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries.filter_map(Result::ok).any(|e| {
+                    e.file_type().is_ok_and(|t| {
+                        (t.is_file() && e.metadata().is_ok_and(|m| m.len() > 0))
+                            || (t.is_dir() && has_bytes(&e.path()))
+                    })
+                })
+            })
+        }
+        if is_real_dir(&self.staging) && !has_bytes(&self.staging) {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+
+    /// Forgets a staged file that must not be resumed from (it failed its check).
+    pub fn discard(&self, path: &str) {
+        let _ = std::fs::remove_file(self.staged(path));
+    }
+}
+
+/// Moves `from` to `to`; with `overwrite`, replaces files and merges into existing folders.
+fn place(
+    from: &Path,
+    to: &Path,
+    overwrite: bool,
+    created: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    let cannot = |e| local_io(&format!("cannot create {}", to.display()), e);
+    let existing = to.symlink_metadata().ok();
+    match existing {
+        None => {
+            std::fs::rename(from, to).map_err(cannot)?;
+            created.push(to.to_path_buf());
+        }
+        Some(_) if !overwrite => {
+            return Err(fail(
+                Kind::Exists,
+                format!("{} appeared while receiving; not replaced", to.display()),
+            ))
+        }
+        Some(meta) => {
+            let from_is_dir = from.symlink_metadata().map_err(cannot)?.is_dir();
+            match (from_is_dir, meta.is_dir()) {
+                (false, false) => std::fs::rename(from, to).map_err(cannot)?,
+                (true, true) => {
+                    let children = std::fs::read_dir(from).map_err(cannot)?;
+                    for child in children {
+                        let child = child.map_err(cannot)?;
+                        place(&child.path(), &to.join(child.file_name()), true, created)?;
+                    }
+                }
+                (true, false) if meta.file_type().is_symlink() => {
+                    return Err(fail(
+                        Kind::Exists,
+                        format!(
+                            "{} is a symbolic link; refusing to write through it",
+                            to.display()
+                        ),
+                    ))
+                }
+                _ => {
+                    return Err(fail(
+                        Kind::Exists,
+                        format!(
+                            "{} exists and is not the same kind (file or folder)",
+                            display(&to.display().to_string())
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    path.symlink_metadata().is_ok_and(|m| m.is_dir())
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| local_io(&format!("cannot set permissions of {}", path.display()), e))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::manifest::Entry;
+
+    fn tree() -> Manifest {
+        Manifest {
+            entries: vec![
+                Entry::dir("photos"),
+                Entry::file("photos/a.jpg", 3),
+                Entry::dir("photos/empty"),
+                Entry::file("notes.txt", 2),
+            ],
+        }
+    }
+
+    #[test]
+    fn destinations_follow_the_sender_names_or_a_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::plan(&tree(), Some(dir.path())).unwrap();
+        assert_eq!(
+            layout.destination("photos/a.jpg"),
+            dir.path().join("photos/a.jpg")
+        );
+        assert!(layout.staging().to_string_lossy().contains(STAGING_PREFIX));
+
+        let single = Manifest::single("report.pdf", 1);
+        let renamed = Layout::plan(&single, Some(&dir.path().join("mine.pdf"))).unwrap();
+        assert_eq!(
+            renamed.destination("report.pdf"),
+            dir.path().join("mine.pdf")
+        );
+        assert!(Layout::plan(&tree(), Some(&dir.path().join("missing"))).is_err());
+    }
+
+    #[test]
+    fn a_full_cycle_stages_then_places_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = tree();
+        let layout = Layout::plan(&manifest, Some(dir.path())).unwrap();
+        layout.check_free(&manifest, false).unwrap();
+        layout.prepare(&manifest).unwrap();
+        std::fs::write(layout.staged("photos/a.jpg"), b"abc").unwrap();
+        std::fs::write(layout.staged("notes.txt"), b"hi").unwrap();
+        layout.finish(&manifest, false).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("photos/a.jpg")).unwrap(),
+            b"abc"
+        );
+        assert!(dir.path().join("photos/empty").is_dir());
+        assert!(!layout.staging().exists());
+        // Now everything exists.
+        assert!(layout.check_free(&manifest, false).is_err());
+        assert!(layout.check_free(&manifest, true).is_ok());
+    }
+
+    #[test]
+    fn kept_prefixes_are_found_and_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = tree();
+        let layout = Layout::plan(&manifest, Some(dir.path())).unwrap();
+        assert!(layout.kept(&manifest).unwrap().is_empty());
+        layout.prepare(&manifest).unwrap();
+        std::fs::write(layout.staged("photos/a.jpg"), b"ab").unwrap();
+        std::fs::write(layout.staged("notes.txt"), b"too long").unwrap();
+        let kept = layout.kept(&manifest).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!((kept[0].0, kept[0].1), (1, 2));
+        assert_eq!(
+            kept[0].2.clone().finalize(),
+            Sha256::digest(b"ab"),
+            "hash state covers the prefix"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_folders_are_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("photos")).unwrap();
+        let manifest = tree();
+        let layout = Layout::plan(&manifest, Some(dir.path())).unwrap();
+        assert!(layout.check_free(&manifest, true).is_err());
+        layout.prepare(&manifest).unwrap();
+        std::fs::write(layout.staged("photos/a.jpg"), b"abc").unwrap();
+        std::fs::write(layout.staged("notes.txt"), b"hi").unwrap();
+        assert!(layout.finish(&manifest, true).is_err());
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+}
