@@ -32,9 +32,17 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        tokio::select! {
-            result = run(cli, ui.clone()) => result,
-            _ = tokio::signal::ctrl_c() => Err(fail(Kind::Interrupted, "interrupted")),
+        let run = run(cli, ui.clone());
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                result = &mut run => break result,
+                // A transfer under way handles Ctrl-C itself, to tell the peer and keep what
+                // it received; anywhere else, stop at once.
+                _ = tokio::signal::ctrl_c() => if !transfer::handles_interrupt() {
+                    break Err(fail(Kind::Interrupted, "interrupted"));
+                },
+            }
         }
     });
     // Do not wait for lingering background tasks (a WebRTC driver, a blocked reader).

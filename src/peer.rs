@@ -286,6 +286,19 @@ impl Peer {
     }
 }
 
+/// Sends a last frame (a FAIL before closing) and gives it a moment to leave: closing the
+/// connection drops whatever SCTP has not sent yet. Best effort, at most a second.
+pub async fn send_last(channel: &Arc<dyn DataChannel>, frame: frame::Frame<'_>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        channel.send(frame.encode().as_slice().into()).await?;
+        while channel.outstanding_bytes().await? > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok::<(), webrtc::error::Error>(())
+    })
+    .await;
+}
+
 /// Resolves once the connection has failed or closed.
 pub async fn ended(state: &mut watch::Receiver<RTCPeerConnectionState>) {
     let _ = state

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::Manifest;
+use super::manifest::{Manifest, ManifestError, MAX_ENTRIES};
 
 /// A signaling message between the peers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,8 +12,13 @@ use super::manifest::Manifest;
 pub enum Message {
     /// First sealed message of each side: the explicit key confirmation.
     Hello { version: u32 },
-    /// Sender → receiver: what would be sent.
-    Offer { manifest: Manifest },
+    /// Sender → receiver: what would be sent. A long manifest is split over several offers;
+    /// all but the last say `"more": true`.
+    Offer {
+        manifest: Manifest,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
+    },
     /// Sender → receiver, instead of an offer: a short text for the receiver's stdout.
     Text { text: String },
     /// Receiver → sender: go ahead (for a text: it was shown). `resume` lists the files of
@@ -39,6 +44,57 @@ pub struct Resume {
     pub index: usize,
     pub offset: u64,
     pub sha256: String,
+}
+
+/// Most bytes of manifest JSON in one offer message (well below the sealing limit).
+pub const OFFER_PART: usize = 24 * 1024;
+
+/// The offer messages that carry `manifest`, each at most about [`OFFER_PART`] bytes.
+pub fn offer_messages(manifest: &Manifest) -> Vec<Message> {
+    let mut parts: Vec<Manifest> = vec![Manifest { entries: vec![] }];
+    let mut used = 0;
+    for entry in &manifest.entries {
+        let len = serde_json::to_vec(entry).map_or(0, |v| v.len()) + 1;
+        let last = parts.last_mut().expect("never empty");
+        if used + len > OFFER_PART && !last.entries.is_empty() {
+            parts.push(Manifest { entries: vec![] });
+            used = 0;
+        }
+        used += len;
+        parts
+            .last_mut()
+            .expect("never empty")
+            .entries
+            .push(entry.clone());
+    }
+    let count = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, manifest)| Message::Offer {
+            manifest,
+            more: i + 1 < count,
+        })
+        .collect()
+}
+
+/// Puts a split manifest back together, refusing one that grows past [`MAX_ENTRIES`].
+#[derive(Default)]
+pub struct OfferAssembly {
+    entries: Vec<super::manifest::Entry>,
+}
+
+impl OfferAssembly {
+    /// Adds one part; returns the whole manifest after the last.
+    pub fn add(&mut self, part: Manifest, more: bool) -> Result<Option<Manifest>, ManifestError> {
+        if self.entries.len() + part.entries.len() > MAX_ENTRIES {
+            return Err(ManifestError::TooManyEntries);
+        }
+        self.entries.extend(part.entries);
+        Ok((!more).then(|| Manifest {
+            entries: std::mem::take(&mut self.entries),
+        }))
+    }
 }
 
 /// Longest text `mp send --text` carries.
@@ -105,6 +161,7 @@ mod tests {
             manifest: Manifest {
                 entries: vec![Entry::file("a.txt", 3)],
             },
+            more: false,
         };
         assert_eq!(
             String::from_utf8(offer.to_bytes()).unwrap(),
@@ -118,6 +175,45 @@ mod tests {
             String::from_utf8(sdp.to_bytes()).unwrap(),
             r#"{"type":"sdp","kind":"answer","sdp":"v=0"}"#
         );
+    }
+
+    #[test]
+    fn long_manifests_are_split_and_reassembled() {
+        let manifest = Manifest {
+            entries: (0..5000)
+                .map(|i| Entry::file(&format!("folder/file-{i:05}.txt"), i))
+                .collect(),
+        };
+        let messages = offer_messages(&manifest);
+        assert!(messages.len() > 1);
+        let mut assembly = OfferAssembly::default();
+        let mut whole = None;
+        for message in messages {
+            assert!(message.to_bytes().len() <= OFFER_PART + 200);
+            let Message::Offer { manifest, more } = message else {
+                panic!("not an offer")
+            };
+            whole = assembly.add(manifest, more).unwrap();
+        }
+        assert_eq!(whole, Some(manifest));
+        let single = offer_messages(&Manifest::single("a", 1));
+        assert_eq!(single.len(), 1);
+    }
+
+    #[test]
+    fn reassembly_is_bounded() {
+        let mut assembly = OfferAssembly::default();
+        let part = Manifest {
+            entries: (0..1000).map(|i| Entry::file(&i.to_string(), 0)).collect(),
+        };
+        let mut result = Ok(None);
+        for _ in 0..=(MAX_ENTRIES / 1000) {
+            result = assembly.add(part.clone(), true);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(ManifestError::TooManyEntries));
     }
 
     #[test]

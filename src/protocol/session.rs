@@ -143,6 +143,7 @@ mod tests {
         let (mut s, mut r) = confirmed();
         let offer = Message::Offer {
             manifest: Manifest::single("a", 1),
+            more: false,
         };
         assert_eq!(r.open(&s.seal(&offer).unwrap()).unwrap(), offer);
         let accept = Message::Accept { resume: vec![] };

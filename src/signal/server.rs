@@ -39,6 +39,9 @@ impl Default for Config {
     }
 }
 
+/// How long relaying one message may wait for the other side's queue.
+const RELAY_STALL: Duration = Duration::from_secs(10);
+
 /// What a connection's task is told by the other member of its room.
 enum Event {
     Paired(mpsc::Sender<Event>),
@@ -183,9 +186,13 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
             },
             incoming = ws.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => match &peer {
-                    // An honest peer sends a handful of messages; one that fills the other's
-                    // queue is flooding, and loses its session rather than stalling the server.
-                    Some(other) => ok = other.try_send(Event::Relay(bytes.to_vec())).is_ok(),
+                    // Back-pressure on a fast sender (a long offer comes in many parts); one
+                    // whose peer stops draining for long loses its session rather than
+                    // stalling the server.
+                    Some(other) => {
+                        let relay = other.send(Event::Relay(bytes.to_vec()));
+                        ok = matches!(tokio::time::timeout(RELAY_STALL, relay).await, Ok(Ok(())));
+                    }
                     None => {
                         let _ = ws.send(error(ErrorKind::BadRequest, "no peer to relay to yet")).await;
                         break;

@@ -10,6 +10,7 @@ pub mod send;
 pub mod source;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::error::{fail, Kind};
@@ -28,6 +29,31 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const LEFT_GRACE: Duration = Duration::from_secs(5);
 /// How long the direct connection may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Set while a transfer loop handles Ctrl-C itself (to tell the peer and keep partial data);
+/// `main` then leaves the interruption to it.
+static HANDLES_INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+/// Whether a running transfer handles Ctrl-C itself.
+pub fn handles_interrupt() -> bool {
+    HANDLES_INTERRUPT.load(Ordering::SeqCst)
+}
+
+/// Marks the span in which the transfer handles Ctrl-C itself (until dropped).
+pub struct InterruptScope(());
+
+impl InterruptScope {
+    pub fn enter() -> InterruptScope {
+        HANDLES_INTERRUPT.store(true, Ordering::SeqCst);
+        InterruptScope(())
+    }
+}
+
+impl Drop for InterruptScope {
+    fn drop(&mut self) {
+        HANDLES_INTERRUPT.store(false, Ordering::SeqCst);
+    }
+}
 
 /// What both commands are told about the network.
 #[derive(Clone, Debug)]

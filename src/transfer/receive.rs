@@ -17,14 +17,16 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::layout::Layout;
-use super::{hex, public_reason, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT};
+use super::{
+    hex, public_reason, unexpected, InterruptScope, NetOptions, Signaling, CONNECT_TIMEOUT,
+};
 use crate::error::{fail, local_io, Failure, Kind};
-use crate::peer::{ended, Peer, PeerOptions};
+use crate::peer::{ended, send_last, Peer, PeerOptions};
 use crate::protocol::code::Code;
 use crate::protocol::frame::{FailKind, Frame};
 use crate::protocol::incoming::{Incoming, Step, StreamError};
 use crate::protocol::manifest::{display, Manifest, Summary};
-use crate::protocol::message::{Message, Resume, SdpKind};
+use crate::protocol::message::{Message, OfferAssembly, Resume, SdpKind};
 use crate::protocol::pake::Side;
 use crate::signal::client::{Join, SignalClient};
 use crate::ui::{size, Progress, Ui};
@@ -69,10 +71,22 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     ui.event("paired", json!({}));
     let mut signaling = Signaling::handshake(client, &code, Side::Receiver).await?;
 
-    let manifest = match signaling.recv().await? {
-        Message::Offer { manifest } => manifest,
-        Message::Text { text } => return receive_text(signaling, text, &ui).await,
-        other => return Err(unexpected(&other, "an offer")),
+    let mut assembly = OfferAssembly::default();
+    let manifest = loop {
+        let (part, more) = match signaling.recv().await? {
+            Message::Offer { manifest, more } => (manifest, more),
+            Message::Text { text } => return receive_text(signaling, text, &ui).await,
+            other => return Err(unexpected(&other, "an offer")),
+        };
+        match assembly.add(part, more) {
+            Ok(Some(manifest)) => break manifest,
+            Ok(None) => continue,
+            Err(err) => {
+                let reason = "the offer is too large".to_string();
+                let _ = signaling.send(&Message::Reject { reason }).await;
+                return Err(fail(Kind::Integrity, format!("refused the offer: {err}")));
+            }
+        }
     };
     let (summary, sink) = match decide(&manifest, &args, &ui).await {
         Ok(decision) => decision,
@@ -125,12 +139,7 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
             Some(Kind::LocalIo) => FailKind::LocalIo,
             _ => FailKind::Other,
         };
-        let reason = Frame::Fail(kind, public_reason(err)).encode();
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            channel.send(reason.as_slice().into()),
-        )
-        .await;
+        send_last(&channel, Frame::Fail(kind, public_reason(err))).await;
     }
     peer.close().await;
     if let (Err(err), Sink::Files(layout)) = (&result, &sink) {
@@ -325,6 +334,7 @@ async fn receive_stream(
     overwrite: bool,
     progress: &Progress,
 ) -> anyhow::Result<()> {
+    let _interrupt = InterruptScope::enter();
     let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
     let writer = {
         let manifest = manifest.clone();
@@ -344,9 +354,11 @@ async fn receive_stream(
     let mut writer = std::pin::pin!(writer);
     let mut tx = Some(tx);
     let mut state = peer.state();
+    let mut writer_done = false;
     let outcome = loop {
         tokio::select! {
             written = &mut writer => {
+                writer_done = true;
                 break match written {
                     Ok(result) => result,
                     Err(join) => Err(anyhow::anyhow!("writer stopped: {join}")),
@@ -374,8 +386,10 @@ async fn receive_stream(
     };
     drop(tx);
     if outcome.is_err() {
-        // Let the writer finish with its file before we report.
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut writer).await;
+        if !writer_done {
+            // Let the writer finish with its file before we report.
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut writer).await;
+        }
         return outcome;
     }
     channel

@@ -17,13 +17,15 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::source::{Origin, Source};
-use super::{hex, public_reason, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT};
+use super::{
+    hex, public_reason, unexpected, InterruptScope, NetOptions, Signaling, CONNECT_TIMEOUT,
+};
 use crate::error::{fail, local_io, Kind};
-use crate::peer::{ended, Peer, PeerOptions};
+use crate::peer::{ended, send_last, Peer, PeerOptions};
 use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
 use crate::protocol::frame::{FailKind, Frame, DATA_TYPE, MAX_DATA};
 use crate::protocol::manifest::display;
-use crate::protocol::message::{Message, SdpKind, MAX_TEXT};
+use crate::protocol::message::{offer_messages, Message, SdpKind, MAX_TEXT};
 use crate::protocol::pake::Side;
 use crate::signal::client::{Join, SignalClient};
 use crate::ui::{size, Progress, Ui};
@@ -149,11 +151,9 @@ async fn negotiate(
     net: &NetOptions,
     ui: &Ui,
 ) -> anyhow::Result<Connected> {
-    signaling
-        .send(&Message::Offer {
-            manifest: source.manifest.clone(),
-        })
-        .await?;
+    for offer in offer_messages(&source.manifest) {
+        signaling.send(&offer).await?;
+    }
     ui.status("Waiting for the receiver to accept…");
     let resume = match signaling.recv().await? {
         Message::Accept { resume } => resume,
@@ -261,6 +261,7 @@ async fn stream(
     resume: HashMap<usize, (u64, String)>,
     progress: &Progress,
 ) -> anyhow::Result<()> {
+    let _interrupt = InterruptScope::enter();
     let (frames_tx, mut frames_rx) = mpsc::channel::<BytesMut>(READ_AHEAD);
     let reader_progress = progress.clone();
     let mut reader = tokio::task::spawn_blocking(move || {
@@ -292,7 +293,7 @@ async fn stream(
             done = &mut pump, if !pumped => {
                 pumped = true;
                 if !matches!(done, Ok(Ok(()))) {
-                    break Err(lost());
+                    break Err(last_word(&channel).await.unwrap_or_else(lost));
                 }
                 verdict_deadline.as_mut().reset(tokio::time::Instant::now() + VERDICT_TIMEOUT);
             }
@@ -305,13 +306,7 @@ async fn stream(
                         }
                         break Ok(());
                     }
-                    Ok(Frame::Fail(kind, reason)) => {
-                        let kind = match kind {
-                            FailKind::Integrity => Kind::Integrity,
-                            _ => Kind::PeerGone,
-                        };
-                        break Err(fail(kind, format!("the receiver stopped: {}", display(&reason))));
-                    }
+                    Ok(Frame::Fail(kind, reason)) => break Err(receiver_failed(kind, &reason)),
                     _ => break Err(fail(Kind::Integrity, "the receiver sent an unexpected frame")),
                 },
                 Some(DataChannelEvent::OnClose) | None => {
@@ -319,7 +314,13 @@ async fn stream(
                 }
                 Some(_) => {}
             },
-            _ = ended(&mut state) => break Err(lost()),
+            _ = ended(&mut state) => break Err(last_word(&channel).await.unwrap_or_else(lost)),
+            _ = tokio::signal::ctrl_c() => {
+                pump.abort();
+                let stop = Frame::Fail(FailKind::Interrupted, "the sender was interrupted".into());
+                send_last(&channel, stop).await;
+                break Err(fail(Kind::Interrupted, "interrupted"));
+            }
             _ = &mut verdict_deadline => {
                 break Err(fail(Kind::PeerGone, "the receiver never confirmed the transfer"));
             }
@@ -335,6 +336,37 @@ async fn stream(
         }
     }
     outcome
+}
+
+/// The receiver's FAIL as an error for our user.
+fn receiver_failed(kind: FailKind, reason: &str) -> anyhow::Error {
+    let kind = match kind {
+        FailKind::Integrity => Kind::Integrity,
+        _ => Kind::PeerGone,
+    };
+    fail(kind, format!("the receiver stopped: {}", display(reason)))
+}
+
+/// When the connection breaks, the receiver's FAIL saying why may still be queued: look for
+/// it briefly.
+async fn last_word(channel: &Arc<dyn DataChannel>) -> Option<anyhow::Error> {
+    let look = async {
+        loop {
+            match channel.poll().await? {
+                DataChannelEvent::OnMessage(message) => {
+                    if let Ok(Frame::Fail(kind, reason)) = Frame::decode(&message.data) {
+                        return Some(receiver_failed(kind, &reason));
+                    }
+                }
+                DataChannelEvent::OnClose => return None,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(500), look)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The reading thread: for each file, BEGIN (when resuming), DATA frames, END with its SHA-256.

@@ -1,0 +1,508 @@
+//! What users of croc and magic-wormhole expect: folders, several files, pipes, text, resume,
+//! JSON events, interruption. Real processes, real WebRTC on loopback.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+const PEER_GONE: i32 = 6;
+const INTERRUPTED: i32 = 130;
+
+/// Sends `paths` and receives into `dst` with `--yes`; both must succeed.
+fn transfer(paths: &[&Path], dst: &Path, extra_receive: &[&str]) -> (Outcome, Outcome) {
+    let signal = Signal::start();
+    let code = fresh_code();
+    let mut sender = mp();
+    sender
+        .args(["send", "--signal", &signal.url, "--code", &code])
+        .args(paths);
+    let sender = spawn(&mut sender);
+    let receiver = spawn(
+        receive(&signal, &code, dst)
+            .arg("--yes")
+            .args(extra_receive),
+    );
+    let received = receiver.wait(LIMIT);
+    let sent = sender.wait(LIMIT);
+    received.assert_code(0);
+    sent.assert_code(0);
+    (sent, received)
+}
+
+/// Every entry under `root`, as (relative path, kind, content or mode) lines, sorted.
+fn snapshot(root: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            #[cfg(unix)]
+            let mode = {
+                use std::os::unix::fs::PermissionsExt;
+                meta.permissions().mode() & 0o777
+            };
+            #[cfg(not(unix))]
+            let mode = 0;
+            if meta.is_dir() {
+                out.push(format!("{rel}/ {mode:o}"));
+                walk(base, &path, out);
+            } else if meta.is_file() {
+                let content = std::fs::read(&path).unwrap();
+                out.push(format!("{rel} {mode:o} {:x?}", sha(&content)));
+            } else {
+                out.push(format!("{rel} link"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn sha(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+#[cfg(unix)]
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_folder_tree_keeps_its_exact_shape() {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("project");
+    std::fs::create_dir_all(root.join("src/deeply/nested")).unwrap();
+    std::fs::create_dir_all(root.join("empty folder")).unwrap();
+    std::fs::write(
+        root.join("src/deeply/nested/data.bin"),
+        random_bytes(300_000, 9),
+    )
+    .unwrap();
+    std::fs::write(root.join("empty.txt"), b"").unwrap();
+    std::fs::write(root.join("naïve café ☕.md"), "unicode name".as_bytes()).unwrap();
+    std::fs::write(root.join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    #[cfg(unix)]
+    {
+        chmod(&root.join("run.sh"), 0o755);
+        chmod(&root.join("src/deeply"), 0o750);
+        std::os::unix::fs::symlink("/etc/passwd", root.join("escape")).unwrap();
+    }
+
+    let dst = tempfile::tempdir().unwrap();
+    let (sent, _) = transfer(&[&root], dst.path(), &[]);
+    #[cfg(unix)]
+    {
+        assert!(
+            sent.stderr
+                .contains("skipping project/escape (symbolic link)"),
+            "{}",
+            sent.stderr
+        );
+        std::fs::remove_file(root.join("escape")).unwrap();
+    }
+    assert_eq!(snapshot(&root), snapshot(&dst.path().join("project")));
+    assert_eq!(list(dst.path()), vec!["project"], "no staging folder left");
+}
+
+#[test]
+fn several_files_and_folders_in_one_go() {
+    let src = tempfile::tempdir().unwrap();
+    let a = src.path().join("a.txt");
+    std::fs::write(&a, b"first").unwrap();
+    let photos = src.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    std::fs::write(photos.join("1.jpg"), random_bytes(70_000, 1)).unwrap();
+    let notes = src.path().join("notes");
+    std::fs::create_dir(&notes).unwrap();
+
+    let dst = tempfile::tempdir().unwrap();
+    transfer(&[&a, &photos, &notes], dst.path(), &[]);
+    assert_eq!(list(dst.path()), vec!["a.txt", "notes", "photos"]);
+    assert_eq!(std::fs::read(dst.path().join("a.txt")).unwrap(), b"first");
+    assert_eq!(snapshot(&photos), snapshot(&dst.path().join("photos")));
+    assert!(dst.path().join("notes").is_dir());
+}
+
+#[test]
+fn a_thousand_small_files_arrive() {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("many");
+    std::fs::create_dir(&root).unwrap();
+    for i in 0..1000 {
+        std::fs::write(root.join(format!("f{i:04}")), random_bytes(4096, i)).unwrap();
+    }
+    let dst = tempfile::tempdir().unwrap();
+    transfer(&[&root], dst.path(), &[]);
+    assert_eq!(snapshot(&root), snapshot(&dst.path().join("many")));
+}
+
+#[test]
+fn a_folder_may_be_renamed_on_arrival() {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("original");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("x"), b"x").unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let target = dst.path().join("renamed");
+    transfer(&[&root], Path::new(&target), &[]);
+    assert_eq!(std::fs::read(target.join("x")).unwrap(), b"x");
+}
+
+/// Runs `sh -c script` with `MP_*` set for this signal server.
+fn shell(signal: &Signal, script: &str) -> Running {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", script])
+        .env("MP_SIGNAL", &signal.url)
+        .env("MP_BIND", "127.0.0.1")
+        .env("MP", mp_bin())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn(&mut cmd)
+}
+
+#[test]
+fn stdin_to_stdout_pipes_bytes_exactly() {
+    let signal = Signal::start();
+    let code = fresh_code();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.bin");
+    std::fs::write(&input, random_bytes(5_000_000, 4)).unwrap();
+    let sender = shell(
+        &signal,
+        &format!("cat '{}' | \"$MP\" send --code {code} -", input.display()),
+    );
+    let receiver = shell(&signal, &format!("\"$MP\" receive {code} --yes -o -"));
+    let received = receiver.wait(LIMIT);
+    sender.wait(LIMIT).assert_code(0);
+    received.assert_code(0);
+    assert!(
+        received.stdout == std::fs::read(&input).unwrap(),
+        "stdout has exactly the bytes"
+    );
+}
+
+#[test]
+fn tar_through_mp_round_trips_a_folder() {
+    let signal = Signal::start();
+    let code = fresh_code();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("dir/sub")).unwrap();
+    std::fs::write(src.path().join("dir/sub/f.txt"), b"through tar").unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let sender = shell(
+        &signal,
+        &format!(
+            "tar c -C '{}' dir | \"$MP\" send --code {code} --name dir.tar -",
+            src.path().display()
+        ),
+    );
+    let receiver = shell(
+        &signal,
+        &format!(
+            "\"$MP\" receive {code} --yes -o - | tar x -C '{}'",
+            dst.path().display()
+        ),
+    );
+    receiver.wait(LIMIT).assert_code(0);
+    sender.wait(LIMIT).assert_code(0);
+    assert_eq!(
+        std::fs::read(dst.path().join("dir/sub/f.txt")).unwrap(),
+        b"through tar"
+    );
+}
+
+#[test]
+fn a_stream_may_be_received_into_a_file() {
+    let signal = Signal::start();
+    let code = fresh_code();
+    let dst = tempfile::tempdir().unwrap();
+    let sender = shell(
+        &signal,
+        &format!("printf 'from a pipe' | \"$MP\" send --code {code} --name piped.txt -"),
+    );
+    let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
+    receiver.wait(LIMIT).assert_code(0);
+    sender.wait(LIMIT).assert_code(0);
+    assert_eq!(
+        std::fs::read(dst.path().join("piped.txt")).unwrap(),
+        b"from a pipe"
+    );
+}
+
+#[test]
+fn a_text_is_printed_on_stdout() {
+    let signal = Signal::start();
+    let code = fresh_code();
+    let sender = spawn(mp().args([
+        "send",
+        "--signal",
+        &signal.url,
+        "--code",
+        &code,
+        "--text",
+        "the wifi password is hunter2",
+    ]));
+    let received = spawn(mp().args(["receive", "--signal", &signal.url, &code])).wait(LIMIT);
+    received.assert_code(0);
+    sender.wait(LIMIT).assert_code(0);
+    assert_eq!(received.stdout, b"the wifi password is hunter2\n");
+}
+
+#[test]
+fn a_broken_pipe_on_the_receiving_side_ends_both_sides_cleanly() {
+    let signal = Signal::start();
+    let code = fresh_code();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.bin");
+    std::fs::write(&input, random_bytes(20_000_000, 5)).unwrap();
+    let sender = spawn(&mut send(&signal, &code, &input));
+    // `head` reads 10 bytes and exits: mp's stdout breaks.
+    let receiver = shell(
+        &signal,
+        &format!("\"$MP\" receive {code} --yes -o - | head -c 10 >/dev/null"),
+    );
+    let received = receiver.wait(LIMIT);
+    let sent = sender.wait(LIMIT);
+    assert!(
+        received.stderr.contains("broken pipe"),
+        "receiver says why: {}",
+        received.stderr
+    );
+    sent.assert_code(PEER_GONE);
+    assert!(
+        sent.last_line().contains("the receiver stopped"),
+        "{}",
+        sent.stderr
+    );
+}
+
+#[test]
+fn an_interrupted_transfer_resumes_where_it_stopped() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("large.bin");
+    let content = random_bytes(200_000_000, 6);
+    std::fs::write(&path, &content).unwrap();
+
+    // First attempt: the receiver is killed part-way.
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let mut receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
+    let deadline = std::time::Instant::now() + LIMIT;
+    while staged_bytes(dst.path(), "large.bin") < 20_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    receiver.kill();
+    sender.wait(Duration::from_secs(30)).assert_code(PEER_GONE);
+    let kept = staged_bytes(dst.path(), "large.bin");
+    assert!(kept > 0 && kept < content.len() as u64, "kept {kept}");
+    assert!(!dst.path().join("large.bin").exists());
+
+    // Second attempt: same file, same place.
+    let code = fresh_code();
+    let mut sender = mp();
+    sender
+        .args(["send", "--json", "--signal", &signal.url, "--code", &code])
+        .arg(&path);
+    let sender = spawn(&mut sender);
+    let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
+    let sent = sender.wait(LIMIT);
+    received.assert_code(0);
+    sent.assert_code(0);
+    let events = String::from_utf8(sent.stdout).unwrap();
+    assert!(
+        events.contains(r#""event":"accepted""#) && events.contains(r#""resuming":1"#),
+        "the sender resumed: {events}"
+    );
+    assert!(std::fs::read(dst.path().join("large.bin")).unwrap() == content);
+    assert_eq!(list(dst.path()), vec!["large.bin"]);
+}
+
+#[test]
+fn a_changed_source_restarts_instead_of_resuming_from_a_foreign_prefix() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("doc.bin");
+    let content = random_bytes(1_000_000, 7);
+    std::fs::write(&path, &content).unwrap();
+    // A staging folder from an earlier attempt whose prefix does not match this file.
+    let offer = mp::protocol::manifest::Manifest::single("doc.bin", content.len() as u64);
+    let staging = dst.path().join(format!(".mp-partial-{}", offer.id()));
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::write(staging.join("doc.bin"), b"not the same bytes at all").unwrap();
+
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
+    received.assert_code(0);
+    sender.wait(LIMIT).assert_code(0);
+    assert!(std::fs::read(dst.path().join("doc.bin")).unwrap() == content);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_on_the_receiver_exits_130_and_keeps_the_partial_data() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("big.bin");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
+    let deadline = std::time::Instant::now() + LIMIT;
+    while staged_bytes(dst.path(), "big.bin") < (1 << 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::kill(receiver.id() as i32, libc::SIGINT) };
+    let received = receiver.wait(Duration::from_secs(30));
+    received.assert_code(INTERRUPTED);
+    assert!(
+        received.last_line().contains("partial data kept"),
+        "{}",
+        received.stderr
+    );
+    let sent = sender.wait(Duration::from_secs(30));
+    assert_ne!(sent.code(), 0);
+    assert!(!dst.path().join("big.bin").exists());
+    assert!(staged_bytes(dst.path(), "big.bin") > 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_on_the_sender_exits_130() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("a.txt");
+    std::fs::write(&path, b"a").unwrap();
+    let sender = spawn(&mut send(&signal, &fresh_code(), &path));
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(sender.id() as i32, libc::SIGINT) };
+    let sent = sender.wait(Duration::from_secs(10));
+    sent.assert_code(INTERRUPTED);
+    assert_eq!(sent.last_line(), "mp: interrupted");
+}
+
+#[test]
+fn json_events_tell_a_script_what_happened() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("j.bin");
+    std::fs::write(&path, random_bytes(3_000_000, 8)).unwrap();
+    let code = fresh_code();
+    let mut sender = mp();
+    sender
+        .args(["send", "--json", "--signal", &signal.url, "--code", &code])
+        .arg(&path);
+    let sender = spawn(&mut sender);
+    let received = spawn(receive(&signal, &code, dst.path()).args(["--yes", "--json"])).wait(LIMIT);
+    let sent = sender.wait(LIMIT);
+    received.assert_code(0);
+    sent.assert_code(0);
+
+    let events = |out: &[u8]| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect()
+    };
+    let names = |events: &[serde_json::Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap().to_string())
+            .filter(|n| n != "progress")
+            .collect()
+    };
+    let receiver_events = events(&received.stdout);
+    assert_eq!(
+        names(&receiver_events),
+        [
+            "waiting",
+            "paired",
+            "offer",
+            "connected",
+            "first-byte",
+            "file-done",
+            "finished"
+        ]
+    );
+    assert_eq!(receiver_events[2]["bytes"], 3_000_000);
+    assert!(receiver_events.iter().all(|e| e["t"].is_number()));
+    let finished = receiver_events.last().unwrap();
+    assert_eq!(finished["bytes"], 3_000_000);
+    let sender_events = events(&sent.stdout);
+    assert_eq!(
+        names(&sender_events)[..4],
+        ["code", "waiting", "paired", "accepted"]
+    );
+    assert!(
+        received.stderr.is_empty(),
+        "nothing but JSON: {}",
+        received.stderr
+    );
+
+    // A failure is an event with a stable kind.
+    let failed = spawn(mp().args(["receive", "--json", "--signal", "http://x", "1-x"])).wait(LIMIT);
+    failed.assert_code(7);
+    let error = &events(&failed.stdout)[0];
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["kind"], "server");
+    assert_eq!(error["exit_code"], 7);
+}
+
+#[test]
+fn json_goes_to_stderr_when_stdout_carries_data() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("d.txt");
+    std::fs::write(&path, b"data only").unwrap();
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let received = spawn(mp().args([
+        "receive",
+        "--json",
+        "--yes",
+        "--signal",
+        &signal.url,
+        &code,
+        "-o",
+        "-",
+    ]))
+    .wait(LIMIT);
+    sender.wait(LIMIT).assert_code(0);
+    received.assert_code(0);
+    assert_eq!(received.stdout, b"data only");
+    assert!(
+        received.stderr.contains(r#""event":"finished""#),
+        "{}",
+        received.stderr
+    );
+}
