@@ -232,6 +232,12 @@ impl Progress {
     }
 }
 
+/// A path made safe to print (see [`display`](crate::protocol::manifest::display)): received
+/// names are chosen by the sender.
+pub fn shown(path: &std::path::Path) -> String {
+    crate::protocol::manifest::display(&path.display().to_string())
+}
+
 /// "2.40 MiB"
 pub fn size(bytes: u64) -> String {
     HumanBytes(bytes).to_string()

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{fail, local_io, Kind};
-use crate::protocol::manifest::{display, Kind as EntryKind, Manifest};
+use crate::protocol::manifest::{Kind as EntryKind, Manifest};
+use crate::ui::shown;
 
 /// Prefix of staging folder names.
 pub const STAGING_PREFIX: &str = ".mp-partial-";
@@ -35,10 +36,7 @@ impl Layout {
             Some(path) if path.is_dir() => (path.to_path_buf(), None),
             Some(path) if manifest.roots().len() == 1 => {
                 let name = path.file_name().ok_or_else(|| {
-                    fail(
-                        Kind::Usage,
-                        format!("{} is not a usable name", path.display()),
-                    )
+                    fail(Kind::Usage, format!("{} is not a usable name", shown(path)))
                 })?;
                 let parent = path
                     .parent()
@@ -51,7 +49,7 @@ impl Layout {
                     Kind::Usage,
                     format!(
                         "{} is not a folder: several entries need an existing folder for -o",
-                        path.display()
+                        shown(path)
                     ),
                 ))
             }
@@ -59,7 +57,7 @@ impl Layout {
         if !out_dir.is_dir() {
             return Err(fail(
                 Kind::LocalIo,
-                format!("{} is not a folder", out_dir.display()),
+                format!("{} is not a folder", shown(&out_dir)),
             ));
         }
         let staging = out_dir.join(format!("{STAGING_PREFIX}{}", manifest.id()));
@@ -109,7 +107,7 @@ impl Layout {
                     Kind::Exists,
                     format!(
                         "{} already exists (use --overwrite to replace it)",
-                        destination.display()
+                        shown(&destination)
                     ),
                 ));
             }
@@ -122,7 +120,7 @@ impl Layout {
                     Kind::Exists,
                     format!(
                         "{} is a symbolic link; refusing to write through it",
-                        destination.display()
+                        shown(&destination)
                     ),
                 ));
             }
@@ -151,9 +149,9 @@ impl Layout {
             }
             let mut hasher = Sha256::new();
             let mut file = std::fs::File::open(&path)
-                .map_err(|e| local_io(&format!("cannot read {}", path.display()), e))?;
+                .map_err(|e| local_io(&format!("cannot read {}", shown(&path)), e))?;
             let copied = std::io::copy(&mut (&mut file).take(meta.len()), &mut hasher)
-                .map_err(|e| local_io(&format!("cannot read {}", path.display()), e))?;
+                .map_err(|e| local_io(&format!("cannot read {}", shown(&path)), e))?;
             kept.push((index, copied, hasher));
         }
         Ok(kept)
@@ -161,13 +159,13 @@ impl Layout {
 
     /// Creates the staging folder and every folder the offer needs inside it.
     pub fn prepare(&self, manifest: &Manifest) -> anyhow::Result<()> {
-        let cannot = |e| local_io(&format!("cannot create {}", self.staging.display()), e);
+        let cannot = |e| local_io(&format!("cannot create {}", shown(&self.staging)), e);
         match self.staging.symlink_metadata() {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
                 return Err(fail(
                     Kind::LocalIo,
-                    format!("{} is in the way", self.staging.display()),
+                    format!("{} is in the way", shown(&self.staging)),
                 ))
             }
             Err(_) => std::fs::create_dir(&self.staging).map_err(cannot)?,
@@ -244,7 +242,7 @@ fn place(
     overwrite: bool,
     created: &mut Vec<PathBuf>,
 ) -> anyhow::Result<()> {
-    let cannot = |e| local_io(&format!("cannot create {}", to.display()), e);
+    let cannot = |e| local_io(&format!("cannot create {}", shown(to)), e);
     let existing = to.symlink_metadata().ok();
     match existing {
         None => {
@@ -254,7 +252,7 @@ fn place(
         Some(_) if !overwrite => {
             return Err(fail(
                 Kind::Exists,
-                format!("{} appeared while receiving; not replaced", to.display()),
+                format!("{} appeared while receiving; not replaced", shown(to)),
             ))
         }
         Some(meta) => {
@@ -273,7 +271,7 @@ fn place(
                         Kind::Exists,
                         format!(
                             "{} is a symbolic link; refusing to write through it",
-                            to.display()
+                            shown(to)
                         ),
                     ))
                 }
@@ -282,7 +280,7 @@ fn place(
                         Kind::Exists,
                         format!(
                             "{} exists and is not the same kind (file or folder)",
-                            display(&to.display().to_string())
+                            shown(to)
                         ),
                     ))
                 }
@@ -300,7 +298,7 @@ fn is_real_dir(path: &Path) -> bool {
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| local_io(&format!("cannot set permissions of {}", path.display()), e))
+        .map_err(|e| local_io(&format!("cannot set permissions of {}", shown(path)), e))
 }
 
 #[cfg(not(unix))]

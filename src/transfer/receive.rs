@@ -29,7 +29,7 @@ use crate::protocol::manifest::{display, Manifest, Summary};
 use crate::protocol::message::{Message, OfferAssembly, Resume, SdpKind};
 use crate::protocol::pake::Side;
 use crate::signal::client::{Join, SignalClient};
-use crate::ui::{size, Progress, Ui};
+use crate::ui::{shown, size, Progress, Ui};
 
 /// Messages queued between the data channel and the writing thread.
 const WRITE_QUEUE: usize = 16;
@@ -154,7 +154,7 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
                 format!(
                     "{}; partial data kept in {}: receive the same offer into the same place to resume",
                     failure.message,
-                    layout.staging().display()
+                    shown(layout.staging())
                 ),
             ));
         }
@@ -170,7 +170,7 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
         Sink::Files(layout) => ui.status(&format!(
             "Received {name} ({}) into {}.",
             size(received),
-            layout.destination(manifest.roots()[0]).display()
+            shown(&layout.destination(manifest.roots()[0]))
         )),
     }
     Ok(())
@@ -485,7 +485,7 @@ fn open(
         )));
     };
     let path = layout.staged(&manifest.entries[index].path);
-    let cannot = |e| local_io(&format!("cannot write {}", path.display()), e);
+    let cannot = |e| local_io(&format!("cannot write {}", shown(&path)), e);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true);
     #[cfg(unix)]
@@ -519,7 +519,7 @@ fn write_error(
         Some(layout) => local_io(
             &format!(
                 "cannot write {}",
-                layout.staged(&manifest.entries[index].path).display()
+                shown(&layout.staged(&manifest.entries[index].path))
             ),
             err,
         ),

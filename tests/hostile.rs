@@ -1,0 +1,336 @@
+//! A hostile sender, built here from mp's own protocol code, against the real `mp receive`.
+//!
+//! It completes the key exchange honestly (it knows the code) and then lies: unsafe paths,
+//! sizes that do not match the bytes, a wrong hash. The receiver must refuse, never write
+//! outside its target folder, and never leave a file under its final name.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use mp::peer::{Peer, PeerOptions};
+use mp::protocol::code::Code;
+use mp::protocol::frame::Frame;
+use mp::protocol::manifest::{Entry, Manifest};
+use mp::protocol::message::{Message, SdpKind};
+use mp::protocol::pake::Side;
+use mp::signal::client::{Join, SignalClient};
+use mp::transfer::Signaling;
+use sha2::Digest;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+
+const INTEGRITY: i32 = 12;
+const EXISTS: i32 = 10;
+
+/// What the hostile sender saw the receiver answer.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Rejected(String),
+    Done,
+    Failed(String),
+    Gone,
+}
+
+/// Offers `manifest` (unchecked) and, if accepted, sends `frames` verbatim.
+async fn hostile_sender(
+    url: String,
+    code: String,
+    manifest: Manifest,
+    frames: Vec<Vec<u8>>,
+) -> Verdict {
+    let code = Code::parse(&code).unwrap();
+    let Join::Joined(mut client) = SignalClient::join(&url, code.room(), Side::Sender)
+        .await
+        .unwrap()
+    else {
+        panic!("room busy")
+    };
+    client.wait_paired(Duration::from_secs(30)).await.unwrap();
+    let mut signaling = Signaling::handshake(*client, &code, Side::Sender)
+        .await
+        .unwrap();
+    signaling
+        .send(&Message::Offer {
+            manifest,
+            more: false,
+        })
+        .await
+        .unwrap();
+    match signaling.recv().await {
+        Ok(Message::Accept { .. }) => {}
+        Ok(Message::Reject { reason }) => return Verdict::Rejected(reason),
+        _ => return Verdict::Gone,
+    }
+    let mut peer = Peer::new(&PeerOptions {
+        bind: vec!["127.0.0.1".parse().unwrap()],
+    })
+    .await
+    .unwrap();
+    let (channel, sdp) = peer.offer().await.unwrap();
+    signaling
+        .send(&Message::Sdp {
+            kind: SdpKind::Offer,
+            sdp,
+        })
+        .await
+        .unwrap();
+    let Ok(Message::Sdp { sdp, .. }) = signaling.recv().await else {
+        return Verdict::Gone;
+    };
+    peer.apply_answer(sdp).await.unwrap();
+    wait_open(&channel).await;
+    for frame in frames {
+        if channel.send(frame.as_slice().into()).await.is_err() {
+            break;
+        }
+    }
+    let verdict = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = channel.poll().await {
+            if let DataChannelEvent::OnMessage(message) = event {
+                return match Frame::decode(&message.data) {
+                    Ok(Frame::Done) => Verdict::Done,
+                    Ok(Frame::Fail(_, reason)) => Verdict::Failed(reason),
+                    _ => Verdict::Gone,
+                };
+            }
+        }
+        Verdict::Gone
+    })
+    .await
+    .unwrap_or(Verdict::Gone);
+    peer.close().await;
+    verdict
+}
+
+async fn wait_open(channel: &Arc<dyn DataChannel>) {
+    let open = async {
+        while let Some(event) = channel.poll().await {
+            if matches!(event, DataChannelEvent::OnOpen) {
+                return;
+            }
+        }
+        panic!("channel closed before opening");
+    };
+    tokio::time::timeout(Duration::from_secs(30), open)
+        .await
+        .expect("data channel opens");
+}
+
+fn data(bytes: &[u8]) -> Vec<u8> {
+    Frame::Data(bytes).encode()
+}
+
+fn end(content: &[u8]) -> Vec<u8> {
+    Frame::End(sha2::Sha256::digest(content).into()).encode()
+}
+
+/// Runs the hostile sender against `mp receive --yes -o dst [extra]`.
+fn attack(
+    manifest: Manifest,
+    frames: Vec<Vec<u8>>,
+    dst: &std::path::Path,
+    extra: &[&str],
+) -> (Verdict, Outcome) {
+    let signal = Signal::start();
+    let code = fresh_code();
+    let mut cmd = mp();
+    cmd.args(["receive", "--signal", &signal.url, &code, "--yes"]);
+    if !extra.contains(&"-o") {
+        cmd.arg("-o").arg(dst);
+    }
+    let receiver = spawn(cmd.args(extra));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let verdict = runtime.block_on(hostile_sender(
+        signal.url.clone(),
+        code.clone(),
+        manifest,
+        frames,
+    ));
+    (verdict, receiver.wait(LIMIT))
+}
+
+#[test]
+fn every_unsafe_path_is_refused_before_anything_is_written() {
+    let outside = tempfile::tempdir().unwrap();
+    for path in [
+        "/etc/passwd".to_string(),
+        "../escape.txt".to_string(),
+        "a/../../escape.txt".to_string(),
+        "a/./b".to_string(),
+        ".".to_string(),
+        "..".to_string(),
+        String::new(),
+        "a//b".to_string(),
+        "a\\..\\b".to_string(),
+        "C:evil".to_string(),
+        "nul\0byte".to_string(),
+        "esc\u{1b}[2Jape".to_string(),
+        format!("{}/x", outside.path().display()),
+    ] {
+        let dst = tempfile::tempdir().unwrap();
+        let (verdict, received) = attack(
+            Manifest {
+                entries: vec![Entry::file(&path, 1)],
+            },
+            vec![],
+            dst.path(),
+            &[],
+        );
+        received.assert_code(INTEGRITY);
+        assert!(
+            received.last_line().contains("refused the offer"),
+            "{path:?}: {}",
+            received.stderr
+        );
+        assert!(
+            matches!(verdict, Verdict::Rejected(_)),
+            "{path:?}: {verdict:?}"
+        );
+        assert!(list(dst.path()).is_empty(), "{path:?}: nothing written");
+    }
+    assert!(list(outside.path()).is_empty());
+}
+
+#[test]
+fn more_bytes_than_announced_are_refused() {
+    let dst = tempfile::tempdir().unwrap();
+    let (verdict, received) = attack(
+        Manifest::single("lie.bin", 10),
+        vec![data(&[1; 20]), end(&[1; 20])],
+        dst.path(),
+        &[],
+    );
+    received.assert_code(INTEGRITY);
+    assert!(
+        received.stderr.contains("more bytes than announced"),
+        "{}",
+        received.stderr
+    );
+    assert!(
+        matches!(verdict, Verdict::Failed(_) | Verdict::Gone),
+        "{verdict:?}"
+    );
+    assert!(
+        list(dst.path()).is_empty(),
+        "no final file and no staging left"
+    );
+}
+
+#[test]
+fn fewer_bytes_than_announced_are_refused() {
+    let dst = tempfile::tempdir().unwrap();
+    let (_, received) = attack(
+        Manifest::single("short.bin", 10),
+        vec![data(&[1; 5]), end(&[1; 5])],
+        dst.path(),
+        &[],
+    );
+    received.assert_code(INTEGRITY);
+    assert!(
+        received.stderr.contains("after 5 of 10 bytes"),
+        "{}",
+        received.stderr
+    );
+    assert!(!dst.path().join("short.bin").exists());
+}
+
+#[test]
+fn a_wrong_hash_leaves_no_file_under_its_final_name() {
+    let dst = tempfile::tempdir().unwrap();
+    let (verdict, received) = attack(
+        Manifest::single("tampered.bin", 4),
+        vec![data(b"abcd"), end(b"abce")],
+        dst.path(),
+        &[],
+    );
+    received.assert_code(INTEGRITY);
+    assert!(received.stderr.contains("SHA-256"), "{}", received.stderr);
+    assert!(
+        matches!(verdict, Verdict::Failed(ref r) if r.contains("integrity")),
+        "{verdict:?}"
+    );
+    assert!(
+        list(dst.path()).is_empty(),
+        "nothing kept from a failed check"
+    );
+}
+
+#[test]
+fn a_wrong_hash_on_stdout_still_fails_the_receiver() {
+    let dst = tempfile::tempdir().unwrap();
+    let stream = Manifest {
+        entries: vec![Entry {
+            size: None,
+            ..Entry::file("stream", 0)
+        }],
+    };
+    let (_, received) = attack(
+        stream,
+        vec![data(b"already written"), end(b"something else")],
+        dst.path(),
+        &["-o", "-"],
+    );
+    received.assert_code(INTEGRITY);
+    assert_eq!(received.stdout, b"already written");
+}
+
+#[test]
+fn honest_frames_from_the_protocol_code_are_accepted() {
+    // The same machinery, used honestly, must work: the attacks above fail for their lies.
+    let dst = tempfile::tempdir().unwrap();
+    let (verdict, received) = attack(
+        Manifest::single("fine.txt", 4),
+        vec![data(b"fine"), end(b"fine")],
+        dst.path(),
+        &[],
+    );
+    received.assert_code(0);
+    assert_eq!(verdict, Verdict::Done);
+    assert_eq!(std::fs::read(dst.path().join("fine.txt")).unwrap(), b"fine");
+}
+
+#[test]
+fn names_are_shown_with_terminal_tricks_neutralised() {
+    let dst = tempfile::tempdir().unwrap();
+    let name = "invoice\u{202e}fdp.exe";
+    let (_, received) = attack(
+        Manifest::single(name, 1),
+        vec![data(b"x"), end(b"x")],
+        dst.path(),
+        &[],
+    );
+    received.assert_code(0);
+    assert!(!received.stderr.contains('\u{202e}'), "{}", received.stderr);
+    assert!(
+        received.stderr.contains("invoice\\u{202e}fdp.exe"),
+        "{}",
+        received.stderr
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn an_existing_symlink_in_the_target_is_never_written_through() {
+    let dst = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dst.path().join("photos")).unwrap();
+    let manifest = Manifest {
+        entries: vec![Entry::dir("photos"), Entry::file("photos/x.jpg", 1)],
+    };
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let (verdict, received) = attack(
+            manifest.clone(),
+            vec![data(b"x"), end(b"x")],
+            dst.path(),
+            extra,
+        );
+        received.assert_code(EXISTS);
+        assert!(matches!(verdict, Verdict::Rejected(_)), "{verdict:?}");
+        assert!(
+            list(elsewhere.path()).is_empty(),
+            "nothing written through the link"
+        );
+    }
+}
