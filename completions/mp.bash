@@ -165,7 +165,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__receive)
-            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --quiet --json --help"
+            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --sctp-mtu --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +191,10 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --sctp-mtu)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -199,7 +203,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --text --name --code --signal --timeout --bind --quiet --json --help"
+            opts="-q -h --text --name --code --signal --timeout --bind --sctp-mtu --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -226,6 +230,10 @@ _mp() {
                     return 0
                     ;;
                 --bind)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sctp-mtu)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

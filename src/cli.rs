@@ -91,6 +91,12 @@ pub struct NetArgs {
     /// interface). Loopback addresses are allowed when given here.
     #[arg(long, env = "MP_BIND", value_delimiter = ',', value_name = "IP")]
     pub bind: Vec<IpAddr>,
+
+    /// SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only
+    /// loopback addresses).
+    #[arg(long, env = "MP_SCTP_MTU", value_name = "BYTES", hide = true,
+          value_parser = clap::value_parser!(u32).range(512..=16000))]
+    pub sctp_mtu: Option<u32>,
 }
 
 #[derive(Debug, Args)]

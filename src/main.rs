@@ -142,6 +142,7 @@ fn net_options(args: NetArgs) -> anyhow::Result<(NetOptions, Option<String>)> {
             signal,
             wait: Duration::from_secs(args.timeout),
             bind: args.bind,
+            sctp_mtu: args.sctp_mtu,
         },
         hint,
     ))

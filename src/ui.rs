@@ -74,10 +74,7 @@ impl Ui {
         let Some(sink) = self.json else { return };
         let mut object = serde_json::Map::new();
         object.insert("event".into(), name.into());
-        object.insert(
-            "t".into(),
-            json!((self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
-        );
+        object.insert("t".into(), json!(seconds(self.start.elapsed())));
         if let Value::Object(extra) = fields {
             object.extend(extra);
         }
@@ -236,6 +233,11 @@ impl Progress {
 /// names are chosen by the sender.
 pub fn shown(path: &std::path::Path) -> String {
     crate::protocol::manifest::display(&path.display().to_string())
+}
+
+/// A duration in seconds, to the millisecond, for JSON events.
+pub fn seconds(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// "2.40 MiB"

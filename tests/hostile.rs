@@ -65,6 +65,7 @@ async fn hostile_sender(
     }
     let mut peer = Peer::new(&PeerOptions {
         bind: vec!["127.0.0.1".parse().unwrap()],
+        sctp_mtu: None,
     })
     .await
     .unwrap();

@@ -8,7 +8,13 @@
 //!                         3 interrupted; then why, in UTF-8 (at most MAX_REASON bytes)
 //! 0x04 BEGIN offset[8]    the current file's DATA starts at this offset (big-endian u64);
 //!                         sent only for files the receiver asked to resume
+//! 0x05 ACK   total[8]     receiver → sender: DATA payload bytes taken in so far, all files
+//!                         together (big-endian u64)
 //! ```
+//!
+//! Flow control: the sender keeps at most [`WINDOW`] DATA payload bytes beyond the last ACK in
+//! flight, and the receiver acknowledges at least every [`ACK_EVERY`] bytes it takes in. This
+//! bounds the receiver's memory whatever the WebRTC stack buffers internally.
 //!
 //! Files travel one after the other in manifest order on one reliable, ordered channel; folders
 //! have no frames.
@@ -25,6 +31,12 @@ const END: u8 = 0x01;
 const DONE: u8 = 0x02;
 const FAIL: u8 = 0x03;
 const BEGIN: u8 = 0x04;
+const ACK: u8 = 0x05;
+
+/// DATA payload bytes the sender may have in flight beyond the receiver's last ACK.
+pub const WINDOW: u64 = 8 * 1024 * 1024;
+/// The receiver acknowledges at least this often (in DATA payload bytes).
+pub const ACK_EVERY: u64 = 1024 * 1024;
 
 /// Why a side stopped, so the other can pick the right exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +66,7 @@ pub enum Frame<'a> {
     Done,
     Fail(FailKind, String),
     Begin(u64),
+    Ack(u64),
 }
 
 /// Why bytes are not a frame.
@@ -94,6 +107,10 @@ impl<'a> Frame<'a> {
                 .try_into()
                 .map(|b| Frame::Begin(u64::from_be_bytes(b)))
                 .map_err(|_| FrameError::Malformed("BEGIN")),
+            ACK => body
+                .try_into()
+                .map(|b| Frame::Ack(u64::from_be_bytes(b)))
+                .map_err(|_| FrameError::Malformed("ACK")),
             other => Err(FrameError::UnknownType(other)),
         }
     }
@@ -118,6 +135,11 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(&offset.to_be_bytes());
                 out
             }
+            Frame::Ack(total) => {
+                let mut out = vec![ACK];
+                out.extend_from_slice(&total.to_be_bytes());
+                out
+            }
             Frame::Fail(kind, reason) => {
                 let mut end = reason.len().min(MAX_REASON);
                 while !reason.is_char_boundary(end) {
@@ -128,6 +150,14 @@ impl<'a> Frame<'a> {
                 out
             }
         }
+    }
+}
+
+/// The DATA payload length of an encoded frame (0 for any other frame).
+pub fn data_len(message: &[u8]) -> u64 {
+    match message.first() {
+        Some(&DATA) => message.len() as u64 - 1,
+        _ => 0,
     }
 }
 
@@ -147,6 +177,7 @@ mod tests {
             Frame::Fail(FailKind::LocalIo, "disk full".into()),
             Frame::Fail(FailKind::Other, String::new()),
             Frame::Begin(1 << 40),
+            Frame::Ack(7),
         ];
         for frame in frames {
             assert_eq!(Frame::decode(&frame.encode()).unwrap(), frame);

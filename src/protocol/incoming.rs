@@ -171,6 +171,7 @@ impl Incoming {
                 Ok(Step::FileComplete { index })
             }
             Frame::Begin(_) => Err(StreamError::Unexpected("BEGIN")),
+            Frame::Ack(_) => Err(StreamError::Unexpected("ACK")),
             Frame::Done => Err(StreamError::Unexpected("DONE")),
             Frame::Fail(..) => unreachable!("handled above"),
         }

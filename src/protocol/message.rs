@@ -85,10 +85,19 @@ pub struct OfferAssembly {
 }
 
 impl OfferAssembly {
+    /// True before the first part.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Adds one part; returns the whole manifest after the last.
     pub fn add(&mut self, part: Manifest, more: bool) -> Result<Option<Manifest>, ManifestError> {
         if self.entries.len() + part.entries.len() > MAX_ENTRIES {
             return Err(ManifestError::TooManyEntries);
+        }
+        // Every part but the last carries entries, so the number of parts is bounded too.
+        if more && part.entries.is_empty() {
+            return Err(ManifestError::Malformed("an empty part".into()));
         }
         self.entries.extend(part.entries);
         Ok((!more).then(|| Manifest {

@@ -64,6 +64,17 @@ pub struct NetOptions {
     pub wait: Duration,
     /// Local addresses ICE may use (empty: every non-loopback interface).
     pub bind: Vec<IpAddr>,
+    /// SCTP packet budget override (tuning).
+    pub sctp_mtu: Option<u32>,
+}
+
+impl NetOptions {
+    pub fn peer_options(&self) -> crate::peer::PeerOptions {
+        crate::peer::PeerOptions {
+            bind: self.bind.clone(),
+            sctp_mtu: self.sctp_mtu,
+        }
+    }
 }
 
 /// The confirmed, sealed signaling conversation with the peer.

@@ -21,12 +21,12 @@ use super::{
     hex, public_reason, unexpected, InterruptScope, NetOptions, Signaling, CONNECT_TIMEOUT,
 };
 use crate::error::{fail, local_io, Failure, Kind};
-use crate::peer::{ended, send_last, Peer, PeerOptions};
+use crate::peer::{ended, send_last, Peer};
 use crate::protocol::code::Code;
-use crate::protocol::frame::{FailKind, Frame};
+use crate::protocol::frame::{data_len, FailKind, Frame, ACK_EVERY};
 use crate::protocol::incoming::{Incoming, Step, StreamError};
 use crate::protocol::manifest::{display, Manifest, Summary};
-use crate::protocol::message::{Message, OfferAssembly, Resume, SdpKind};
+use crate::protocol::message::{Message, OfferAssembly, Resume, SdpKind, MAX_TEXT};
 use crate::protocol::pake::Side;
 use crate::signal::client::{Join, SignalClient};
 use crate::ui::{shown, size, Progress, Ui};
@@ -75,7 +75,9 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let manifest = loop {
         let (part, more) = match signaling.recv().await? {
             Message::Offer { manifest, more } => (manifest, more),
-            Message::Text { text } => return receive_text(signaling, text, &ui).await,
+            Message::Text { text } if assembly.is_empty() => {
+                return receive_text(signaling, text, &ui).await
+            }
             other => return Err(unexpected(&other, "an offer")),
         };
         match assembly.add(part, more) {
@@ -94,6 +96,8 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
             let reason = match err.downcast_ref::<Failure>().map(|f| f.kind) {
                 Some(Kind::Declined) => "declined".to_string(),
                 Some(Kind::NoTerminal) => "the receiver could not confirm".to_string(),
+                Some(Kind::Integrity) => "the offer was refused as unsafe".to_string(),
+                Some(Kind::Usage) => "the receiver cannot take this offer as asked".to_string(),
                 _ => public_reason(&err),
             };
             let _ = signaling.send(&Message::Reject { reason }).await;
@@ -163,7 +167,7 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let received = progress.bytes();
     ui.event(
         "finished",
-        json!({ "bytes": received, "seconds": started.elapsed().as_secs_f64() }),
+        json!({ "bytes": received, "seconds": crate::ui::seconds(started.elapsed()) }),
     );
     match &sink {
         Sink::Stdout => ui.status(&format!("Received {name} ({}).", size(received))),
@@ -178,6 +182,12 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
 
 /// Prints a text (neutralised if stdout is a terminal) and acknowledges it.
 async fn receive_text(mut signaling: Signaling, text: String, ui: &Ui) -> anyhow::Result<()> {
+    if text.len() > MAX_TEXT {
+        let reason = "the text is too long".to_string();
+        let _ = signaling.send(&Message::Reject { reason }).await;
+        return Err(fail(Kind::Integrity, "refused a text longer than allowed"));
+    }
+    let bytes = text.len();
     if ui.is_json() {
         ui.event("text", json!({ "text": text }));
     } else {
@@ -194,6 +204,7 @@ async fn receive_text(mut signaling: Signaling, text: String, ui: &Ui) -> anyhow
     }
     signaling.send(&Message::Accept { resume: vec![] }).await?;
     signaling.close().await;
+    ui.event("finished", json!({ "bytes": bytes }));
     Ok(())
 }
 
@@ -307,10 +318,7 @@ async fn connect(
         } => sdp,
         other => return Err(unexpected(&other, "an SDP offer")),
     };
-    let mut peer = Peer::new(&PeerOptions {
-        bind: args.net.bind.clone(),
-    })
-    .await?;
+    let mut peer = Peer::new(&args.net.peer_options()).await?;
     let answer = peer.answer(offer).await?;
     signaling
         .send(&Message::Sdp {
@@ -355,6 +363,10 @@ async fn receive_stream(
     let mut tx = Some(tx);
     let mut state = peer.state();
     let mut writer_done = false;
+    let (mut taken, mut acked) = (0u64, 0u64);
+    // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
     let outcome = loop {
         tokio::select! {
             written = &mut writer => {
@@ -367,8 +379,15 @@ async fn receive_stream(
             event = channel.poll(), if tx.is_some() => match event {
                 Some(DataChannelEvent::OnMessage(message)) => {
                     let sender = tx.as_ref().expect("guarded by the branch condition");
+                    let data = data_len(&message.data);
                     if sender.send(message.data).await.is_err() {
                         tx = None; // the writer stopped; its result says why
+                    }
+                    // Grant the sender more room as the writer takes bytes in.
+                    taken += data;
+                    if taken - acked >= ACK_EVERY {
+                        acked = taken;
+                        let _ = channel.send(Frame::Ack(taken).encode().as_slice().into()).await;
                     }
                 }
                 Some(DataChannelEvent::OnClose) | None => {
@@ -379,7 +398,7 @@ async fn receive_stream(
             _ = ended(&mut state) => {
                 break Err(fail(Kind::PeerGone, "the connection to the sender was lost"));
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut interrupt => {
                 break Err(fail(Kind::Interrupted, "interrupted"));
             }
         }
@@ -392,10 +411,8 @@ async fn receive_stream(
         }
         return outcome;
     }
-    channel
-        .send(Frame::Done.encode().as_slice().into())
-        .await
-        .map_err(|_| fail(Kind::PeerGone, "the sender left before the end"))?;
+    // Everything is verified and in place: a sender gone by now does not undo that.
+    let _ = channel.send(Frame::Done.encode().as_slice().into()).await;
     // Give the DONE time to arrive: the sender closes when it has it.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         while let Some(event) = channel.poll().await {

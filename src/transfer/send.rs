@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::source::{Origin, Source};
@@ -21,12 +21,13 @@ use super::{
     hex, public_reason, unexpected, InterruptScope, NetOptions, Signaling, CONNECT_TIMEOUT,
 };
 use crate::error::{fail, local_io, Kind};
-use crate::peer::{ended, send_last, Peer, PeerOptions};
+use crate::peer::{ended, send_last, Peer};
 use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
-use crate::protocol::frame::{FailKind, Frame, DATA_TYPE, MAX_DATA};
+use crate::protocol::frame::{data_len, FailKind, Frame, DATA_TYPE, MAX_DATA, WINDOW};
 use crate::protocol::manifest::display;
 use crate::protocol::message::{offer_messages, Message, SdpKind, MAX_TEXT};
 use crate::protocol::pake::Side;
+use crate::protocol::seal::MAX_MESSAGE;
 use crate::signal::client::{Join, SignalClient};
 use crate::ui::{size, Progress, Ui};
 
@@ -57,7 +58,11 @@ pub struct SendArgs {
 pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
     // Everything local is checked before anyone is kept waiting.
     let source = match &args.what {
-        What::Text(text) if text.len() > MAX_TEXT => {
+        // Escaping may grow a text in JSON: what must fit is the message as sealed.
+        What::Text(text)
+            if text.len() > MAX_TEXT
+                || Message::Text { text: text.clone() }.to_bytes().len() > MAX_MESSAGE =>
+        {
             return Err(fail(
                 Kind::Usage,
                 format!("--text is limited to {MAX_TEXT} bytes; send a file instead"),
@@ -116,7 +121,7 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
     let sent = progress.bytes();
     ui.event(
         "finished",
-        json!({ "bytes": sent, "seconds": started.elapsed().as_secs_f64() }),
+        json!({ "bytes": sent, "seconds": crate::ui::seconds(started.elapsed()) }),
     );
     ui.status(&format!("Sent {name} ({}).", size(sent)));
     Ok(())
@@ -177,10 +182,7 @@ async fn negotiate(
         wanted.insert(r.index, (r.offset, r.sha256));
     }
 
-    let mut peer = Peer::new(&PeerOptions {
-        bind: net.bind.clone(),
-    })
-    .await?;
+    let mut peer = Peer::new(&net.peer_options()).await?;
     let (channel, sdp) = peer.offer().await?;
     signaling
         .send(&Message::Sdp {
@@ -268,16 +270,22 @@ async fn stream(
         read_frames(source, resume, frames_tx, &reader_progress)
     });
 
+    // What the receiver has acknowledged taking in; the pump stays within WINDOW of it.
+    let (acked_tx, mut acked_rx) = watch::channel(0u64);
     let pump_channel = channel.clone();
     let pump_progress = progress.clone();
     let mut pump = tokio::spawn(async move {
+        let mut sent = 0u64;
         while let Some(frame) = frames_rx.recv().await {
-            let data = if frame[0] == DATA_TYPE {
-                frame.len() as u64 - 1
-            } else {
-                0
-            };
+            let data = data_len(&frame);
+            if data > 0 {
+                let room = acked_rx.wait_for(|&acked| sent.saturating_sub(acked) < WINDOW);
+                if room.await.is_err() {
+                    break; // the transfer ended
+                }
+            }
             pump_channel.send(frame).await?;
+            sent += data;
             pump_progress.inc(data);
         }
         Ok::<(), webrtc::error::Error>(())
@@ -285,6 +293,9 @@ async fn stream(
 
     let mut state = peer.state();
     let mut pumped = false;
+    // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
     let lost = || fail(Kind::PeerGone, "the connection to the receiver was lost");
     let verdict_deadline = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(verdict_deadline);
@@ -306,6 +317,13 @@ async fn stream(
                         }
                         break Ok(());
                     }
+                    Ok(Frame::Ack(total)) => {
+                        acked_tx.send_if_modified(|acked| {
+                            let newer = total > *acked;
+                            *acked = (*acked).max(total);
+                            newer
+                        });
+                    }
                     Ok(Frame::Fail(kind, reason)) => break Err(receiver_failed(kind, &reason)),
                     _ => break Err(fail(Kind::Integrity, "the receiver sent an unexpected frame")),
                 },
@@ -315,7 +333,7 @@ async fn stream(
                 Some(_) => {}
             },
             _ = ended(&mut state) => break Err(last_word(&channel).await.unwrap_or_else(lost)),
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut interrupt => {
                 pump.abort();
                 let stop = Frame::Fail(FailKind::Interrupted, "the sender was interrupted".into());
                 send_last(&channel, stop).await;
