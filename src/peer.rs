@@ -173,6 +173,9 @@ impl Peer {
         });
         let settings = SettingEngineBuilder::new()
             .with_sctp_mtu(mtu)
+            // The offerer (mp send) is then the DTLS client, hence the SCTP client: the side
+            // that can nudge the driver (see `wait_open`).
+            .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
             .with_include_loopback_candidate(loopback)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_sctp_max_message_size(
@@ -316,6 +319,28 @@ pub async fn send_last(channel: &Arc<dyn DataChannel>, frame: frame::Frame<'_>) 
         Ok::<(), webrtc::error::Error>(())
     })
     .await;
+}
+
+/// Waits for the data channel to open (`OnOpen`), nudging the WebRTC driver meanwhile.
+///
+/// webrtc-rs 0.21 queues the SCTP INIT and the data-channel OPEN while handling events, but
+/// only flushes them on its next wake-up, which can be a 200 ms timer away: opening took
+/// 430 ms on loopback. Any call that touches the channel wakes the driver, so a no-op (the
+/// high threshold set to its current value) every few milliseconds lets it go out at once.
+pub async fn wait_open(channel: &Arc<dyn DataChannel>) -> Result<(), ()> {
+    let mut nudge = tokio::time::interval(Duration::from_millis(2));
+    loop {
+        tokio::select! {
+            event = channel.poll() => match event {
+                Some(webrtc::data_channel::DataChannelEvent::OnOpen) => return Ok(()),
+                Some(webrtc::data_channel::DataChannelEvent::OnClose) | None => return Err(()),
+                Some(_) => {}
+            },
+            _ = nudge.tick() => {
+                let _ = channel.set_buffered_amount_high_threshold(u32::MAX).await;
+            }
+        }
+    }
 }
 
 /// Resolves once the connection has failed or closed.

@@ -230,15 +230,7 @@ async fn join(url: &str, code: Option<&str>) -> anyhow::Result<(SignalClient, Co
 /// Waits until the data channel is open, or the connection fails.
 async fn wait_open(peer: &Peer, channel: &Arc<dyn DataChannel>) -> anyhow::Result<()> {
     let mut state = peer.state();
-    let open = async {
-        loop {
-            match channel.poll().await {
-                Some(DataChannelEvent::OnOpen) => return Ok(()),
-                Some(DataChannelEvent::OnClose) | None => return Err(()),
-                Some(_) => continue,
-            }
-        }
-    };
+    let open = crate::peer::wait_open(channel);
     let outcome = tokio::time::timeout(CONNECT_TIMEOUT, async {
         tokio::select! {
             opened = open => opened,
