@@ -64,7 +64,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --sctp-mtu 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)'
             cand -y 'Accept the offer without asking'
             cand --yes 'Accept the offer without asking'
-            cand --overwrite 'Replace an existing file'
+            cand --overwrite 'Replace existing files and merge into existing folders (never through a symbolic link)'
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
             cand --json 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'

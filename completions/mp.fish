@@ -55,7 +55,7 @@ complete -c mp -n "__fish_mp_using_subcommand receive" -l timeout -d 'Seconds to
 complete -c mp -n "__fish_mp_using_subcommand receive" -l bind -d 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l sctp-mtu -d 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -s y -l yes -d 'Accept the offer without asking'
-complete -c mp -n "__fish_mp_using_subcommand receive" -l overwrite -d 'Replace an existing file'
+complete -c mp -n "__fish_mp_using_subcommand receive" -l overwrite -d 'Replace existing files and merge into existing folders (never through a symbolic link)'
 complete -c mp -n "__fish_mp_using_subcommand receive" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand receive" -s h -l help -d 'Print help'

@@ -50,7 +50,7 @@ as either leaves."
     #[command(after_help = send_help())]
     Send(SendArgs),
     /// Receive what the sender offers, given its code.
-    #[command(after_help = exit_codes())]
+    #[command(after_help = receive_help())]
     Receive(ReceiveArgs),
     /// Write shell completions and man pages (for packagers and this repository).
     #[command(hide = true)]
@@ -135,7 +135,7 @@ pub struct ReceiveArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
-    /// Replace an existing file.
+    /// Replace existing files and merge into existing folders (never through a symbolic link).
     #[arg(long)]
     pub overwrite: bool,
 
@@ -145,6 +145,17 @@ pub struct ReceiveArgs {
 
 fn exit_codes() -> String {
     crate::error::Kind::table()
+}
+
+fn receive_help() -> String {
+    format!(
+        "Nothing is written before you accept. Entries are written into a staging folder \
+(.mp-partial-<id>) beside the target and get their final names only when every SHA-256 \
+matched. If a transfer is interrupted, the staging folder stays: receiving the same offer into \
+the same place resumes where it stopped.\n\nExamples:\n  mp receive 7-guitar-ocean\n  \
+mp receive 7-guitar-ocean --yes -o ~/Downloads\n  mp receive 7-guitar-ocean -o - | tar x\n\n{}",
+        exit_codes()
+    )
 }
 
 fn send_help() -> String {

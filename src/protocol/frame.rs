@@ -34,7 +34,7 @@ const BEGIN: u8 = 0x04;
 const ACK: u8 = 0x05;
 
 /// DATA payload bytes the sender may have in flight beyond the receiver's last ACK.
-pub const WINDOW: u64 = 8 * 1024 * 1024;
+pub const WINDOW: u64 = 4 * 1024 * 1024;
 /// The receiver acknowledges at least this often (in DATA payload bytes).
 pub const ACK_EVERY: u64 = 1024 * 1024;
 

@@ -185,9 +185,6 @@ impl Layout {
     /// Applies permissions and moves every top-level entry to its destination, then removes
     /// the staging folder.
     pub fn finish(&self, manifest: &Manifest, overwrite: bool) -> anyhow::Result<()> {
-        // The data reaches the disk before any entry gets its final name.
-        sync_filesystem(&self.staging)
-            .map_err(|e| local_io(&format!("cannot flush {}", shown(&self.staging)), e))?;
         for entry in manifest.entries.iter().filter(|e| e.is_file()) {
             if let Some(mode) = entry.mode {
                 set_mode(&self.staged(&entry.path), mode)?;
@@ -288,33 +285,6 @@ fn place(
                     ))
                 }
             }
-        }
-    }
-    Ok(())
-}
-
-/// Flushes the file system holding `dir` to disk: one call for any number of files.
-#[cfg(target_os = "linux")]
-fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let handle = std::fs::File::open(dir)?;
-    // SAFETY: syncfs takes a valid open descriptor, which `handle` keeps open for the call.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Elsewhere: flush every file one by one.
-#[cfg(not(target_os = "linux"))]
-fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            sync_filesystem(&entry.path())?;
-        } else {
-            std::fs::File::open(entry.path())?.sync_all()?;
         }
     }
     Ok(())

@@ -33,6 +33,10 @@ use crate::ui::{shown, size, Progress, Ui};
 
 /// Messages queued between the data channel and the writing thread.
 const WRITE_QUEUE: usize = 16;
+/// Completed files waiting for their `fdatasync` (each holds a descriptor).
+const SYNC_QUEUE: usize = 64;
+/// Write buffer per output.
+const WRITE_BUFFER: usize = 64 * 1024;
 /// How long to wait for the sender to close after our DONE.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Offers with at most this many entries are listed before the question.
@@ -433,7 +437,15 @@ fn write_files(
     layout: Option<&Layout>,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    let mut current: Option<(usize, Box<dyn Write>)> = None;
+    let mut current: Option<(usize, Output)> = None;
+    // Completed files reach the disk on a thread of their own, while the next ones arrive.
+    let (to_sync, syncing) = std::sync::mpsc::sync_channel::<(usize, File)>(SYNC_QUEUE);
+    let syncer = std::thread::spawn(move || {
+        for (index, file) in syncing {
+            file.sync_data().map_err(|e| (index, e))?;
+        }
+        Ok::<(), (usize, std::io::Error)>(())
+    });
     while !incoming.is_complete() {
         let Some(message) = frames.blocking_recv() else {
             return Err(fail(Kind::PeerGone, "the transfer stopped before the end"));
@@ -479,12 +491,22 @@ fn write_files(
                     Some((open_index, output)) if open_index == index => output,
                     _ => open(manifest, layout, index, None)?, // an empty file
                 };
-                finish_file(output).map_err(|e| write_error(manifest, layout, index, e))?;
+                let flushed = output
+                    .finish()
+                    .map_err(|e| write_error(manifest, layout, index, e))?;
+                if let Some(file) = flushed {
+                    let _ = to_sync.send((index, file));
+                }
                 progress.file_done(&manifest.entries[index].path);
             }
         }
     }
-    Ok(())
+    drop(to_sync);
+    match syncer.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((index, err))) => Err(write_error(manifest, layout, index, err)),
+        Err(_) => Err(anyhow::anyhow!("the syncing thread panicked")),
+    }
 }
 
 /// Opens the output for entry `index`: stdout, or its staged file (kept up to `keep` bytes
@@ -494,10 +516,10 @@ fn open(
     layout: Option<&Layout>,
     index: usize,
     keep: Option<u64>,
-) -> anyhow::Result<Box<dyn Write>> {
+) -> anyhow::Result<Output> {
     let Some(layout) = layout else {
-        return Ok(Box::new(std::io::BufWriter::with_capacity(
-            1 << 20,
+        return Ok(Output::Stdout(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER,
             std::io::stdout().lock(),
         )));
     };
@@ -515,11 +537,37 @@ fn open(
     let keep = keep.unwrap_or(0);
     file.set_len(keep).map_err(cannot)?;
     file.seek(std::io::SeekFrom::Start(keep)).map_err(cannot)?;
-    Ok(Box::new(std::io::BufWriter::with_capacity(1 << 20, file)))
+    // Small enough that full DATA payloads bypass the buffer (no extra copy), large enough to
+    // gather the writes of small files.
+    Ok(Output::File(std::io::BufWriter::with_capacity(
+        WRITE_BUFFER,
+        file,
+    )))
 }
 
-fn finish_file(mut output: Box<dyn Write>) -> std::io::Result<()> {
-    output.flush()
+/// Where one entry's bytes go.
+enum Output {
+    Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>),
+    File(std::io::BufWriter<File>),
+}
+
+impl Output {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(out) => out.write_all(bytes),
+            Output::File(out) => out.write_all(bytes),
+        }
+    }
+
+    /// Flushes; returns a file, which must still reach the disk (`fdatasync`) before it may
+    /// get its final name. One sync per file is precise, unlike a file-system-wide `syncfs`
+    /// that would also wait for whatever else is being written there.
+    fn finish(self) -> std::io::Result<Option<File>> {
+        match self {
+            Output::Stdout(mut out) => out.flush().map(|_| None),
+            Output::File(out) => out.into_inner().map(Some).map_err(|e| e.into_error()),
+        }
+    }
 }
 
 fn write_error(
