@@ -35,3 +35,20 @@ fn help_documents_the_exit_codes() {
         assert!(help.contains(line), "{line:?} missing from:\n{help}");
     }
 }
+
+#[test]
+fn readme_exit_code_table_matches_the_code() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for kind in mp::error::Kind::ALL {
+        let row = format!(
+            "| {} | `{}` | {} |",
+            kind.exit_code(),
+            kind.name(),
+            kind.meaning()
+                .replace("--overwrite", "`--overwrite`")
+                .replace("--yes", "`--yes`")
+        );
+        assert!(readme.contains(&row), "README lacks the row {row:?}");
+    }
+}

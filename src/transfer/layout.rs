@@ -68,6 +68,11 @@ impl Layout {
         })
     }
 
+    /// The folder the entries go into.
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+
     /// The staging folder.
     pub fn staging(&self) -> &Path {
         &self.staging

@@ -175,11 +175,21 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     );
     match &sink {
         Sink::Stdout => ui.status(&format!("Received {name} ({}).", size(received))),
-        Sink::Files(layout) => ui.status(&format!(
-            "Received {name} ({}) into {}.",
-            size(received),
-            shown(&layout.destination(manifest.roots()[0]))
-        )),
+        Sink::Files(layout) => {
+            let place = match manifest.roots().as_slice() {
+                [root] => layout.destination(root),
+                _ => layout.out_dir().to_path_buf(),
+            };
+            let place = if place == std::path::Path::new(".") {
+                "the current folder".to_string()
+            } else {
+                shown(&place)
+            };
+            ui.status(&format!(
+                "Received {name} ({}) into {place}.",
+                size(received)
+            ))
+        }
     }
     Ok(())
 }
