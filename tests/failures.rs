@@ -273,3 +273,37 @@ fn a_second_sender_on_the_same_code_is_refused() {
     );
     drop(first);
 }
+
+#[test]
+fn a_full_disk_is_reported_as_such() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "a.bin", &random_bytes(1 << 20, 3));
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    // /dev/full answers every write with ENOSPC, like a full disk.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let received = spawn(
+        mp().args([
+            "receive",
+            "--signal",
+            &signal.url,
+            &code,
+            "--yes",
+            "-o",
+            "-",
+        ])
+        .stdout(full),
+    )
+    .wait(LIMIT);
+    received.assert_code(11);
+    assert!(
+        received.last_line().contains("disk full"),
+        "{}",
+        received.stderr
+    );
+    assert_ne!(sender.wait(LIMIT).code(), 0);
+}

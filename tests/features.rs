@@ -506,3 +506,56 @@ fn json_goes_to_stderr_when_stdout_carries_data() {
         received.stderr
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_on_the_sender_mid_transfer_stops_both_and_keeps_the_partial_data() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("big.bin");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
+    let deadline = std::time::Instant::now() + LIMIT;
+    while staged_bytes(dst.path(), "big.bin") < (1 << 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::kill(sender.id() as i32, libc::SIGINT) };
+    let sent = sender.wait(Duration::from_secs(30));
+    sent.assert_code(INTERRUPTED);
+    assert_eq!(sent.last_line(), "mp: interrupted");
+    let received = receiver.wait(Duration::from_secs(30));
+    received.assert_code(PEER_GONE);
+    assert!(
+        received.last_line().contains("partial data kept"),
+        "{}",
+        received.stderr
+    );
+    assert!(!dst.path().join("big.bin").exists());
+}
+
+#[test]
+fn quiet_prints_only_the_code_and_errors() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("q.txt");
+    std::fs::write(&path, b"quiet").unwrap();
+    let code = fresh_code();
+    let sender = spawn(send(&signal, &code, &path).arg("--quiet"));
+    let received = spawn(receive(&signal, &code, dst.path()).args(["--yes", "-q"])).wait(LIMIT);
+    let sent = sender.wait(LIMIT);
+    received.assert_code(0);
+    sent.assert_code(0);
+    assert_eq!(sent.stderr, format!("Code: {code}\n"));
+    assert_eq!(received.stderr, "");
+}

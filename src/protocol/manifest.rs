@@ -97,6 +97,8 @@ pub enum ManifestError {
     InsideFile(String),
     #[error("the offer's entry {0} is malformed")]
     Malformed(String),
+    #[error("the offer has an empty part")]
+    EmptyPart,
 }
 
 /// What an offer adds up to, for the prompt.

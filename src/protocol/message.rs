@@ -97,7 +97,7 @@ impl OfferAssembly {
         }
         // Every part but the last carries entries, so the number of parts is bounded too.
         if more && part.entries.is_empty() {
-            return Err(ManifestError::Malformed("an empty part".into()));
+            return Err(ManifestError::EmptyPart);
         }
         self.entries.extend(part.entries);
         Ok((!more).then(|| Manifest {

@@ -88,7 +88,7 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
             Ok(Some(manifest)) => break manifest,
             Ok(None) => continue,
             Err(err) => {
-                let reason = "the offer is too large".to_string();
+                let reason = "the offer was refused as unsafe".to_string();
                 let _ = signaling.send(&Message::Reject { reason }).await;
                 return Err(fail(Kind::Integrity, format!("refused the offer: {err}")));
             }

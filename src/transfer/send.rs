@@ -35,6 +35,8 @@ use crate::ui::{size, Progress, Ui};
 const READ_AHEAD: usize = 8;
 /// How often a generated code is redrawn when its room is busy.
 const ROOM_ATTEMPTS: usize = 20;
+/// How long the sender waits for the receiver to take in more data before giving up.
+const ACK_STALL: Duration = Duration::from_secs(60);
 /// How long to wait for the receiver's verdict once every byte is sent.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -272,15 +274,17 @@ async fn stream(
             let data = data_len(&frame);
             if data > 0 {
                 let room = acked_rx.wait_for(|&acked| sent.saturating_sub(acked) < WINDOW);
-                if room.await.is_err() {
-                    break; // the transfer ended
+                match tokio::time::timeout(ACK_STALL, room).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => break, // the transfer ended
+                    Err(_) => return Err(Stop::Stalled),
                 }
             }
-            pump_channel.send(frame).await?;
+            pump_channel.send(frame).await.map_err(|_| Stop::Closed)?;
             sent += data;
             pump_progress.inc(data);
         }
-        Ok::<(), webrtc::error::Error>(())
+        Ok::<(), Stop>(())
     });
 
     let mut state = peer.state();
@@ -295,8 +299,13 @@ async fn stream(
         tokio::select! {
             done = &mut pump, if !pumped => {
                 pumped = true;
-                if !matches!(done, Ok(Ok(()))) {
-                    break Err(last_word(&channel).await.unwrap_or_else(lost));
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(Stop::Stalled)) => break Err(fail(
+                        Kind::PeerGone,
+                        format!("the receiver stopped taking data for {} s", ACK_STALL.as_secs()),
+                    )),
+                    _ => break Err(last_word(&channel).await.unwrap_or_else(lost)),
                 }
                 verdict_deadline.as_mut().reset(tokio::time::Instant::now() + VERDICT_TIMEOUT);
             }
@@ -346,6 +355,14 @@ async fn stream(
         }
     }
     outcome
+}
+
+/// Why the pump stopped early.
+enum Stop {
+    /// The data channel refused a frame: the connection is going away.
+    Closed,
+    /// The receiver acknowledged nothing for [`ACK_STALL`].
+    Stalled,
 }
 
 /// The receiver's FAIL as an error for our user.

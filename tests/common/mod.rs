@@ -104,19 +104,24 @@ pub struct Running {
 
 pub fn spawn(cmd: &mut Command) -> Running {
     let mut child = cmd.spawn().expect("spawn mp");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
+    // Either may have been redirected elsewhere by the caller.
+    let out = child.stdout.take();
+    let err = child.stderr.take();
     Running {
         child,
         started: Instant::now(),
         stdout: Some(std::thread::spawn(move || {
             let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
+            if let Some(mut out) = out {
+                let _ = out.read_to_end(&mut buf);
+            }
             buf
         })),
         stderr: Some(std::thread::spawn(move || {
             let mut buf = String::new();
-            let _ = err.read_to_string(&mut buf);
+            if let Some(mut err) = err {
+                let _ = err.read_to_string(&mut buf);
+            }
             buf
         })),
     }
