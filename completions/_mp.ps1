@@ -37,7 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
         }
         'mp;signal' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address and port to listen on')
-            [CompletionResult]::new('--room-timeout', '--room-timeout', [CompletionResultType]::ParameterName, 'Seconds a room may live before the server closes it')
+            [CompletionResult]::new('--room-timeout', '--room-timeout', [CompletionResultType]::ParameterName, 'Seconds a room may live, from its first client, before the server closes it')
             [CompletionResult]::new('--max-clients', '--max-clients', [CompletionResultType]::ParameterName, 'Most connections served at once')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')

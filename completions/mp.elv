@@ -33,7 +33,7 @@ set edit:completion:arg-completer[mp] = {|@words|
         }
         &'mp;signal'= {
             cand --listen 'Address and port to listen on'
-            cand --room-timeout 'Seconds a room may live before the server closes it'
+            cand --room-timeout 'Seconds a room may live, from its first client, before the server closes it'
             cand --max-clients 'Most connections served at once'
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'

@@ -34,7 +34,7 @@ complete -c mp -n "__fish_mp_needs_command" -f -a "receive" -d 'Receive what the
 complete -c mp -n "__fish_mp_needs_command" -f -a "generate" -d 'Write shell completions and man pages (for packagers and this repository)'
 complete -c mp -n "__fish_mp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mp -n "__fish_mp_using_subcommand signal" -l listen -d 'Address and port to listen on' -r
-complete -c mp -n "__fish_mp_using_subcommand signal" -l room-timeout -d 'Seconds a room may live before the server closes it' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l room-timeout -d 'Seconds a room may live, from its first client, before the server closes it' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l max-clients -d 'Most connections served at once' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand signal" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'

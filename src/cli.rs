@@ -67,7 +67,7 @@ pub struct SignalArgs {
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
 
-    /// Seconds a room may live before the server closes it.
+    /// Seconds a room may live, from its first client, before the server closes it.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub room_timeout: u64,
 

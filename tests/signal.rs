@@ -117,6 +117,31 @@ fn rooms_time_out() {
     });
 }
 
+#[test]
+fn a_room_times_out_from_its_first_client_not_its_last() {
+    let signal = Signal::start_with(&["--room-timeout", "2"]);
+    runtime().block_on(async {
+        let mut a = join(&signal.url, "80", "send").await;
+        next_text(&mut a).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let joined_late = std::time::Instant::now();
+        let mut b = join(&signal.url, "80", "receive").await;
+        next_text(&mut b).await; // joined
+        next_text(&mut b).await; // paired
+        next_text(&mut a).await; // paired
+                                 // The room closes for both: the late member hears of its timeout or of its peer's.
+        let closing = next_text(&mut b).await;
+        assert!(
+            closing.contains("timeout") || closing.contains("peer-left"),
+            "{closing}"
+        );
+        assert!(
+            joined_late.elapsed() < Duration::from_millis(1600),
+            "the late member got the room's remaining time, not a fresh one"
+        );
+    });
+}
+
 /// What the evil relay does to one message: the side that sent it, its index in that
 /// direction, and its bytes; returns the messages to forward instead.
 type Tamper = dyn Fn(&str, usize, Vec<u8>) -> Vec<Vec<u8>> + Send + Sync;

@@ -55,9 +55,15 @@ struct Member {
     tx: mpsc::Sender<Event>,
 }
 
+/// One room: its members and when it was opened (its timeout counts from then).
+struct Room {
+    opened: tokio::time::Instant,
+    members: Vec<Member>,
+}
+
 #[derive(Default)]
 struct Rooms {
-    map: Mutex<HashMap<String, Vec<Member>>>,
+    map: Mutex<HashMap<String, Room>>,
     next_id: AtomicU64,
 }
 
@@ -134,7 +140,11 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
     let id = rooms.next_id.fetch_add(1, Ordering::Relaxed);
     let joined = {
         let mut map = rooms.map.lock().expect("rooms lock");
-        let members = map.entry(room.clone()).or_default();
+        let entry = map.entry(room.clone()).or_insert_with(|| Room {
+            opened: tokio::time::Instant::now(),
+            members: Vec::new(),
+        });
+        let members = &mut entry.members;
         if members.len() >= 2 {
             Err(error(ErrorKind::RoomFull, "this code's room is full"))
         } else if members.iter().any(|m| m.side == side) {
@@ -149,11 +159,11 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
                 side,
                 tx: tx.clone(),
             });
-            Ok(other)
+            Ok((other, entry.opened))
         }
     };
-    let mut peer = match joined {
-        Ok(other) => other,
+    let (mut peer, opened) = match joined {
+        Ok(joined) => joined,
         Err(refusal) => {
             let _ = ws.send(refusal).await;
             let _ = ws.close(None).await;
@@ -168,7 +178,7 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
     }
     drop(tx);
 
-    let deadline = tokio::time::sleep(config.room_timeout);
+    let deadline = tokio::time::sleep_until(opened + config.room_timeout);
     tokio::pin!(deadline);
     let mut ok = true;
     for message in announce {
@@ -224,9 +234,10 @@ async fn leave(rooms: &Rooms, room: &str, id: u64, peer: Option<mpsc::Sender<Eve
         // this member is still in it.
         let ours = map
             .get(room)
-            .is_some_and(|members| members.iter().any(|m| m.id == id));
+            .is_some_and(|r| r.members.iter().any(|m| m.id == id));
         match ours.then(|| map.remove(room)).flatten() {
-            Some(members) => members
+            Some(removed) => removed
+                .members
                 .into_iter()
                 .filter(|m| m.id != id)
                 .map(|m| m.tx)
