@@ -159,24 +159,12 @@ fn receiver_killed_mid_transfer_makes_the_sender_fail_and_leaves_no_final_file()
     let signal = Signal::start();
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
-    // Large and sparse: quick to create, long enough to interrupt.
-    let path = src.path().join("big.bin");
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(8 << 30)
-        .unwrap();
+    let path = sparse_file(src.path(), "big.bin");
     let code = fresh_code();
 
     let sender = spawn(&mut send(&signal, &code, &path));
     let mut receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    let deadline = std::time::Instant::now() + LIMIT;
-    while staged_bytes(dst.path(), "big.bin") < (1 << 20) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "transfer never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_staged(dst.path(), "big.bin", 1 << 20);
     receiver.kill();
     let sent = sender.wait(Duration::from_secs(30));
     sent.assert_code(PEER_GONE);

@@ -303,14 +303,7 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
     let code = fresh_code();
     let sender = spawn(&mut send(&signal, &code, &path));
     let mut receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    let deadline = std::time::Instant::now() + LIMIT;
-    while staged_bytes(dst.path(), "large.bin") < 20_000_000 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "transfer never started"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until_staged(dst.path(), "large.bin", 20_000_000);
     receiver.kill();
     sender.wait(Duration::from_secs(30)).assert_code(PEER_GONE);
     let kept = staged_bytes(dst.path(), "large.bin");
@@ -365,23 +358,12 @@ fn ctrl_c_on_the_receiver_exits_130_and_keeps_the_partial_data() {
     let signal = Signal::start();
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
-    let path = src.path().join("big.bin");
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(8 << 30)
-        .unwrap();
+    let path = sparse_file(src.path(), "big.bin");
     let code = fresh_code();
     let sender = spawn(&mut send(&signal, &code, &path));
     let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    let deadline = std::time::Instant::now() + LIMIT;
-    while staged_bytes(dst.path(), "big.bin") < (1 << 20) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "transfer never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    unsafe { libc::kill(receiver.id() as i32, libc::SIGINT) };
+    wait_until_staged(dst.path(), "big.bin", 1 << 20);
+    interrupt(&receiver);
     let received = receiver.wait(Duration::from_secs(30));
     received.assert_code(INTERRUPTED);
     assert!(
@@ -404,7 +386,7 @@ fn ctrl_c_on_the_sender_exits_130() {
     std::fs::write(&path, b"a").unwrap();
     let sender = spawn(&mut send(&signal, &fresh_code(), &path));
     std::thread::sleep(Duration::from_millis(500));
-    unsafe { libc::kill(sender.id() as i32, libc::SIGINT) };
+    interrupt(&sender);
     let sent = sender.wait(Duration::from_secs(10));
     sent.assert_code(INTERRUPTED);
     assert_eq!(sent.last_line(), "mp: interrupted");
@@ -513,23 +495,12 @@ fn ctrl_c_on_the_sender_mid_transfer_stops_both_and_keeps_the_partial_data() {
     let signal = Signal::start();
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
-    let path = src.path().join("big.bin");
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(8 << 30)
-        .unwrap();
+    let path = sparse_file(src.path(), "big.bin");
     let code = fresh_code();
     let sender = spawn(&mut send(&signal, &code, &path));
     let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    let deadline = std::time::Instant::now() + LIMIT;
-    while staged_bytes(dst.path(), "big.bin") < (1 << 20) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "transfer never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    unsafe { libc::kill(sender.id() as i32, libc::SIGINT) };
+    wait_until_staged(dst.path(), "big.bin", 1 << 20);
+    interrupt(&sender);
     let sent = sender.wait(Duration::from_secs(30));
     sent.assert_code(INTERRUPTED);
     assert_eq!(sent.last_line(), "mp: interrupted");

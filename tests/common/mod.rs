@@ -233,3 +233,29 @@ pub fn staged_bytes(dir: &Path, name: &str) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+/// Waits (at most [`LIMIT`]) until the receiver staged at least `bytes` of `name` under `dir`.
+pub fn wait_until_staged(dir: &Path, name: &str, bytes: u64) {
+    let deadline = Instant::now() + LIMIT;
+    while staged_bytes(dir, name) < bytes {
+        assert!(Instant::now() < deadline, "the transfer never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A large sparse file: quick to create, long enough to send that a test can interrupt it.
+pub fn sparse_file(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    path
+}
+
+/// Sends SIGINT, as Ctrl-C in a terminal would.
+#[cfg(unix)]
+pub fn interrupt(process: &Running) {
+    // SAFETY: kill(2) with a pid we spawned and still own.
+    unsafe { libc::kill(process.id() as i32, libc::SIGINT) };
+}
