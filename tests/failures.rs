@@ -156,15 +156,14 @@ fn overwrite_replaces_an_existing_target() {
 
 #[test]
 fn receiver_killed_mid_transfer_makes_the_sender_fail_and_leaves_no_final_file() {
-    let signal = Signal::start();
-    let src = tempfile::tempdir().unwrap();
-    let dst = tempfile::tempdir().unwrap();
-    let path = sparse_file(src.path(), "big.bin");
-    let code = fresh_code();
-
-    let sender = spawn(&mut send(&signal, &code, &path));
-    let mut receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    wait_until_staged(dst.path(), "big.bin", 1 << 20);
+    // Bound by name, so the server and the source live until the test ends.
+    let Midway {
+        signal: _signal,
+        src: _src,
+        dst,
+        sender,
+        mut receiver,
+    } = Midway::start();
     receiver.kill();
     let sent = sender.wait(Duration::from_secs(30));
     sent.assert_code(PEER_GONE);

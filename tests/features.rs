@@ -355,14 +355,14 @@ fn a_changed_source_restarts_instead_of_resuming_from_a_foreign_prefix() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_on_the_receiver_exits_130_and_keeps_the_partial_data() {
-    let signal = Signal::start();
-    let src = tempfile::tempdir().unwrap();
-    let dst = tempfile::tempdir().unwrap();
-    let path = sparse_file(src.path(), "big.bin");
-    let code = fresh_code();
-    let sender = spawn(&mut send(&signal, &code, &path));
-    let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    wait_until_staged(dst.path(), "big.bin", 1 << 20);
+    // Bound by name, so the server and the source live until the test ends.
+    let Midway {
+        signal: _signal,
+        src: _src,
+        dst,
+        sender,
+        receiver,
+    } = Midway::start();
     interrupt(&receiver);
     let received = receiver.wait(Duration::from_secs(30));
     received.assert_code(INTERRUPTED);
@@ -492,14 +492,14 @@ fn json_goes_to_stderr_when_stdout_carries_data() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_on_the_sender_mid_transfer_stops_both_and_keeps_the_partial_data() {
-    let signal = Signal::start();
-    let src = tempfile::tempdir().unwrap();
-    let dst = tempfile::tempdir().unwrap();
-    let path = sparse_file(src.path(), "big.bin");
-    let code = fresh_code();
-    let sender = spawn(&mut send(&signal, &code, &path));
-    let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    wait_until_staged(dst.path(), "big.bin", 1 << 20);
+    // Bound by name, so the server and the source live until the test ends.
+    let Midway {
+        signal: _signal,
+        src: _src,
+        dst,
+        sender,
+        receiver,
+    } = Midway::start();
     interrupt(&sender);
     let sent = sender.wait(Duration::from_secs(30));
     sent.assert_code(INTERRUPTED);

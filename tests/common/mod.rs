@@ -243,6 +243,35 @@ pub fn wait_until_staged(dir: &Path, name: &str, bytes: u64) {
     }
 }
 
+/// A transfer of a large file, caught once the receiver staged its first MiB of `big.bin`.
+pub struct Midway {
+    pub signal: Signal,
+    pub src: tempfile::TempDir,
+    pub dst: tempfile::TempDir,
+    pub sender: Running,
+    pub receiver: Running,
+}
+
+impl Midway {
+    pub fn start() -> Midway {
+        let signal = Signal::start();
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let path = sparse_file(src.path(), "big.bin");
+        let code = fresh_code();
+        let sender = spawn(&mut send(&signal, &code, &path));
+        let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
+        wait_until_staged(dst.path(), "big.bin", 1 << 20);
+        Midway {
+            signal,
+            src,
+            dst,
+            sender,
+            receiver,
+        }
+    }
+}
+
 /// A large sparse file: quick to create, long enough to send that a test can interrupt it.
 pub fn sparse_file(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
