@@ -56,10 +56,13 @@ fn main() -> ExitCode {
             }
             None => {
                 if ui.is_json() {
-                    let message = format!("{err:#}");
+                    let message = mp::protocol::manifest::display(&format!("{err:#}"));
                     ui.event("error", serde_json::json!({ "kind": "internal", "exit_code": 1, "message": message }));
                 } else {
-                    eprintln!("mp: {err:#}");
+                    eprintln!(
+                        "mp: {}",
+                        mp::protocol::manifest::display(&format!("{err:#}"))
+                    );
                 }
                 ExitCode::FAILURE
             }

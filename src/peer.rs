@@ -17,7 +17,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
@@ -295,10 +294,10 @@ impl Peer {
 
     async fn local_sdp(&mut self) -> anyhow::Result<String> {
         let gathered = self.gathered.wait_for(|done| *done);
-        tokio::time::timeout(GATHER_TIMEOUT, gathered)
-            .await
-            .context("ICE gathering timed out")?
-            .context("ICE gathering stopped")?;
+        match tokio::time::timeout(GATHER_TIMEOUT, gathered).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(fail(Kind::Connect, "ICE gathering did not complete")),
+        }
         let description = self
             .pc
             .local_description()

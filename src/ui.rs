@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::error::{fail, Failure, Kind};
 use crate::protocol::code::Code;
+use crate::protocol::manifest::display;
 
 /// JSON progress events are sent at most this often.
 const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -97,10 +98,11 @@ impl Ui {
                 json!({
                     "kind": failure.kind.name(),
                     "exit_code": failure.kind.exit_code(),
-                    "message": failure.message,
+                    "message": display(&failure.message),
                 }),
             ),
-            None => eprintln!("mp: {failure}"),
+            // Messages may quote a peer's or a server's words: never let them drive the terminal.
+            None => eprintln!("mp: {}", display(&failure.message)),
         }
     }
 

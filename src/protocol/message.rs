@@ -82,7 +82,11 @@ pub fn offer_messages(manifest: &Manifest) -> Vec<Message> {
 #[derive(Default)]
 pub struct OfferAssembly {
     entries: Vec<super::manifest::Entry>,
+    path_bytes: usize,
 }
+
+/// Most bytes of paths an offer may carry in all (what the receiver holds before asking).
+pub const MAX_PATH_BYTES: usize = 16 * 1024 * 1024;
 
 impl OfferAssembly {
     /// True before the first part.
@@ -93,6 +97,10 @@ impl OfferAssembly {
     /// Adds one part; returns the whole manifest after the last.
     pub fn add(&mut self, part: Manifest, more: bool) -> Result<Option<Manifest>, ManifestError> {
         if self.entries.len() + part.entries.len() > MAX_ENTRIES {
+            return Err(ManifestError::TooManyEntries);
+        }
+        self.path_bytes += part.entries.iter().map(|e| e.path.len()).sum::<usize>();
+        if self.path_bytes > MAX_PATH_BYTES {
             return Err(ManifestError::TooManyEntries);
         }
         // Every part but the last carries entries, so the number of parts is bounded too.

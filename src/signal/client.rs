@@ -15,7 +15,9 @@ use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
 use crate::error::{fail, Kind};
 use crate::protocol::pake::Side;
 
-/// How long connecting to the server (TCP, TLS and WebSocket handshake) may take.
+/// How long sending one message to the server may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to the server (TCP, TLS and WebSocket handshake, join reply) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Checks that `url` is a `ws://` or `wss://` URL with a host.
@@ -83,7 +85,14 @@ impl SignalClient {
         };
         let text = serde_json::to_string(&join).expect("join serialises");
         client.send_ws(WsMessage::text(text)).await?;
-        match client.next_control().await? {
+        let reply = tokio::time::timeout(CONNECT_TIMEOUT, client.next_control()).await;
+        let reply = reply.map_err(|_| {
+            fail(
+                Kind::Server,
+                format!("the signaling server at {url} did not answer"),
+            )
+        })?;
+        match reply? {
             ServerMessage::Joined => Ok(Join::Joined(Box::new(client))),
             ServerMessage::Error {
                 kind: ErrorKind::RoomFull | ErrorKind::SideTaken,
@@ -148,7 +157,14 @@ impl SignalClient {
     }
 
     async fn send_ws(&mut self, message: WsMessage) -> anyhow::Result<()> {
-        self.ws.send(message).await.map_err(|_| self.closed())
+        match tokio::time::timeout(SEND_TIMEOUT, self.ws.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.closed()),
+            Err(_) => Err(fail(
+                Kind::Server,
+                "the signaling server stopped taking messages",
+            )),
+        }
     }
 
     async fn next_control(&mut self) -> anyhow::Result<ServerMessage> {

@@ -102,8 +102,8 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
                     ErrorKind::Busy,
                     "the signaling server is full, try again later",
                 );
-                let _ = ws.send(busy).await;
-                let _ = ws.close(None).await;
+                deliver(&mut ws, busy).await;
+                close(&mut ws).await;
                 return;
             };
             session(ws, rooms, config).await;
@@ -123,16 +123,32 @@ fn error(kind: ErrorKind, message: &str) -> WsMessage {
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
+/// Sends one message; a client that does not take it within [`RELAY_STALL`] (a full TCP
+/// window: alive but not reading) is treated as gone, so it cannot pin its task and queue.
+async fn deliver(ws: &mut Ws, message: WsMessage) -> bool {
+    matches!(
+        tokio::time::timeout(RELAY_STALL, ws.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Closes politely, but never waits long for it.
+async fn close(ws: &mut Ws) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+}
+
 async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
     let join = match tokio::time::timeout(config.join_timeout, ws.next()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) => serde_json::from_str::<ClientMessage>(&text).ok(),
         _ => None,
     };
     let Some(ClientMessage::Join { room, side }) = join.filter(|j| j.validate().is_ok()) else {
-        let _ = ws
-            .send(error(ErrorKind::BadRequest, "expected a join message"))
-            .await;
-        let _ = ws.close(None).await;
+        deliver(
+            &mut ws,
+            error(ErrorKind::BadRequest, "expected a join message"),
+        )
+        .await;
+        close(&mut ws).await;
         return;
     };
 
@@ -165,8 +181,8 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
     let (mut peer, opened) = match joined {
         Ok(joined) => joined,
         Err(refusal) => {
-            let _ = ws.send(refusal).await;
-            let _ = ws.close(None).await;
+            deliver(&mut ws, refusal).await;
+            close(&mut ws).await;
             return;
         }
     };
@@ -182,20 +198,20 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
     tokio::pin!(deadline);
     let mut ok = true;
     for message in announce {
-        ok &= ws.send(message).await.is_ok();
+        ok &= deliver(&mut ws, message).await;
     }
     while ok {
         tokio::select! {
             event = rx.recv() => match event {
                 Some(Event::Paired(other)) => {
                     peer = Some(other);
-                    ok = ws.send(WsMessage::text(ServerMessage::Paired.to_text())).await.is_ok();
+                    ok = deliver(&mut ws, WsMessage::text(ServerMessage::Paired.to_text())).await;
                 }
                 Some(Event::Relay(bytes)) => {
-                    ok = ws.send(WsMessage::binary(bytes)).await.is_ok();
+                    ok = deliver(&mut ws, WsMessage::binary(bytes)).await;
                 }
                 Some(Event::PeerLeft) | None => {
-                    let _ = ws.send(WsMessage::text(ServerMessage::PeerLeft.to_text())).await;
+                    deliver(&mut ws, WsMessage::text(ServerMessage::PeerLeft.to_text())).await;
                     break;
                 }
             },
@@ -209,7 +225,7 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
                         ok = matches!(tokio::time::timeout(RELAY_STALL, relay).await, Ok(Ok(())));
                     }
                     None => {
-                        let _ = ws.send(error(ErrorKind::BadRequest, "no peer to relay to yet")).await;
+                        deliver(&mut ws, error(ErrorKind::BadRequest, "no peer to relay to yet")).await;
                         break;
                     }
                 },
@@ -217,13 +233,13 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
                 _ => break,
             },
             _ = &mut deadline => {
-                let _ = ws.send(error(ErrorKind::Timeout, "the room timed out")).await;
+                deliver(&mut ws, error(ErrorKind::Timeout, "the room timed out")).await;
                 break;
             }
         }
     }
     leave(&rooms, &room, id, peer).await;
-    let _ = ws.close(None).await;
+    close(&mut ws).await;
 }
 
 /// Forgets the room and tells the other member, if any.

@@ -25,7 +25,7 @@ use crate::peer::{ended, send_last, Peer};
 use crate::protocol::code::Code;
 use crate::protocol::frame::{data_len, FailKind, Frame, ACK_EVERY};
 use crate::protocol::incoming::{Incoming, Step, StreamError};
-use crate::protocol::manifest::{display, Manifest, Summary};
+use crate::protocol::manifest::{display, Manifest, ManifestError, Summary};
 use crate::protocol::message::{Message, OfferAssembly, Resume, SdpKind, MAX_TEXT};
 use crate::protocol::pake::Side;
 use crate::signal::client::{Join, SignalClient};
@@ -88,7 +88,13 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
             Ok(Some(manifest)) => break manifest,
             Ok(None) => continue,
             Err(err) => {
-                let reason = "the offer was refused as unsafe".to_string();
+                let reason = match err {
+                    ManifestError::TooManyEntries | ManifestError::EmptyPart => {
+                        "the offer is too large"
+                    }
+                    _ => "the offer was refused as unsafe",
+                }
+                .to_string();
                 let _ = signaling.send(&Message::Reject { reason }).await;
                 return Err(fail(Kind::Integrity, format!("refused the offer: {err}")));
             }

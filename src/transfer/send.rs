@@ -305,7 +305,7 @@ async fn stream(
                         Kind::PeerGone,
                         format!("the receiver stopped taking data for {} s", ACK_STALL.as_secs()),
                     )),
-                    _ => break Err(last_word(&channel).await.unwrap_or_else(lost)),
+                    _ => break last_word(&channel).await.unwrap_or_else(|| Err(lost())),
                 }
                 verdict_deadline.as_mut().reset(tokio::time::Instant::now() + VERDICT_TIMEOUT);
             }
@@ -333,7 +333,7 @@ async fn stream(
                 }
                 Some(_) => {}
             },
-            _ = ended(&mut state) => break Err(last_word(&channel).await.unwrap_or_else(lost)),
+            _ = ended(&mut state) => break last_word(&channel).await.unwrap_or_else(|| Err(lost())),
             _ = &mut interrupt => {
                 pump.abort();
                 let stop = Frame::Fail(FailKind::Interrupted, "the sender was interrupted".into());
@@ -348,11 +348,10 @@ async fn stream(
     pump.abort();
     // A local read error is the more useful message; the reader stops once its queue closes.
     drop(pump);
+    // A local read error is the real story even if the receiver had its say.
     if let Ok(Ok(Err(read_error))) = tokio::time::timeout(Duration::from_secs(1), &mut reader).await
     {
-        if outcome.is_err() {
-            return Err(read_error);
-        }
+        return Err(read_error);
     }
     outcome
 }
@@ -374,17 +373,19 @@ fn receiver_failed(kind: FailKind, reason: &str) -> anyhow::Error {
     fail(kind, format!("the receiver stopped: {}", display(reason)))
 }
 
-/// When the connection breaks, the receiver's FAIL saying why may still be queued: look for
-/// it briefly.
-async fn last_word(channel: &Arc<dyn DataChannel>) -> Option<anyhow::Error> {
+/// When the connection breaks, the receiver's verdict (a FAIL saying why, or even DONE) may
+/// still be queued: look for it briefly.
+async fn last_word(channel: &Arc<dyn DataChannel>) -> Option<anyhow::Result<()>> {
     let look = async {
         loop {
             match channel.poll().await? {
-                DataChannelEvent::OnMessage(message) => {
-                    if let Ok(Frame::Fail(kind, reason)) = Frame::decode(&message.data) {
-                        return Some(receiver_failed(kind, &reason));
+                DataChannelEvent::OnMessage(message) => match Frame::decode(&message.data) {
+                    Ok(Frame::Fail(kind, reason)) => {
+                        return Some(Err(receiver_failed(kind, &reason)))
                     }
-                }
+                    Ok(Frame::Done) => return Some(Ok(())),
+                    _ => {}
+                },
                 DataChannelEvent::OnClose => return None,
                 _ => {}
             }
@@ -417,6 +418,7 @@ fn read_frames(
                 Sha256::new(),
                 &frames,
                 "cannot read standard input",
+                None,
             )
             .map(|sent| sent.map(|(_, hash)| hash)),
             Some(Origin::Path(path)) => {
@@ -470,8 +472,8 @@ fn send_path(
         progress.inc(start);
     }
     let remaining = expected - start;
-    let Some((sent, hash)) = send_stream(&mut (&mut file).take(remaining), hasher, frames, &what)?
-    else {
+    let input = &mut (&mut file).take(remaining);
+    let Some((sent, hash)) = send_stream(input, hasher, frames, &what, Some(remaining))? else {
         return Ok(None);
     };
     let grew = file.read(&mut [0u8; 1]).is_ok_and(|n| n > 0);
@@ -491,10 +493,19 @@ fn send_stream(
     mut hasher: Sha256,
     frames: &mpsc::Sender<BytesMut>,
     what: &str,
+    length: Option<u64>,
 ) -> anyhow::Result<Option<(u64, [u8; 32])>> {
     let mut sent: u64 = 0;
     loop {
-        let mut frame = BytesMut::zeroed(1 + MAX_DATA);
+        // A frame no larger than what is left: a small file must not pin a full-size buffer
+        // while SCTP holds it.
+        let want = length.map_or(MAX_DATA, |length| {
+            (length - sent).min(MAX_DATA as u64) as usize
+        });
+        if want == 0 {
+            return Ok(Some((sent, hasher.finalize().into())));
+        }
+        let mut frame = BytesMut::zeroed(1 + want);
         frame[0] = DATA_TYPE;
         let mut filled = 1;
         // Fill the frame completely unless the input ends: fewer, larger messages.
