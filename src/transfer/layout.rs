@@ -26,6 +26,8 @@ pub struct Layout {
     /// A new name for the offer's single top-level entry (`-o newname`).
     rename: Option<OsString>,
     staging: PathBuf,
+    /// Held while this receiver writes into the staging folder.
+    lock: std::sync::OnceLock<std::fs::File>,
 }
 
 impl Layout {
@@ -60,11 +62,19 @@ impl Layout {
                 format!("{} is not a folder", shown(&out_dir)),
             ));
         }
-        let staging = out_dir.join(format!("{STAGING_PREFIX}{}", manifest.id()));
+        // A stream cannot be resumed (its content is unknown up front): its staging folder
+        // gets a name of its own, so two streams never share one.
+        let id = if manifest.is_stream() {
+            format!("stream-{:016x}", rand::random::<u64>())
+        } else {
+            manifest.id()
+        };
+        let staging = out_dir.join(format!("{STAGING_PREFIX}{id}"));
         Ok(Layout {
             out_dir,
             rename,
             staging,
+            lock: std::sync::OnceLock::new(),
         })
     }
 
@@ -162,52 +172,80 @@ impl Layout {
         Ok(kept)
     }
 
-    /// Creates the staging folder and every folder the offer needs inside it.
+    /// Creates (or takes back) the staging folder, locks it against another receiver, and
+    /// creates every folder the offer needs inside it.
+    ///
+    /// The folder is private (0700) while it fills. An existing one is taken back only if it
+    /// belongs to this user and nobody else can write into it: in a shared folder, another
+    /// user could otherwise plant links in it to redirect our writes.
     pub fn prepare(&self, manifest: &Manifest) -> anyhow::Result<()> {
         let cannot = |e| local_io(&format!("cannot create {}", shown(&self.staging)), e);
+        let in_the_way = || {
+            fail(
+                Kind::LocalIo,
+                format!("{} is in the way", shown(&self.staging)),
+            )
+        };
         match self.staging.symlink_metadata() {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(fail(
-                    Kind::LocalIo,
-                    format!("{} is in the way", shown(&self.staging)),
-                ))
-            }
-            Err(_) => std::fs::create_dir(&self.staging).map_err(cannot)?,
+            Ok(meta) if meta.is_dir() && is_private(&meta) => {}
+            Ok(_) => return Err(in_the_way()),
+            Err(_) => private_dir(&self.staging).map_err(cannot)?,
         }
+        let lock = lock(&self.staging).map_err(cannot)?.ok_or_else(|| {
+            fail(
+                Kind::LocalIo,
+                format!(
+                    "another mp receive is writing into {}",
+                    shown(&self.staging)
+                ),
+            )
+        })?;
+        let _ = self.lock.set(lock);
         for entry in &manifest.entries {
             let folder = match entry.kind {
                 EntryKind::Dir => Some(entry.path.as_str()),
                 EntryKind::File => entry.path.rsplit_once('/').map(|(parent, _)| parent),
             };
-            if let Some(folder) = folder {
-                std::fs::create_dir_all(self.staged(folder)).map_err(cannot)?;
+            let Some(folder) = folder else { continue };
+            // One component at a time, never through anything but a real folder.
+            let mut path = self.staging.clone();
+            for component in folder.split('/') {
+                path.push(component);
+                match path.symlink_metadata() {
+                    Ok(meta) if meta.is_dir() => {}
+                    Ok(_) => return Err(in_the_way()),
+                    Err(_) => private_dir(&path).map_err(cannot)?,
+                }
             }
         }
         Ok(())
     }
 
-    /// Applies permissions and moves every top-level entry to its destination, then removes
-    /// the staging folder.
+    /// Moves every top-level entry to its destination, applies permissions, then removes the
+    /// staging folder.
+    ///
+    /// Permissions are the sender's bits (or the usual defaults) less this process's umask, as
+    /// `tar` does for a user: a sender cannot make files that others may write.
     pub fn finish(&self, manifest: &Manifest, overwrite: bool) -> anyhow::Result<()> {
-        for entry in manifest.entries.iter().filter(|e| e.is_file()) {
-            if let Some(mode) = entry.mode {
-                set_mode(&self.staged(&entry.path), mode)?;
-            }
-        }
-        let mut created_dirs = Vec::new();
+        let mut created = std::collections::HashSet::new();
         for root in manifest.roots() {
             let from = self.staged(root);
             let to = self.destination(root);
-            place(&from, &to, overwrite, &mut created_dirs)?;
+            place(&from, &to, overwrite, &mut created)?;
         }
-        // Folder permissions last and deepest first, so a read-only folder is filled first.
+        let umask = umask();
+        for entry in manifest.entries.iter().filter(|e| e.is_file()) {
+            let mode = entry.mode.unwrap_or(0o666) & !umask;
+            set_mode(&self.destination(&entry.path), mode)?;
+        }
+        // Folder permissions last and deepest first, so a read-only folder is filled first;
+        // only for folders this transfer created.
         let mut dirs: Vec<_> = manifest
             .entries
             .iter()
             .filter(|e| e.kind == EntryKind::Dir)
-            .filter_map(|e| e.mode.map(|m| (self.destination(&e.path), m)))
-            .filter(|(path, _)| created_dirs.iter().any(|c| path.starts_with(c)))
+            .map(|e| (self.destination(&e.path), e.mode.unwrap_or(0o777) & !umask))
+            .filter(|(path, _)| path.ancestors().any(|a| created.contains(a)))
             .collect();
         dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, mode) in dirs {
@@ -245,14 +283,14 @@ fn place(
     from: &Path,
     to: &Path,
     overwrite: bool,
-    created: &mut Vec<PathBuf>,
+    created: &mut std::collections::HashSet<PathBuf>,
 ) -> anyhow::Result<()> {
     let cannot = |e| local_io(&format!("cannot create {}", shown(to)), e);
     let existing = to.symlink_metadata().ok();
     match existing {
         None => {
             std::fs::rename(from, to).map_err(cannot)?;
-            created.push(to.to_path_buf());
+            created.insert(to.to_path_buf());
         }
         Some(_) if !overwrite => {
             return Err(fail(
@@ -293,6 +331,61 @@ fn place(
         }
     }
     Ok(())
+}
+
+/// Creates a folder only this user can enter.
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
+/// Owned by this user, and nobody else may write into it.
+#[cfg(unix)]
+fn is_private(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o022 == 0
+}
+
+#[cfg(not(unix))]
+fn is_private(_meta: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Takes an exclusive lock on the folder; `None` if another process holds it.
+#[cfg(unix)]
+fn lock(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    // SAFETY: flock on a descriptor that `handle` keeps open.
+    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(handle));
+    }
+    let err = std::io::Error::last_os_error();
+    match err.kind() {
+        std::io::ErrorKind::WouldBlock => Ok(None),
+        _ => Err(err),
+    }
+}
+
+#[cfg(not(unix))]
+fn lock(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    std::fs::File::open(dir).map(Some)
+}
+
+/// This process's umask (Linux reports it in /proc; elsewhere the common 022 is assumed).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 fn is_real_dir(path: &Path) -> bool {
@@ -400,5 +493,81 @@ mod tests {
         std::fs::write(layout.staged("notes.txt"), b"hi").unwrap();
         assert!(layout.finish(&manifest, true).is_err());
         assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_staging_folder_others_can_write_into_is_not_taken_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = tree();
+        let layout = Layout::plan(&manifest, Some(dir.path())).unwrap();
+        std::fs::create_dir(layout.staging()).unwrap();
+        std::fs::set_permissions(layout.staging(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = layout.prepare(&manifest).unwrap_err().to_string();
+        assert!(err.contains("in the way"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_planted_in_the_staging_folder_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let manifest = tree();
+        let layout = Layout::plan(&manifest, Some(dir.path())).unwrap();
+        private_dir(layout.staging()).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), layout.staged("photos")).unwrap();
+        assert!(layout.prepare(&manifest).is_err());
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn two_receivers_cannot_share_a_staging_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = tree();
+        let first = Layout::plan(&manifest, Some(dir.path())).unwrap();
+        let second = Layout::plan(&manifest, Some(dir.path())).unwrap();
+        first.prepare(&manifest).unwrap();
+        let err = second.prepare(&manifest).unwrap_err().to_string();
+        assert!(err.contains("another mp receive"), "{err}");
+        drop(first);
+        second.prepare(&manifest).unwrap();
+    }
+
+    #[test]
+    fn streams_never_share_a_staging_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let stream = Manifest {
+            entries: vec![Entry {
+                size: None,
+                ..Entry::file("stdin", 0)
+            }],
+        };
+        let a = Layout::plan(&stream, Some(dir.path())).unwrap();
+        let b = Layout::plan(&stream, Some(dir.path())).unwrap();
+        assert_ne!(a.staging(), b.staging());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_senders_permissions_are_masked_by_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = Manifest {
+            entries: vec![Entry {
+                mode: Some(0o777),
+                ..Entry::file("open.sh", 1)
+            }],
+        };
+        let layout = Layout::plan(&manifest, Some(dir.path())).unwrap();
+        layout.prepare(&manifest).unwrap();
+        std::fs::write(layout.staged("open.sh"), b"x").unwrap();
+        layout.finish(&manifest, false).unwrap();
+        let mode = std::fs::metadata(dir.path().join("open.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o777 & !umask());
+        assert_eq!(mode & 0o022 & umask(), 0, "nothing the umask forbids");
     }
 }

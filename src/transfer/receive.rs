@@ -549,8 +549,17 @@ fn open(
         // Never write through a link planted in the staging folder.
         options.custom_flags(libc::O_NOFOLLOW);
     }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file: File = options.open(&path).map_err(cannot)?;
     let keep = keep.unwrap_or(0);
+    // What was hashed to offer the resume must still be there.
+    if keep > 0 && file.metadata().map_err(cannot)?.len() < keep {
+        return Err(fail(
+            Kind::LocalIo,
+            format!("the kept part of {} changed meanwhile", shown(&path)),
+        ));
+    }
     file.set_len(keep).map_err(cannot)?;
     file.seek(std::io::SeekFrom::Start(keep)).map_err(cannot)?;
     // Small enough that full DATA payloads bypass the buffer (no extra copy), large enough to
