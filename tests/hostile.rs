@@ -91,6 +91,7 @@ async fn hostile_sender(
         while let Some(event) = channel.poll().await {
             if let DataChannelEvent::OnMessage(message) = event {
                 return match Frame::decode(&message.data) {
+                    Ok(Frame::Ack(_)) => continue, // flow control, not a verdict
                     Ok(Frame::Done) => Verdict::Done,
                     Ok(Frame::Fail(_, reason)) => Verdict::Failed(reason),
                     _ => Verdict::Gone,

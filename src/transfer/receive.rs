@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{IsTerminal, Seek, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -364,15 +365,20 @@ async fn receive_stream(
 ) -> anyhow::Result<()> {
     let _interrupt = InterruptScope::enter();
     let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
+    // Set by the writer once every file's hash matched: from then on only syncing and placing
+    // remain, and a connection going away no longer matters.
+    let verified = Arc::new(AtomicBool::new(false));
     let writer = {
         let manifest = manifest.clone();
         let progress = progress.clone();
+        let verified = verified.clone();
         let layout = match sink {
             Sink::Stdout => None,
             Sink::Files(layout) => Some(layout.clone()),
         };
         tokio::task::spawn_blocking(move || {
-            let written = write_files(rx, &manifest, incoming, layout.as_deref(), &progress);
+            let layout_ref = layout.as_deref();
+            let written = write_files(rx, &manifest, incoming, layout_ref, &progress, &verified);
             match (written, layout) {
                 (Ok(()), Some(layout)) => layout.finish(&manifest, overwrite),
                 (written, _) => written,
@@ -387,14 +393,20 @@ async fn receive_stream(
     // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
+    // Acknowledges data that trickles in, and keeps the sender waiting while files are
+    // synced and placed, so a slow link or disk is not mistaken for a stall.
+    let mut keepalive = tokio::time::interval(Duration::from_secs(1));
     let outcome = loop {
         tokio::select! {
             written = &mut writer => {
                 writer_done = true;
-                break match written {
-                    Ok(result) => result,
-                    Err(join) => Err(anyhow::anyhow!("writer stopped: {join}")),
-                };
+                break joined(written);
+            }
+            _ = keepalive.tick() => {
+                if taken > acked || verified.load(Ordering::SeqCst) {
+                    acked = taken;
+                    let _ = channel.send(Frame::Ack(taken).encode().as_slice().into()).await;
+                }
             }
             event = channel.poll(), if tx.is_some() => match event {
                 Some(DataChannelEvent::OnMessage(message)) => {
@@ -411,11 +423,19 @@ async fn receive_stream(
                     }
                 }
                 Some(DataChannelEvent::OnClose) | None => {
+                    if verified.load(Ordering::SeqCst) {
+                        writer_done = true;
+                        break joined((&mut writer).await);
+                    }
                     break Err(fail(Kind::PeerGone, "the sender closed the connection before the end"));
                 }
                 Some(_) => {}
             },
             _ = ended(&mut state) => {
+                if verified.load(Ordering::SeqCst) {
+                    writer_done = true;
+                    break joined((&mut writer).await);
+                }
                 break Err(fail(Kind::PeerGone, "the connection to the sender was lost"));
             }
             _ = &mut interrupt => {
@@ -445,6 +465,11 @@ async fn receive_stream(
     Ok(())
 }
 
+/// The writing thread's outcome.
+fn joined(written: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    written.unwrap_or_else(|join| Err(anyhow::anyhow!("writer stopped: {join}")))
+}
+
 /// The writing thread: checks every frame and writes the bytes, file after file.
 fn write_files(
     mut frames: mpsc::Receiver<BytesMut>,
@@ -452,6 +477,7 @@ fn write_files(
     mut incoming: Incoming,
     layout: Option<&Layout>,
     progress: &Progress,
+    verified: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut current: Option<(usize, Output)> = None;
     // Completed files reach the disk on a thread of their own, while the next ones arrive.
@@ -517,6 +543,7 @@ fn write_files(
             }
         }
     }
+    verified.store(true, Ordering::SeqCst);
     drop(to_sync);
     match syncer.join() {
         Ok(Ok(())) => Ok(()),

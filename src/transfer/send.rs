@@ -324,6 +324,10 @@ async fn stream(
                             *acked = (*acked).max(total);
                             newer
                         });
+                        // The receiver is alive (it acknowledges while it syncs and places).
+                        if pumped {
+                            verdict_deadline.as_mut().reset(tokio::time::Instant::now() + VERDICT_TIMEOUT);
+                        }
                     }
                     Ok(Frame::Fail(kind, reason)) => break Err(receiver_failed(kind, &reason)),
                     _ => break Err(fail(Kind::Integrity, "the receiver sent an unexpected frame")),
