@@ -30,29 +30,20 @@ const LEFT_GRACE: Duration = Duration::from_secs(5);
 /// How long the direct connection may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Set while a transfer loop handles Ctrl-C itself (to tell the peer and keep partial data);
-/// `main` then leaves the interruption to it.
+/// Set once the transfer loop handles Ctrl-C itself (to tell the peer and keep partial data);
+/// `main` then leaves the interruption to the command, whose remaining steps are short and
+/// bounded. It is never unset: the moment the loop has handled a Ctrl-C and returned is
+/// exactly when `main` must not cut the command short.
 static HANDLES_INTERRUPT: AtomicBool = AtomicBool::new(false);
 
-/// Whether a running transfer handles Ctrl-C itself.
+/// Whether the transfer has taken over Ctrl-C.
 pub fn handles_interrupt() -> bool {
     HANDLES_INTERRUPT.load(Ordering::SeqCst)
 }
 
-/// Marks the span in which the transfer handles Ctrl-C itself (until dropped).
-pub struct InterruptScope(());
-
-impl InterruptScope {
-    pub fn enter() -> InterruptScope {
-        HANDLES_INTERRUPT.store(true, Ordering::SeqCst);
-        InterruptScope(())
-    }
-}
-
-impl Drop for InterruptScope {
-    fn drop(&mut self) {
-        HANDLES_INTERRUPT.store(false, Ordering::SeqCst);
-    }
+/// Called by the transfer loops before they start watching for Ctrl-C themselves.
+pub fn take_over_interrupt() {
+    HANDLES_INTERRUPT.store(true, Ordering::SeqCst);
 }
 
 /// What both commands are told about the network.

@@ -19,7 +19,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::layout::Layout;
 use super::{
-    hex, public_reason, unexpected, InterruptScope, NetOptions, Signaling, CONNECT_TIMEOUT,
+    hex, public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
 };
 use crate::error::{fail, local_io, Failure, Kind};
 use crate::peer::{ended, send_last, Peer};
@@ -363,7 +363,7 @@ async fn receive_stream(
     overwrite: bool,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    let _interrupt = InterruptScope::enter();
+    take_over_interrupt();
     let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
     // Set by the writer once every file's hash matched: from then on only syncing and placing
     // remain, and a connection going away no longer matters.
@@ -412,8 +412,12 @@ async fn receive_stream(
                 Some(DataChannelEvent::OnMessage(message)) => {
                     let sender = tx.as_ref().expect("guarded by the branch condition");
                     let data = data_len(&message.data);
-                    if sender.send(message.data).await.is_err() {
-                        tx = None; // the writer stopped; its result says why
+                    // A stalled disk or stdout must not make Ctrl-C wait.
+                    tokio::select! {
+                        sent = sender.send(message.data) => if sent.is_err() {
+                            tx = None; // the writer stopped; its result says why
+                        },
+                        _ = &mut interrupt => break Err(fail(Kind::Interrupted, "interrupted")),
                     }
                     // Grant the sender more room as the writer takes bytes in.
                     taken += data;

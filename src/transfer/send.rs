@@ -18,7 +18,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::source::{Origin, Source};
 use super::{
-    hex, public_reason, unexpected, InterruptScope, NetOptions, Signaling, CONNECT_TIMEOUT,
+    hex, public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
 };
 use crate::error::{fail, local_io, Kind};
 use crate::peer::{ended, send_last, Peer};
@@ -257,7 +257,7 @@ async fn stream(
     resume: HashMap<usize, (u64, String)>,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    let _interrupt = InterruptScope::enter();
+    take_over_interrupt();
     let (frames_tx, mut frames_rx) = mpsc::channel::<BytesMut>(READ_AHEAD);
     let reader_progress = progress.clone();
     let mut reader = tokio::task::spawn_blocking(move || {
