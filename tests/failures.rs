@@ -294,3 +294,28 @@ fn a_full_disk_is_reported_as_such() {
     );
     assert_ne!(sender.wait(LIMIT).code(), 0);
 }
+
+#[test]
+fn wss_urls_speak_tls() {
+    // A plain TCP listener on loopback: the TLS handshake must be attempted, and fail there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("wss://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut hello = [0u8; 5];
+            let _ = std::io::Read::read(&mut stream, &mut hello);
+            let _ = std::io::Write::write_all(&mut stream, b"not tls\r\n\r\n");
+            hello[0] // 0x16: a TLS handshake record
+        } else {
+            0
+        }
+    });
+    let out = spawn(mp().args(["receive", "--signal", &url, "1-x", "--yes"])).wait(LIMIT);
+    out.assert_code(SERVER);
+    assert!(!out.stderr.contains("not compiled"), "{}", out.stderr);
+    assert_eq!(
+        server.join().unwrap(),
+        0x16,
+        "the client opened with a TLS record"
+    );
+}

@@ -211,11 +211,14 @@ pub fn check_path(path: &str) -> Result<(), ManifestError> {
     }
     for (i, component) in path.split('/').enumerate() {
         let drive_prefix = i == 0 && component.len() >= 2 && component.as_bytes()[1] == b':';
+        // A receiver's staging folders are named so: an offer must not reach into them.
+        let staging_name = i == 0 && component.starts_with(".mp-partial-");
         if component.is_empty()
             || component == "."
             || component == ".."
             || component.len() > MAX_COMPONENT
             || drive_prefix
+            || staging_name
         {
             return Err(unsafe_path());
         }
@@ -284,6 +287,7 @@ mod tests {
             "c:/x",
             "a\0b",
             "a\u{1b}[2Jb",
+            ".mp-partial-0123456789abcdef/x",
         ] {
             assert!(
                 matches!(one(bad).validate(), Err(ManifestError::UnsafePath(_))),

@@ -289,7 +289,13 @@ fn place(
     let existing = to.symlink_metadata().ok();
     match existing {
         None => {
-            std::fs::rename(from, to).map_err(cannot)?;
+            rename_no_replace(from, to).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => fail(
+                    Kind::Exists,
+                    format!("{} appeared while receiving; not replaced", shown(to)),
+                ),
+                _ => cannot(e),
+            })?;
             created.insert(to.to_path_buf());
         }
         Some(_) if !overwrite => {
@@ -331,6 +337,46 @@ fn place(
         }
     }
     Ok(())
+}
+
+/// Renames, failing if `to` exists (even if it appeared a moment ago).
+#[cfg(target_os = "linux")]
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths, relative to the current directory.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // File systems without RENAME_NOREPLACE: fall back to a checked rename.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => checked_rename(from, to),
+        _ => Err(err),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    checked_rename(from, to)
+}
+
+fn checked_rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    if to.symlink_metadata().is_ok() {
+        return Err(std::io::ErrorKind::AlreadyExists.into());
+    }
+    std::fs::rename(from, to)
 }
 
 /// Creates a folder only this user can enter.

@@ -272,6 +272,15 @@ async fn decide(
                 };
                 eprintln!("  {}{detail}", display(&entry.path));
             }
+        } else if manifest.entries.len() > LIST_AT_MOST {
+            // Too many to list: at least show what lands in the target folder.
+            let roots = manifest.roots();
+            for root in roots.iter().take(LIST_AT_MOST) {
+                eprintln!("  {}", display(root));
+            }
+            if roots.len() > LIST_AT_MOST {
+                eprintln!("  … and {} more", roots.len() - LIST_AT_MOST);
+            }
         }
         if !ui.confirm(question).await? {
             return Err(fail(Kind::Declined, "transfer declined"));

@@ -72,7 +72,11 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
         }
         What::Text(_) => None,
         What::Stdin(name) => Some(Source::stdin(name)?),
-        What::Paths(paths) => Some(Source::paths(paths)?),
+        What::Paths(paths) => {
+            // A large tree takes a while to walk: keep it off the runtime (Ctrl-C stays live).
+            let paths = paths.clone();
+            Some(tokio::task::spawn_blocking(move || Source::paths(&paths)).await??)
+        }
     };
     if let Some(source) = &source {
         source
@@ -427,7 +431,18 @@ fn read_frames(
             .map(|sent| sent.map(|(_, hash)| hash)),
             Some(Origin::Path(path)) => {
                 let expected = entry.size.unwrap_or(0);
-                send_path(&path, expected, resume.get(&index), &frames, progress)
+                send_path(
+                    &path,
+                    false,
+                    expected,
+                    resume.get(&index),
+                    &frames,
+                    progress,
+                )
+            }
+            Some(Origin::Walked(path)) => {
+                let expected = entry.size.unwrap_or(0);
+                send_path(&path, true, expected, resume.get(&index), &frames, progress)
             }
         };
         match sent {
@@ -451,13 +466,28 @@ fn read_frames(
 /// ours; returns its SHA-256.
 fn send_path(
     path: &std::path::Path,
+    walked: bool,
     expected: u64,
     resume: Option<&(u64, String)>,
     frames: &mpsc::Sender<BytesMut>,
     progress: &Progress,
 ) -> anyhow::Result<Option<[u8; 32]>> {
     let what = format!("cannot read {}", path.display());
-    let mut file = std::fs::File::open(path).map_err(|e| local_io(&what, e))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    if walked {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Not through a link, and without blocking on a FIFO swapped in after the walk.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path).map_err(|e| local_io(&what, e))?;
+    if !file.metadata().map_err(|e| local_io(&what, e))?.is_file() {
+        return Err(fail(
+            Kind::LocalIo,
+            format!("{} is no longer a regular file", path.display()),
+        ));
+    }
     let mut hasher = Sha256::new();
     let mut start = 0;
     if let Some((offset, theirs)) = resume {

@@ -12,8 +12,11 @@ use crate::protocol::manifest::{display, Entry, Manifest, MAX_ENTRIES, MODE_MASK
 
 /// Where the bytes of each file entry come from.
 pub enum Origin {
-    /// A file on disk.
+    /// A file named on the command line (a symbolic link to it is followed, like `cp`).
     Path(PathBuf),
+    /// A file found inside a sent folder: opened without following a link, and only if it
+    /// is still a regular file, in case it was swapped after the walk.
+    Walked(PathBuf),
     /// Standard input, read once until EOF.
     Stdin,
 }
@@ -75,7 +78,11 @@ impl Source {
                 source.push(Entry::dir(&name), &meta, None);
                 source.walk(path, &name)?;
             } else if meta.is_file() {
-                source.push(Entry::file(&name, meta.len()), &meta, Some(path.clone()));
+                source.push(
+                    Entry::file(&name, meta.len()),
+                    &meta,
+                    Some(Origin::Path(path.clone())),
+                );
             } else {
                 return Err(fail(
                     Kind::Usage,
@@ -86,10 +93,10 @@ impl Source {
         Ok(source)
     }
 
-    fn push(&mut self, mut entry: Entry, meta: &std::fs::Metadata, origin: Option<PathBuf>) {
+    fn push(&mut self, mut entry: Entry, meta: &std::fs::Metadata, origin: Option<Origin>) {
         entry.mode = mode(meta);
         self.manifest.entries.push(entry);
-        self.origins.push(origin.map(Origin::Path));
+        self.origins.push(origin);
     }
 
     fn walk(&mut self, dir: &Path, prefix: &str) -> anyhow::Result<()> {
@@ -120,7 +127,8 @@ impl Source {
                 self.push(Entry::dir(&relative), &meta, None);
                 self.walk(&path, &relative)?;
             } else if meta.is_file() {
-                self.push(Entry::file(&relative, meta.len()), &meta, Some(path));
+                let origin = Some(Origin::Walked(path));
+                self.push(Entry::file(&relative, meta.len()), &meta, origin);
             } else {
                 let what = if meta.file_type().is_symlink() {
                     "symbolic link"
