@@ -99,6 +99,8 @@ pub enum ManifestError {
     Malformed(String),
     #[error("the offer has an empty part")]
     EmptyPart,
+    #[error("the offer's paths add up to more than the receiver holds before asking")]
+    PathsTooLong,
 }
 
 /// What an offer adds up to, for the prompt.

@@ -101,7 +101,7 @@ impl OfferAssembly {
         }
         self.path_bytes += part.entries.iter().map(|e| e.path.len()).sum::<usize>();
         if self.path_bytes > MAX_PATH_BYTES {
-            return Err(ManifestError::TooManyEntries);
+            return Err(ManifestError::PathsTooLong);
         }
         // Every part but the last carries entries, so the number of parts is bounded too.
         if more && part.entries.is_empty() {

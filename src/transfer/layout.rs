@@ -272,6 +272,13 @@ impl Layout {
         }
     }
 
+    /// Removes the staging folder and everything in it.
+    pub fn discard_all(&self) {
+        if is_real_dir(&self.staging) {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+
     /// Forgets a staged file that must not be resumed from (it failed its check).
     pub fn discard(&self, path: &str) {
         let _ = std::fs::remove_file(self.staged(path));

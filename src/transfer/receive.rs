@@ -90,9 +90,9 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
             Ok(None) => continue,
             Err(err) => {
                 let reason = match err {
-                    ManifestError::TooManyEntries | ManifestError::EmptyPart => {
-                        "the offer is too large"
-                    }
+                    ManifestError::TooManyEntries
+                    | ManifestError::EmptyPart
+                    | ManifestError::PathsTooLong => "the offer is too large",
                     _ => "the offer was refused as unsafe",
                 }
                 .to_string();
@@ -158,6 +158,10 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     }
     peer.close().await;
     if let (Err(err), Sink::Files(layout)) = (&result, &sink) {
+        if manifest.is_stream() {
+            // A stream cannot be resumed: nothing of it is worth keeping.
+            layout.discard_all();
+        }
         layout.remove_if_empty();
         let keeps = err
             .downcast_ref::<Failure>()

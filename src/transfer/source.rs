@@ -116,7 +116,7 @@ impl Source {
             let path = child.path();
             let Some(name) = child.file_name().to_str().map(str::to_string) else {
                 self.skipped
-                    .push(format!("{} (name is not UTF-8)", path.display()));
+                    .push(format!("{} (name is not UTF-8)", crate::ui::shown(&path)));
                 continue;
             };
             let relative = format!("{prefix}/{name}");
