@@ -8,13 +8,17 @@
 //!                         3 interrupted; then why, in UTF-8 (at most MAX_REASON bytes)
 //! 0x04 BEGIN offset[8]    the current file's DATA starts at this offset (big-endian u64);
 //!                         sent only for files the receiver asked to resume
-//! 0x05 ACK   total[8]     receiver → sender: DATA payload bytes taken in so far, all files
-//!                         together (big-endian u64)
+//! 0x05 ACK   bytes[8] messages[8]
+//!                         receiver → sender: DATA payload bytes and messages (frames of any
+//!                         kind) taken in so far, all files together (big-endian u64 each)
 //! ```
 //!
-//! Flow control: the sender keeps at most [`WINDOW`] DATA payload bytes beyond the last ACK in
-//! flight, and the receiver acknowledges at least every [`ACK_EVERY`] bytes it takes in. This
-//! bounds the receiver's memory whatever the WebRTC stack buffers internally.
+//! Flow control: the sender keeps at most [`WINDOW`] DATA payload bytes and
+//! [`WINDOW_MESSAGES`] messages beyond the last ACK in flight; the receiver acknowledges at
+//! least every [`ACK_EVERY`] bytes or [`ACK_EVERY_MESSAGES`] messages it takes in. The byte
+//! bound caps the receiver's memory; the message bound keeps many small files from filling the
+//! WebRTC stack's 256-message queue, which would close the SCTP window and stall the transfer
+//! until a retransmission timer (a second or more).
 //!
 //! Files travel one after the other in manifest order on one reliable, ordered channel; folders
 //! have no frames.
@@ -35,8 +39,19 @@ const ACK: u8 = 0x05;
 
 /// DATA payload bytes the sender may have in flight beyond the receiver's last ACK.
 pub const WINDOW: u64 = 4 * 1024 * 1024;
-/// The receiver acknowledges at least this often (in DATA payload bytes).
+/// Messages the sender may have in flight beyond the receiver's last ACK.
+pub const WINDOW_MESSAGES: u64 = 128;
+/// The receiver acknowledges at least this often (in DATA payload bytes)…
 pub const ACK_EVERY: u64 = 1024 * 1024;
+/// …and at least this often in messages.
+pub const ACK_EVERY_MESSAGES: u64 = 32;
+
+/// What the receiver has taken in: the content of an ACK.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    pub bytes: u64,
+    pub messages: u64,
+}
 
 /// Why a side stopped, so the other can pick the right exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +81,7 @@ pub enum Frame<'a> {
     Done,
     Fail(FailKind, String),
     Begin(u64),
-    Ack(u64),
+    Ack(Taken),
 }
 
 /// Why bytes are not a frame.
@@ -107,10 +122,11 @@ impl<'a> Frame<'a> {
                 .try_into()
                 .map(|b| Frame::Begin(u64::from_be_bytes(b)))
                 .map_err(|_| FrameError::Malformed("BEGIN")),
-            ACK => body
-                .try_into()
-                .map(|b| Frame::Ack(u64::from_be_bytes(b)))
-                .map_err(|_| FrameError::Malformed("ACK")),
+            ACK if body.len() == 16 => Ok(Frame::Ack(Taken {
+                bytes: u64::from_be_bytes(body[..8].try_into().expect("8 bytes")),
+                messages: u64::from_be_bytes(body[8..].try_into().expect("8 bytes")),
+            })),
+            ACK => Err(FrameError::Malformed("ACK")),
             other => Err(FrameError::UnknownType(other)),
         }
     }
@@ -135,9 +151,10 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(&offset.to_be_bytes());
                 out
             }
-            Frame::Ack(total) => {
+            Frame::Ack(taken) => {
                 let mut out = vec![ACK];
-                out.extend_from_slice(&total.to_be_bytes());
+                out.extend_from_slice(&taken.bytes.to_be_bytes());
+                out.extend_from_slice(&taken.messages.to_be_bytes());
                 out
             }
             Frame::Fail(kind, reason) => {
@@ -177,7 +194,10 @@ mod tests {
             Frame::Fail(FailKind::LocalIo, "disk full".into()),
             Frame::Fail(FailKind::Other, String::new()),
             Frame::Begin(1 << 40),
-            Frame::Ack(7),
+            Frame::Ack(Taken {
+                bytes: 7,
+                messages: 3,
+            }),
         ];
         for frame in frames {
             assert_eq!(Frame::decode(&frame.encode()).unwrap(), frame);

@@ -78,7 +78,10 @@ mod robustness {
             Frame::Data(b"abc"),
             Frame::End([1; 32]),
             Frame::Begin(2),
-            Frame::Ack(3),
+            Frame::Ack(super::frame::Taken {
+                bytes: 3,
+                messages: 1,
+            }),
             Frame::Done,
         ] {
             seeds.push(frame.encode());

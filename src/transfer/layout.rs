@@ -272,6 +272,12 @@ impl Layout {
         }
     }
 
+    /// Flushes everything written into the staging folder to disk, in one call.
+    pub fn sync_all(&self) -> anyhow::Result<()> {
+        sync_filesystem(&self.staging)
+            .map_err(|e| local_io(&format!("cannot flush {}", shown(&self.staging)), e))
+    }
+
     /// Removes the staging folder and everything in it.
     pub fn discard_all(&self) {
         if is_real_dir(&self.staging) {
@@ -341,6 +347,33 @@ fn place(
                     ))
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Flushes the file system holding `dir` (Linux: one `syncfs` call for any number of files).
+#[cfg(target_os = "linux")]
+fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    // SAFETY: syncfs on a descriptor that `handle` keeps open for the call.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere: every file one by one.
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_filesystem(&entry.path())?;
+        } else if entry.file_type()?.is_file() {
+            std::fs::File::open(entry.path())?.sync_data()?;
         }
     }
     Ok(())

@@ -24,7 +24,7 @@ use super::{
 use crate::error::{fail, local_io, Failure, Kind};
 use crate::peer::{ended, send_last, Peer};
 use crate::protocol::code::Code;
-use crate::protocol::frame::{data_len, FailKind, Frame, ACK_EVERY};
+use crate::protocol::frame::{data_len, FailKind, Frame, Taken, ACK_EVERY, ACK_EVERY_MESSAGES};
 use crate::protocol::incoming::{Incoming, Step, StreamError};
 use crate::protocol::manifest::{display, Manifest, ManifestError, Summary};
 use crate::protocol::message::{Message, OfferAssembly, Resume, SdpKind, MAX_TEXT};
@@ -34,6 +34,8 @@ use crate::ui::{shown, size, Progress, Ui};
 
 /// Messages queued between the data channel and the writing thread.
 const WRITE_QUEUE: usize = 16;
+/// Up to this many files are synced one by one; more get one file-system flush.
+const SYNC_EACH_AT_MOST: usize = 64;
 /// Completed files waiting for their `fdatasync` (each holds a descriptor).
 const SYNC_QUEUE: usize = 64;
 /// Write buffer per output.
@@ -402,7 +404,7 @@ async fn receive_stream(
     let mut tx = Some(tx);
     let mut state = peer.state();
     let mut writer_done = false;
-    let (mut taken, mut acked) = (0u64, 0u64);
+    let (mut taken, mut acked) = (Taken::default(), Taken::default());
     // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
@@ -416,7 +418,7 @@ async fn receive_stream(
                 break joined(written);
             }
             _ = keepalive.tick() => {
-                if taken > acked || verified.load(Ordering::SeqCst) {
+                if taken != acked || verified.load(Ordering::SeqCst) {
                     acked = taken;
                     let _ = channel.send(Frame::Ack(taken).encode().as_slice().into()).await;
                 }
@@ -432,9 +434,12 @@ async fn receive_stream(
                         },
                         _ = &mut interrupt => break Err(fail(Kind::Interrupted, "interrupted")),
                     }
-                    // Grant the sender more room as the writer takes bytes in.
-                    taken += data;
-                    if taken - acked >= ACK_EVERY {
+                    // Grant the sender more room as the writer takes messages in.
+                    taken.bytes += data;
+                    taken.messages += 1;
+                    if taken.bytes - acked.bytes >= ACK_EVERY
+                        || taken.messages - acked.messages >= ACK_EVERY_MESSAGES
+                    {
                         acked = taken;
                         let _ = channel.send(Frame::Ack(taken).encode().as_slice().into()).await;
                     }
@@ -497,6 +502,11 @@ fn write_files(
     verified: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut current: Option<(usize, Output)> = None;
+    // Many files reach the disk with one flush of their file system at the end (a thousand
+    // separate syncs cost 0.3 to 1.5 s here); a few files are synced one by one, which never
+    // waits for anyone else's writes.
+    let files = manifest.entries.iter().filter(|e| e.is_file()).count();
+    let one_flush = layout.filter(|_| files > SYNC_EACH_AT_MOST);
     // Completed files reach the disk on a thread of their own, while the next ones arrive.
     let (to_sync, syncing) = std::sync::mpsc::sync_channel::<(usize, File)>(SYNC_QUEUE);
     let syncer = std::thread::spawn(move || {
@@ -553,7 +563,7 @@ fn write_files(
                 let flushed = output
                     .finish()
                     .map_err(|e| write_error(manifest, layout, index, e))?;
-                if let Some(file) = flushed {
+                if let Some(file) = flushed.filter(|_| one_flush.is_none()) {
                     let _ = to_sync.send((index, file));
                 }
                 progress.file_done(&manifest.entries[index].path);
@@ -563,10 +573,14 @@ fn write_files(
     verified.store(true, Ordering::SeqCst);
     drop(to_sync);
     match syncer.join() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err((index, err))) => Err(write_error(manifest, layout, index, err)),
-        Err(_) => Err(anyhow::anyhow!("the syncing thread panicked")),
+        Ok(Ok(())) => {}
+        Ok(Err((index, err))) => return Err(write_error(manifest, layout, index, err)),
+        Err(_) => return Err(anyhow::anyhow!("the syncing thread panicked")),
     }
+    if let Some(layout) = one_flush {
+        layout.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Opens the output for entry `index`: stdout, or its staged file (kept up to `keep` bytes

@@ -23,7 +23,9 @@ use super::{
 use crate::error::{fail, local_io, Kind};
 use crate::peer::{ended, send_last, Peer};
 use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
-use crate::protocol::frame::{data_len, FailKind, Frame, DATA_TYPE, MAX_DATA, WINDOW};
+use crate::protocol::frame::{
+    data_len, FailKind, Frame, Taken, DATA_TYPE, MAX_DATA, WINDOW, WINDOW_MESSAGES,
+};
 use crate::protocol::manifest::display;
 use crate::protocol::message::{offer_messages, Message, SdpKind, MAX_TEXT};
 use crate::protocol::pake::Side;
@@ -269,23 +271,25 @@ async fn stream(
     });
 
     // What the receiver has acknowledged taking in; the pump stays within WINDOW of it.
-    let (acked_tx, mut acked_rx) = watch::channel(0u64);
+    let (acked_tx, mut acked_rx) = watch::channel(Taken::default());
     let pump_channel = channel.clone();
     let pump_progress = progress.clone();
     let mut pump = tokio::spawn(async move {
-        let mut sent = 0u64;
+        let mut sent = Taken::default();
         while let Some(frame) = frames_rx.recv().await {
             let data = data_len(&frame);
-            if data > 0 {
-                let room = acked_rx.wait_for(|&acked| sent.saturating_sub(acked) < WINDOW);
-                match tokio::time::timeout(ACK_STALL, room).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => break, // the transfer ended
-                    Err(_) => return Err(Stop::Stalled),
-                }
+            let room = acked_rx.wait_for(|acked| {
+                sent.bytes.saturating_sub(acked.bytes) < WINDOW
+                    && sent.messages.saturating_sub(acked.messages) < WINDOW_MESSAGES
+            });
+            match tokio::time::timeout(ACK_STALL, room).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => break, // the transfer ended
+                Err(_) => return Err(Stop::Stalled),
             }
             pump_channel.send(frame).await.map_err(|_| Stop::Closed)?;
-            sent += data;
+            sent.bytes += data;
+            sent.messages += 1;
             pump_progress.inc(data);
         }
         Ok::<(), Stop>(())
@@ -322,10 +326,11 @@ async fn stream(
                         }
                         break Ok(());
                     }
-                    Ok(Frame::Ack(total)) => {
+                    Ok(Frame::Ack(taken)) => {
                         acked_tx.send_if_modified(|acked| {
-                            let newer = total > *acked;
-                            *acked = (*acked).max(total);
+                            let newer = taken.bytes > acked.bytes || taken.messages > acked.messages;
+                            acked.bytes = acked.bytes.max(taken.bytes);
+                            acked.messages = acked.messages.max(taken.messages);
                             newer
                         });
                         // The receiver is alive (it acknowledges while it syncs and places).
