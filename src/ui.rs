@@ -36,7 +36,7 @@ pub struct Ui {
 }
 
 impl Ui {
-    /// `stdout_is_data`: stdout carries the received bytes or text, so JSON goes to stderr.
+    /// `stdout_is_data`: stdout carries received bytes (`-o -`), so JSON goes to stderr.
     pub fn new(quiet: bool, json: bool, stdout_is_data: bool) -> Ui {
         let sink = if stdout_is_data {
             JsonSink::Stderr
