@@ -355,17 +355,27 @@ async fn connect(
         other => return Err(unexpected(&other, "an SDP offer")),
     };
     let mut peer = Peer::new(&args.net.peer_options()).await?;
-    let answer = peer.answer(offer).await?;
-    signaling
-        .send(&Message::Sdp {
-            kind: SdpKind::Answer,
-            sdp: answer,
-        })
-        .await?;
-    let channel = signaling
-        .watch_while(peer.incoming_channel(CONNECT_TIMEOUT))
-        .await?;
-    Ok((peer, channel, incoming))
+    let connected = async {
+        let answer = peer.answer(offer).await?;
+        signaling
+            .send(&Message::Sdp {
+                kind: SdpKind::Answer,
+                sdp: answer,
+            })
+            .await?;
+        signaling
+            .watch_while(peer.incoming_channel(CONNECT_TIMEOUT))
+            .await
+    }
+    .await;
+    match connected {
+        Ok(channel) => Ok((peer, channel, incoming)),
+        Err(err) => {
+            // Close, so the other side is not left waiting for ICE to time out.
+            peer.close().await;
+            Err(err)
+        }
+    }
 }
 
 /// Receives frames until every file is verified and placed, then says DONE.

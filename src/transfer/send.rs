@@ -191,22 +191,33 @@ async fn negotiate(
     }
 
     let mut peer = Peer::new(&net.peer_options()).await?;
-    let (channel, sdp) = peer.offer().await?;
-    signaling
-        .send(&Message::Sdp {
-            kind: SdpKind::Offer,
-            sdp,
-        })
-        .await?;
-    match signaling.recv().await? {
-        Message::Sdp {
-            kind: SdpKind::Answer,
-            sdp,
-        } => peer.apply_answer(sdp).await?,
-        other => return Err(unexpected(&other, "an SDP answer")),
+    let connected = async {
+        let (channel, sdp) = peer.offer().await?;
+        signaling
+            .send(&Message::Sdp {
+                kind: SdpKind::Offer,
+                sdp,
+            })
+            .await?;
+        match signaling.recv().await? {
+            Message::Sdp {
+                kind: SdpKind::Answer,
+                sdp,
+            } => peer.apply_answer(sdp).await?,
+            other => return Err(unexpected(&other, "an SDP answer")),
+        }
+        signaling.watch_while(wait_open(&peer, &channel)).await?;
+        Ok(channel)
     }
-    signaling.watch_while(wait_open(&peer, &channel)).await?;
-    Ok((peer, channel, wanted))
+    .await;
+    match connected {
+        Ok(channel) => Ok((peer, channel, wanted)),
+        Err(err) => {
+            // Close, so the other side is not left waiting for ICE to time out.
+            peer.close().await;
+            Err(err)
+        }
+    }
 }
 
 /// Joins a room: the caller's code, or a fresh one (redrawing the room while it is busy).
