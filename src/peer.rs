@@ -155,9 +155,16 @@ pub struct Peer {
     state: watch::Receiver<RTCPeerConnectionState>,
     gathered: watch::Receiver<bool>,
     channels: mpsc::Receiver<Arc<dyn DataChannel>>,
+    remote_max_message: usize,
 }
 
 impl Peer {
+    /// The largest data-channel message the other side accepts (from its SDP), never more
+    /// than ours.
+    pub fn max_message(&self) -> usize {
+        self.remote_max_message.min(frame::MAX_MESSAGE)
+    }
+
     pub async fn new(options: &PeerOptions) -> anyhow::Result<Peer> {
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_tx, gathered) = watch::channel(false);
@@ -217,6 +224,7 @@ impl Peer {
             state,
             gathered,
             channels,
+            remote_max_message: frame::MAX_MESSAGE,
         })
     }
 
@@ -258,6 +266,7 @@ impl Peer {
 
     /// Offerer: applies the answer.
     pub async fn apply_answer(&mut self, answer: String) -> anyhow::Result<()> {
+        self.remote_max_message = remote_max_message(&answer);
         let answer = RTCSessionDescription::answer(answer).map_err(bad_sdp)?;
         self.pc
             .set_remote_description(answer)
@@ -320,6 +329,19 @@ pub async fn send_last(channel: &Arc<dyn DataChannel>, frame: frame::Frame<'_>) 
     .await;
 }
 
+/// The `max-message-size` an SDP announces (RFC 8841): 65,536 when absent, no limit for 0.
+fn remote_max_message(sdp: &str) -> usize {
+    let announced = sdp
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("a=max-message-size:"))
+        .and_then(|value| value.trim().parse::<usize>().ok());
+    match announced {
+        None => 65_536,
+        Some(0) => usize::MAX,
+        Some(size) => size,
+    }
+}
+
 /// Waits for the data channel to open (`OnOpen`), nudging the WebRTC driver meanwhile.
 ///
 /// webrtc-rs 0.21 queues the SCTP INIT and the data-channel OPEN while handling events, but
@@ -370,4 +392,23 @@ fn bad_sdp(err: webrtc::error::Error) -> anyhow::Error {
         Kind::Connect,
         format!("the other side sent an unusable SDP: {err}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remote_max_message;
+
+    #[test]
+    fn the_peers_message_size_is_read_from_its_sdp() {
+        assert_eq!(
+            remote_max_message("v=0\r\na=max-message-size:262144\r\n"),
+            262_144
+        );
+        assert_eq!(
+            remote_max_message("v=0\r\na=max-message-size:0\r\n"),
+            usize::MAX
+        );
+        assert_eq!(remote_max_message("v=0\r\n"), 65_536, "RFC 8841 default");
+        assert_eq!(remote_max_message("a=max-message-size:junk"), 65_536);
+    }
 }

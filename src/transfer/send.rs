@@ -24,7 +24,7 @@ use crate::error::{fail, local_io, Kind};
 use crate::peer::{ended, send_last, Peer};
 use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
 use crate::protocol::frame::{
-    data_len, FailKind, Frame, Taken, DATA_TYPE, MAX_DATA, WINDOW, WINDOW_MESSAGES,
+    data_len, FailKind, Frame, Taken, DATA_TYPE, WINDOW, WINDOW_MESSAGES,
 };
 use crate::protocol::manifest::display;
 use crate::protocol::message::{offer_messages, Message, SdpKind, MAX_TEXT};
@@ -277,9 +277,12 @@ async fn stream(
     take_over_interrupt();
     let (frames_tx, mut frames_rx) = mpsc::channel::<BytesMut>(READ_AHEAD);
     let reader_progress = progress.clone();
-    let mut reader = tokio::task::spawn_blocking(move || {
-        read_frames(source, resume, frames_tx, &reader_progress)
-    });
+    let frames = Frames {
+        tx: frames_tx,
+        max_data: peer.max_message() - 1,
+    };
+    let mut reader =
+        tokio::task::spawn_blocking(move || read_frames(source, resume, frames, &reader_progress));
 
     // What the receiver has acknowledged taking in; the pump stays within WINDOW of it.
     let (acked_tx, mut acked_rx) = watch::channel(Taken::default());
@@ -421,15 +424,22 @@ async fn last_word(channel: &Arc<dyn DataChannel>) -> Option<anyhow::Result<()>>
         .flatten()
 }
 
+/// Where the reading thread puts frames, and how large a DATA payload the peer accepts.
+struct Frames {
+    tx: mpsc::Sender<BytesMut>,
+    max_data: usize,
+}
+
 /// The reading thread: for each file, BEGIN (when resuming), DATA frames, END with its SHA-256.
 fn read_frames(
     source: Source,
     resume: HashMap<usize, (u64, String)>,
-    frames: mpsc::Sender<BytesMut>,
+    frames: Frames,
     progress: &Progress,
 ) -> anyhow::Result<()> {
     let send = |frame: Frame| {
         frames
+            .tx
             .blocking_send(frame.encode().as_slice().into())
             .is_ok()
     };
@@ -485,7 +495,7 @@ fn send_path(
     walked: bool,
     expected: u64,
     resume: Option<&(u64, String)>,
-    frames: &mpsc::Sender<BytesMut>,
+    frames: &Frames,
     progress: &Progress,
 ) -> anyhow::Result<Option<[u8; 32]>> {
     let what = format!("cannot read {}", path.display());
@@ -516,7 +526,7 @@ fn send_path(
             file.rewind().map_err(|e| local_io(&what, e))?;
         }
         let begin = Frame::Begin(start).encode();
-        if frames.blocking_send(begin.as_slice().into()).is_err() {
+        if frames.tx.blocking_send(begin.as_slice().into()).is_err() {
             return Ok(None);
         }
         progress.inc(start);
@@ -541,7 +551,7 @@ fn send_path(
 fn send_stream(
     input: &mut dyn Read,
     mut hasher: Sha256,
-    frames: &mpsc::Sender<BytesMut>,
+    frames: &Frames,
     what: &str,
     length: Option<u64>,
 ) -> anyhow::Result<Option<(u64, [u8; 32])>> {
@@ -549,8 +559,8 @@ fn send_stream(
     loop {
         // A frame no larger than what is left: a small file must not pin a full-size buffer
         // while SCTP holds it.
-        let want = length.map_or(MAX_DATA, |length| {
-            (length - sent).min(MAX_DATA as u64) as usize
+        let want = length.map_or(frames.max_data, |length| {
+            (length - sent).min(frames.max_data as u64) as usize
         });
         if want == 0 {
             return Ok(Some((sent, hasher.finalize().into())));
@@ -573,7 +583,7 @@ fn send_stream(
         frame.truncate(filled);
         hasher.update(&frame[1..]);
         sent += (filled - 1) as u64;
-        if frames.blocking_send(frame).is_err() {
+        if frames.tx.blocking_send(frame).is_err() {
             return Ok(None);
         }
     }
