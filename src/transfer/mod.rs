@@ -23,6 +23,9 @@ use crate::signal::client::SignalClient;
 /// How long one signaling reply may take once both sides are present (a person may be reading
 /// the receiver's prompt, so this is generous).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a reply may take that no person waits on (offer parts, SDPs, a text's receipt):
+/// a server that drops a message is noticed in a minute, not ten.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the handshake messages may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the direct connection may still take once the peer has left the server.
@@ -97,8 +100,14 @@ impl Signaling {
     }
 
     /// The peer's next message. An `Abort` from the peer becomes an error here.
+    /// The peer's next message, when a person may be deciding (the prompt).
     pub async fn recv(&mut self) -> anyhow::Result<Message> {
-        let envelope = self.client.recv(REPLY_TIMEOUT).await?;
+        self.recv_within(REPLY_TIMEOUT).await
+    }
+
+    /// The peer's next message, within `timeout`. An `Abort` from the peer is an error here.
+    pub async fn recv_within(&mut self, timeout: Duration) -> anyhow::Result<Message> {
+        let envelope = self.client.recv(timeout).await?;
         match self.channel.open(&envelope).map_err(session_failure)? {
             Message::Abort { reason } => Err(fail(
                 Kind::PeerGone,

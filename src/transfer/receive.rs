@@ -20,6 +20,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use super::layout::Layout;
 use super::{
     hex, public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
+    STEP_TIMEOUT,
 };
 use crate::error::{fail, local_io, Failure, Kind};
 use crate::peer::{ended, send_last, Peer};
@@ -80,7 +81,7 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
 
     let mut assembly = OfferAssembly::default();
     let manifest = loop {
-        let (part, more) = match signaling.recv().await? {
+        let (part, more) = match signaling.recv_within(STEP_TIMEOUT).await? {
             Message::Offer { manifest, more } => (manifest, more),
             Message::Text { text } if assembly.is_empty() => {
                 return receive_text(signaling, text, &ui).await
@@ -347,7 +348,7 @@ async fn connect(
     }
     signaling.send(&Message::Accept { resume }).await?;
 
-    let offer = match signaling.recv().await? {
+    let offer = match signaling.recv_within(STEP_TIMEOUT).await? {
         Message::Sdp {
             kind: SdpKind::Offer,
             sdp,

@@ -19,6 +19,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use super::source::{Origin, Source};
 use super::{
     hex, public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
+    STEP_TIMEOUT,
 };
 use crate::error::{fail, local_io, Kind};
 use crate::peer::{ended, send_last, Peer};
@@ -137,7 +138,7 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
 
 async fn send_text(mut signaling: Signaling, text: String, ui: &Ui) -> anyhow::Result<()> {
     signaling.send(&Message::Text { text }).await?;
-    match signaling.recv().await? {
+    match signaling.recv_within(STEP_TIMEOUT).await? {
         Message::Accept { .. } => {}
         Message::Reject { reason } => return Err(declined(&reason)),
         other => return Err(unexpected(&other, "accept")),
@@ -199,7 +200,7 @@ async fn negotiate(
                 sdp,
             })
             .await?;
-        match signaling.recv().await? {
+        match signaling.recv_within(STEP_TIMEOUT).await? {
             Message::Sdp {
                 kind: SdpKind::Answer,
                 sdp,
