@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use mp::peer::{Peer, PeerOptions};
+use mp::peer::{wait_open, Peer, PeerOptions};
 use mp::protocol::code::Code;
 use mp::protocol::frame::Frame;
 use mp::protocol::manifest::{Entry, Manifest};
@@ -19,7 +18,7 @@ use mp::protocol::pake::Side;
 use mp::signal::client::{Join, SignalClient};
 use mp::transfer::Signaling;
 use sha2::Digest;
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::data_channel::DataChannelEvent;
 
 const INTEGRITY: i32 = 12;
 const EXISTS: i32 = 10;
@@ -81,7 +80,10 @@ async fn hostile_sender(
         return Verdict::Gone;
     };
     peer.apply_answer(sdp).await.unwrap();
-    wait_open(&channel).await;
+    tokio::time::timeout(Duration::from_secs(30), wait_open(&channel))
+        .await
+        .expect("data channel opens in time")
+        .expect("data channel opens");
     for frame in frames {
         if channel.send(frame.as_slice().into()).await.is_err() {
             break;
@@ -104,20 +106,6 @@ async fn hostile_sender(
     .unwrap_or(Verdict::Gone);
     peer.close().await;
     verdict
-}
-
-async fn wait_open(channel: &Arc<dyn DataChannel>) {
-    let open = async {
-        while let Some(event) = channel.poll().await {
-            if matches!(event, DataChannelEvent::OnOpen) {
-                return;
-            }
-        }
-        panic!("channel closed before opening");
-    };
-    tokio::time::timeout(Duration::from_secs(30), open)
-        .await
-        .expect("data channel opens");
 }
 
 fn data(bytes: &[u8]) -> Vec<u8> {

@@ -188,6 +188,14 @@ impl Manifest {
             .collect()
     }
 
+    /// A short name for progress and final messages: the single entry's name, or "N files".
+    pub fn title(&self, summary: &Summary) -> String {
+        match self.entries.as_slice() {
+            [single] => display(&single.path),
+            _ => format!("{} files", summary.files),
+        }
+    }
+
     /// A short, stable identifier of this offer (paths, kinds and sizes): the same files sent
     /// again get the same identifier, which is how a receiver finds what it kept to resume.
     pub fn id(&self) -> String {
@@ -197,8 +205,7 @@ impl Manifest {
             hasher.update([0, entry.is_file() as u8]);
             hasher.update(entry.size.unwrap_or(u64::MAX).to_be_bytes());
         }
-        let digest = hasher.finalize();
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        super::hex(&hasher.finalize()[..8])
     }
 }
 

@@ -20,6 +20,11 @@ pub mod pake;
 pub mod seal;
 pub mod session;
 
+/// Lowercase hex, as hashes appear in resume requests, offer ids and test vectors.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Hostile bytes into every decoder: random and mutated inputs must give an error or a value,
 /// never a panic. (A deterministic stand-in for a fuzzer, run by `cargo test`.)
 #[cfg(test)]

@@ -137,6 +137,7 @@ pub fn derive_keys(secret: &[u8], side: Side) -> Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::hex;
 
     fn code(text: &str) -> Code {
         Code::parse(text).unwrap()
@@ -191,9 +192,5 @@ mod tests {
         let receiver = derive_keys(&secret, Side::Receiver);
         assert_eq!(keys.seal, receiver.open);
         assert_eq!(keys.open, receiver.seal);
-    }
-
-    pub(crate) fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -238,12 +238,13 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
             }
         }
     }
-    leave(&rooms, &room, id, peer).await;
+    leave(&rooms, &room, id);
     close(&mut ws).await;
 }
 
 /// Forgets the room and tells the other member, if any.
-async fn leave(rooms: &Rooms, room: &str, id: u64, peer: Option<mpsc::Sender<Event>>) {
+/// (The paired peer is either still a member, and told here, or gone already.)
+fn leave(rooms: &Rooms, room: &str, id: u64) {
     let others: Vec<mpsc::Sender<Event>> = {
         let mut map = rooms.map.lock().expect("rooms lock");
         // The room may already be gone, and its number reused by strangers: only forget it if
@@ -261,7 +262,7 @@ async fn leave(rooms: &Rooms, room: &str, id: u64, peer: Option<mpsc::Sender<Eve
             None => Vec::new(),
         }
     };
-    for other in others.into_iter().chain(peer) {
+    for other in others {
         let _ = other.try_send(Event::PeerLeft);
     }
 }

@@ -165,11 +165,6 @@ pub fn public_reason(err: &anyhow::Error) -> String {
     }
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Maps a session failure to what the user sees.
 fn session_failure(err: SessionError) -> anyhow::Error {
     let kind = match err {

@@ -19,13 +19,14 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::layout::Layout;
 use super::{
-    hex, public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
+    public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
     STEP_TIMEOUT,
 };
 use crate::error::{fail, local_io, Failure, Kind};
 use crate::peer::{ended, send_last, Peer};
 use crate::protocol::code::Code;
 use crate::protocol::frame::{data_len, FailKind, Frame, Taken, ACK_EVERY, ACK_EVERY_MESSAGES};
+use crate::protocol::hex;
 use crate::protocol::incoming::{Incoming, Step, StreamError};
 use crate::protocol::manifest::{display, Manifest, ManifestError, Summary};
 use crate::protocol::message::{Message, OfferAssembly, Resume, SdpKind, MAX_TEXT};
@@ -132,10 +133,7 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     signaling.close().await;
     ui.event("connected", json!({}));
 
-    let name = match manifest.entries.as_slice() {
-        [single] => display(&single.path),
-        _ => format!("{} files", summary.files),
-    };
+    let name = manifest.title(&summary);
     let progress = ui.progress(summary.bytes, &name);
     let started = Instant::now();
     let result = receive_stream(

@@ -18,7 +18,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::source::{Origin, Source};
 use super::{
-    hex, public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
+    public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
     STEP_TIMEOUT,
 };
 use crate::error::{fail, local_io, Kind};
@@ -27,6 +27,7 @@ use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
 use crate::protocol::frame::{
     data_len, FailKind, Frame, Taken, DATA_TYPE, WINDOW, WINDOW_MESSAGES,
 };
+use crate::protocol::hex;
 use crate::protocol::manifest::display;
 use crate::protocol::message::{offer_messages, Message, SdpKind, MAX_TEXT};
 use crate::protocol::pake::Side;
@@ -81,15 +82,19 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
             Some(tokio::task::spawn_blocking(move || Source::paths(&paths)).await??)
         }
     };
-    if let Some(source) = &source {
-        source
-            .manifest
-            .validate()
-            .map_err(|e| fail(Kind::Usage, format!("cannot send this: {e}")))?;
-        for skipped in &source.skipped {
-            ui.warn(&format!("skipping {skipped}"));
+    let offer = match source {
+        Some(source) => {
+            let summary = source
+                .manifest
+                .validate()
+                .map_err(|e| fail(Kind::Usage, format!("cannot send this: {e}")))?;
+            for skipped in &source.skipped {
+                ui.warn(&format!("skipping {skipped}"));
+            }
+            Some((source, summary))
         }
-    }
+        None => None,
+    };
 
     let (mut client, code) = join(&args.net.signal, args.code.as_deref()).await?;
     ui.show_code(&code, args.signal_hint.as_deref());
@@ -98,7 +103,7 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
     ui.event("paired", json!({}));
     let mut signaling = Signaling::handshake(client, &code, Side::Sender).await?;
 
-    let Some(source) = source else {
+    let Some((source, summary)) = offer else {
         let What::Text(text) = args.what else {
             unreachable!("only a text has no source")
         };
@@ -116,11 +121,7 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
     let (peer, channel, resume) = connected;
     ui.event("connected", json!({}));
 
-    let summary = source.manifest.validate().expect("validated above");
-    let name = match source.manifest.entries.as_slice() {
-        [single] => display(&single.path),
-        _ => format!("{} files", summary.files),
-    };
+    let name = source.manifest.title(&summary);
     let progress = ui.progress(summary.bytes, &name);
     let started = Instant::now();
     let result = stream(&peer, channel, source, resume, &progress).await;
