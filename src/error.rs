@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::protocol::frame::FailKind;
+
 /// The kinds of failure, one exit code each. The table in README.md and `mp --help` is built
 /// from [`Kind::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,10 +38,15 @@ pub enum Kind {
     NoTerminal,
     /// Interrupted by Ctrl-C.
     Interrupted,
+    /// The other side runs a version of mp that speaks another protocol version.
+    Version,
+    /// A bug or an unforeseen error (exit code 1).
+    Internal,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    /// Every kind with an exit code of its own (all but [`Kind::Internal`], which is 1).
+    pub const ALL: [Kind; 14] = [
         Kind::Usage,
         Kind::WrongCode,
         Kind::Declined,
@@ -53,6 +60,7 @@ impl Kind {
         Kind::Integrity,
         Kind::NoTerminal,
         Kind::Interrupted,
+        Kind::Version,
     ];
 
     pub fn exit_code(self) -> u8 {
@@ -70,6 +78,8 @@ impl Kind {
             Kind::Integrity => 12,
             Kind::NoTerminal => 13,
             Kind::Interrupted => 130,
+            Kind::Version => 14,
+            Kind::Internal => 1,
         }
     }
 
@@ -89,6 +99,8 @@ impl Kind {
             Kind::Integrity => "integrity",
             Kind::NoTerminal => "no-terminal",
             Kind::Interrupted => "interrupted",
+            Kind::Version => "version",
+            Kind::Internal => "internal",
         }
     }
 
@@ -105,9 +117,13 @@ impl Kind {
             Kind::Connect => "no direct connection could be established",
             Kind::Exists => "the target file exists (use --overwrite)",
             Kind::LocalIo => "a local file could not be read or written (e.g. disk full)",
-            Kind::Integrity => "integrity check failed (hash or size mismatch)",
+            Kind::Integrity => {
+                "integrity check failed (hash or size mismatch), or the other side broke the protocol"
+            }
             Kind::NoTerminal => "confirmation needed but no terminal (use --yes)",
             Kind::Interrupted => "interrupted (Ctrl-C)",
+            Kind::Version => "the other side speaks another protocol version (update mp)",
+            Kind::Internal => "unexpected error",
         }
     }
 
@@ -121,11 +137,45 @@ impl Kind {
     }
 }
 
-/// A failure to report to the user: a kind and one line of text.
+impl Kind {
+    /// The FAIL kind that tells the peer, on the data channel, why this side stopped.
+    pub fn fail_kind(self) -> FailKind {
+        match self {
+            Kind::Integrity => FailKind::Integrity,
+            Kind::LocalIo => FailKind::LocalIo,
+            Kind::Interrupted => FailKind::Interrupted,
+            _ => FailKind::Other,
+        }
+    }
+
+    /// How this side reads the peer's FAIL of `kind`: its integrity verdict is ours too;
+    /// anything else means the other side is gone.
+    pub fn from_peer_fail(kind: FailKind) -> Kind {
+        match kind {
+            FailKind::Integrity => Kind::Integrity,
+            _ => Kind::PeerGone,
+        }
+    }
+
+    /// What the peer is told about a failure of this kind (in a `reject`, an `abort` or a
+    /// FAIL): the generic meaning, never a local path or detail.
+    pub fn public_reason(self) -> &'static str {
+        match self {
+            Kind::Declined => "declined",
+            Kind::NoTerminal => "the receiver could not confirm",
+            Kind::Usage => "the receiver cannot take this offer as asked",
+            Kind::Internal => "unexpected error",
+            other => other.meaning(),
+        }
+    }
+}
+
+/// A failure to report to the user: a kind, one line of text, and the error that caused it.
 #[derive(Debug)]
 pub struct Failure {
     pub kind: Kind,
     pub message: String,
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Failure {
@@ -133,6 +183,30 @@ impl Failure {
         Failure {
             kind,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Keeps `source` as the cause (its text is already part of `message` where it helps).
+    pub fn caused_by(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Failure {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The same failure with `context` put in front of its message ("…; partial data kept").
+    pub fn with_message(mut self, message: impl Into<String>) -> Failure {
+        self.message = message.into();
+        self
+    }
+
+    /// Takes any error: a [`Failure`] inside it is kept as is; anything else is internal.
+    pub fn from_any(err: anyhow::Error) -> Failure {
+        match err.downcast::<Failure>() {
+            Ok(failure) => failure,
+            Err(other) => Failure::new(Kind::Internal, format!("{other:#}")).caused_by(other),
         }
     }
 }
@@ -143,20 +217,48 @@ impl fmt::Display for Failure {
     }
 }
 
-impl std::error::Error for Failure {}
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Shorthand: `Err(fail(Kind::X, "..."))?`.
 pub fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     Failure::new(kind, message).into()
 }
 
-/// Maps a local file error to a failure with a helpful line.
+/// Maps a local file error to a failure with a helpful line, keeping the error as its cause.
 pub fn local_io(what: &str, err: std::io::Error) -> anyhow::Error {
+    local_io_failure(what, err).into()
+}
+
+/// [`local_io`] as a [`Failure`].
+pub fn local_io_failure(what: &str, err: std::io::Error) -> Failure {
     let reason = match err.kind() {
         std::io::ErrorKind::StorageFull => "disk full".to_string(),
         _ => err.to_string(),
     };
-    fail(Kind::LocalIo, format!("{what}: {reason}"))
+    Failure::new(Kind::LocalIo, format!("{what}: {reason}")).caused_by(err)
+}
+
+/// True when the failure's cause is a full disk.
+pub fn is_disk_full(failure: &Failure) -> bool {
+    let mut cause = failure
+        .source
+        .as_deref()
+        .map(|e| e as &dyn std::error::Error);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull {
+                return true;
+            }
+        }
+        cause = err.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -170,6 +272,39 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), Kind::ALL.len());
+    }
+
+    #[test]
+    fn the_kind_and_fail_tables_agree() {
+        for kind in [
+            Kind::Integrity,
+            Kind::LocalIo,
+            Kind::Interrupted,
+            Kind::PeerGone,
+        ] {
+            let seen = Kind::from_peer_fail(kind.fail_kind());
+            // What the peer concludes is ours for integrity, and "gone" for the rest.
+            let expected = if kind == Kind::Integrity {
+                Kind::Integrity
+            } else {
+                Kind::PeerGone
+            };
+            assert_eq!(seen, expected, "{kind:?}");
+        }
+        assert!(!Kind::Declined.public_reason().contains('/'));
+    }
+
+    #[test]
+    fn the_cause_of_a_failure_is_kept() {
+        let err = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let failure = local_io_failure("cannot write x", err);
+        assert_eq!(failure.message, "cannot write x: disk full");
+        assert!(is_disk_full(&failure));
+        assert!(std::error::Error::source(&failure).is_some());
+        let wrapped = Failure::from_any(anyhow::Error::from(failure));
+        assert_eq!(wrapped.kind, Kind::LocalIo);
+        let internal = Failure::from_any(anyhow::anyhow!("boom"));
+        assert_eq!(internal.kind, Kind::Internal);
     }
 
     #[test]

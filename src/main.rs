@@ -49,24 +49,11 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => match err.downcast_ref::<Failure>() {
-            Some(failure) => {
-                ui.failure(failure);
-                ExitCode::from(failure.kind.exit_code())
-            }
-            None => {
-                if ui.is_json() {
-                    let message = mp::protocol::manifest::display(&format!("{err:#}"));
-                    ui.event("error", serde_json::json!({ "kind": "internal", "exit_code": 1, "message": message }));
-                } else {
-                    eprintln!(
-                        "mp: {}",
-                        mp::protocol::manifest::display(&format!("{err:#}"))
-                    );
-                }
-                ExitCode::FAILURE
-            }
-        },
+        Err(err) => {
+            let failure = Failure::from_any(err);
+            ui.failure(&failure);
+            ExitCode::from(failure.kind.exit_code())
+        }
     }
 }
 

@@ -11,6 +11,9 @@
 //!   loopback only (both ends on this machine), overridable with `MP_SCTP_MTU`.
 //!
 //! Candidates travel inside the sealed SDP (gathering completes before the SDP is sent).
+//!
+//! This is the only module that names a webrtc-rs type: the rest of `mp` sees a [`Peer`] (SDPs
+//! in and out) and, once connected, a [`Link`] that moves frames.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -28,7 +31,10 @@ use webrtc::runtime::{
     TokioRuntime,
 };
 
-use crate::error::{fail, Kind};
+use bytes::BytesMut;
+use webrtc::data_channel::DataChannelEvent;
+
+use crate::error::{Failure, Kind};
 use crate::protocol::frame;
 
 /// UDP socket buffer size (send and receive).
@@ -149,23 +155,19 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
-/// One peer connection.
+/// One peer connection, from its SDP to an open data channel ([`Peer::open`]).
 pub struct Peer {
     pc: Box<dyn PeerConnection>,
     state: watch::Receiver<RTCPeerConnectionState>,
     gathered: watch::Receiver<bool>,
     channels: mpsc::Receiver<Arc<dyn DataChannel>>,
+    /// The offerer's own channel, created with the offer.
+    offered: Option<Arc<dyn DataChannel>>,
     remote_max_message: usize,
 }
 
 impl Peer {
-    /// The largest data-channel message the other side accepts (from its SDP), never more
-    /// than ours.
-    pub fn max_message(&self) -> usize {
-        self.remote_max_message.min(frame::MAX_MESSAGE)
-    }
-
-    pub async fn new(options: &PeerOptions) -> anyhow::Result<Peer> {
+    pub async fn new(options: &PeerOptions) -> Result<Peer, Failure> {
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_tx, gathered) = watch::channel(false);
         let (channels_tx, channels) = mpsc::channel(1);
@@ -218,18 +220,20 @@ impl Peer {
             .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
             .build()
             .await
-            .map_err(|e| fail(Kind::Connect, format!("cannot set up WebRTC: {e}")))?;
+            .map_err(|e| Failure::new(Kind::Connect, format!("cannot set up WebRTC: {e}")))?;
         Ok(Peer {
             pc: Box::new(pc),
             state,
             gathered,
             channels,
+            offered: None,
             remote_max_message: frame::MAX_MESSAGE,
         })
     }
 
-    /// Offerer: creates the data channel and the offer; returns both once gathering is done.
-    pub async fn offer(&mut self) -> anyhow::Result<(Arc<dyn DataChannel>, String)> {
+    /// Offerer: creates the data channel and the offer; returns the offer once gathering is
+    /// done.
+    pub async fn offer(&mut self) -> Result<String, Failure> {
         let channel = self
             .pc
             .create_data_channel(
@@ -241,16 +245,18 @@ impl Peer {
             )
             .await
             .map_err(webrtc_error)?;
+        self.offered = Some(channel);
         let offer = self.pc.create_offer(None).await.map_err(webrtc_error)?;
         self.pc
             .set_local_description(offer)
             .await
             .map_err(webrtc_error)?;
-        Ok((channel, self.local_sdp().await?))
+        self.local_sdp().await
     }
 
     /// Answerer: takes the offer and returns the answer once gathering is done.
-    pub async fn answer(&mut self, offer: String) -> anyhow::Result<String> {
+    pub async fn answer(&mut self, offer: String) -> Result<String, Failure> {
+        self.remote_max_message = remote_max_message(&offer);
         let offer = RTCSessionDescription::offer(offer).map_err(bad_sdp)?;
         self.pc
             .set_remote_description(offer)
@@ -265,7 +271,7 @@ impl Peer {
     }
 
     /// Offerer: applies the answer.
-    pub async fn apply_answer(&mut self, answer: String) -> anyhow::Result<()> {
+    pub async fn apply_answer(&mut self, answer: String) -> Result<(), Failure> {
         self.remote_max_message = remote_max_message(&answer);
         let answer = RTCSessionDescription::answer(answer).map_err(bad_sdp)?;
         self.pc
@@ -274,59 +280,143 @@ impl Peer {
             .map_err(bad_sdp)
     }
 
-    /// Answerer: waits for the offerer's data channel, at most `timeout`.
-    pub async fn incoming_channel(
-        &mut self,
-        timeout: Duration,
-    ) -> anyhow::Result<Arc<dyn DataChannel>> {
+    /// Resolves once the data channel is open: the offerer's own, or the one the offerer
+    /// opened towards the answerer. Fails when the connection fails; it sets no timeout (the
+    /// engines own those).
+    pub async fn open(&mut self) -> Result<Link, Failure> {
         let mut state = self.state.clone();
-        let channels = &mut self.channels;
-        let wait = async {
-            tokio::select! {
-                channel = channels.recv() => channel.ok_or_else(no_connection),
-                _ = ended(&mut state) => Err(no_connection()),
+        let channel = match self.offered.clone() {
+            Some(channel) => {
+                tokio::select! {
+                    opened = wait_open(&channel) => opened.map(|_| channel),
+                    _ = ended(&mut state) => Err(()),
+                }
+            }
+            None => {
+                tokio::select! {
+                    channel = self.channels.recv() => channel.ok_or(()),
+                    _ = ended(&mut state) => Err(()),
+                }
             }
         };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .unwrap_or_else(|_| Err(no_connection()))
-    }
-
-    /// A watch on the connection state, to notice a peer that vanished.
-    pub fn state(&self) -> watch::Receiver<RTCPeerConnectionState> {
-        self.state.clone()
+        let channel = channel.map_err(|_| {
+            Failure::new(
+                Kind::Connect,
+                "no direct connection could be established with the other side",
+            )
+        })?;
+        Ok(Link {
+            channel,
+            state: self.state.clone(),
+            max_message: self.remote_max_message.min(frame::MAX_MESSAGE),
+            draining_until: None,
+        })
     }
 
     pub async fn close(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.pc.close()).await;
     }
 
-    async fn local_sdp(&mut self) -> anyhow::Result<String> {
+    async fn local_sdp(&mut self) -> Result<String, Failure> {
         let gathered = self.gathered.wait_for(|done| *done);
         match tokio::time::timeout(GATHER_TIMEOUT, gathered).await {
             Ok(Ok(_)) => {}
-            _ => return Err(fail(Kind::Connect, "ICE gathering did not complete")),
+            _ => {
+                return Err(Failure::new(
+                    Kind::Connect,
+                    "ICE gathering did not complete",
+                ))
+            }
         }
-        let description = self
-            .pc
-            .local_description()
-            .await
-            .ok_or_else(|| fail(Kind::Connect, "WebRTC produced no local description"))?;
+        let description =
+            self.pc.local_description().await.ok_or_else(|| {
+                Failure::new(Kind::Connect, "WebRTC produced no local description")
+            })?;
         Ok(description.sdp)
     }
 }
 
-/// Sends a last frame (a FAIL before closing) and gives it a moment to leave: closing the
-/// connection drops whatever SCTP has not sent yet. Best effort, at most a second.
-pub async fn send_last(channel: &Arc<dyn DataChannel>, frame: frame::Frame<'_>) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        channel.send(frame.encode().as_slice().into()).await?;
-        while channel.outstanding_bytes().await? > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+/// The open data channel: the frame link between the two engines.
+pub struct Link {
+    channel: Arc<dyn DataChannel>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+    max_message: usize,
+    /// Once the connection has ended, messages that had arrived are still delivered until then.
+    draining_until: Option<tokio::time::Instant>,
+}
+
+/// What the link delivers.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// One data-channel message (one frame).
+    Message(Vec<u8>),
+    /// The channel or the connection closed; every message that had arrived was delivered.
+    Closed,
+}
+
+/// How long messages that arrived before the connection ended are still looked for.
+const DRAIN: Duration = Duration::from_millis(500);
+
+impl Link {
+    /// The largest message the other side accepts (from its SDP), never more than ours.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// Sends one frame; waits while the bounded send buffer is full.
+    pub async fn send(&self, frame: Vec<u8>) -> Result<(), Failure> {
+        self.channel
+            .send(BytesMut::from(bytes::Bytes::from(frame)))
+            .await
+            .map_err(|_| Failure::new(Kind::PeerGone, "the connection to the other side was lost"))
+    }
+
+    /// The next message, or [`LinkEvent::Closed`]. Cancel-safe.
+    pub async fn recv(&mut self) -> LinkEvent {
+        loop {
+            if let Some(until) = self.draining_until {
+                return match tokio::time::timeout_at(until, self.channel.poll()).await {
+                    Ok(Some(DataChannelEvent::OnMessage(message))) => {
+                        LinkEvent::Message(Vec::from(message.data))
+                    }
+                    Ok(Some(DataChannelEvent::OnClose)) | Ok(None) | Err(_) => LinkEvent::Closed,
+                    Ok(Some(_)) => continue,
+                };
+            }
+            tokio::select! {
+                biased;
+                event = self.channel.poll() => match event {
+                    Some(DataChannelEvent::OnMessage(message)) => {
+                        return LinkEvent::Message(Vec::from(message.data))
+                    }
+                    Some(DataChannelEvent::OnClose) | None => return LinkEvent::Closed,
+                    Some(_) => {}
+                },
+                _ = ended(&mut self.state) => {
+                    self.draining_until = Some(tokio::time::Instant::now() + DRAIN);
+                }
+            }
         }
-        Ok::<(), webrtc::error::Error>(())
-    })
-    .await;
+    }
+
+    /// Notes that the link is going away (a send failed): what had arrived is still delivered
+    /// by [`Link::recv`] for a moment, then it reports [`LinkEvent::Closed`].
+    pub fn going_away(&mut self) {
+        self.draining_until
+            .get_or_insert_with(|| tokio::time::Instant::now() + DRAIN);
+    }
+
+    /// Gives the frames already sent a moment to leave (closing the connection drops whatever
+    /// SCTP has not sent yet). Best effort, at most a second.
+    pub async fn flush(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while self.channel.outstanding_bytes().await? > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok::<(), webrtc::error::Error>(())
+        })
+        .await;
+    }
 }
 
 /// The `max-message-size` an SDP announces (RFC 8841): 65,536 when absent, no limit for 0.
@@ -348,13 +438,13 @@ fn remote_max_message(sdp: &str) -> usize {
 /// only flushes them on its next wake-up, which can be a 200 ms timer away: opening took
 /// 430 ms on loopback. Any call that touches the channel wakes the driver, so a no-op (the
 /// high threshold set to its current value) every few milliseconds lets it go out at once.
-pub async fn wait_open(channel: &Arc<dyn DataChannel>) -> Result<(), ()> {
+async fn wait_open(channel: &Arc<dyn DataChannel>) -> Result<(), ()> {
     let mut nudge = tokio::time::interval(Duration::from_millis(2));
     loop {
         tokio::select! {
             event = channel.poll() => match event {
-                Some(webrtc::data_channel::DataChannelEvent::OnOpen) => return Ok(()),
-                Some(webrtc::data_channel::DataChannelEvent::OnClose) | None => return Err(()),
+                Some(DataChannelEvent::OnOpen) => return Ok(()),
+                Some(DataChannelEvent::OnClose) | None => return Err(()),
                 Some(_) => {}
             },
             _ = nudge.tick() => {
@@ -365,7 +455,7 @@ pub async fn wait_open(channel: &Arc<dyn DataChannel>) -> Result<(), ()> {
 }
 
 /// Resolves once the connection has failed or closed.
-pub async fn ended(state: &mut watch::Receiver<RTCPeerConnectionState>) {
+async fn ended(state: &mut watch::Receiver<RTCPeerConnectionState>) {
     let _ = state
         .wait_for(|s| {
             matches!(
@@ -376,22 +466,16 @@ pub async fn ended(state: &mut watch::Receiver<RTCPeerConnectionState>) {
         .await;
 }
 
-fn no_connection() -> anyhow::Error {
-    fail(
-        Kind::Connect,
-        "no direct connection could be established with the other side",
-    )
+fn webrtc_error(err: webrtc::error::Error) -> Failure {
+    Failure::new(Kind::Connect, format!("WebRTC: {err}")).caused_by(err)
 }
 
-fn webrtc_error(err: webrtc::error::Error) -> anyhow::Error {
-    fail(Kind::Connect, format!("WebRTC: {err}"))
-}
-
-fn bad_sdp(err: webrtc::error::Error) -> anyhow::Error {
-    fail(
+fn bad_sdp(err: webrtc::error::Error) -> Failure {
+    Failure::new(
         Kind::Connect,
         format!("the other side sent an unusable SDP: {err}"),
     )
+    .caused_by(err)
 }
 
 #[cfg(test)]

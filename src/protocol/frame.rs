@@ -9,13 +9,18 @@
 //! 0x04 BEGIN offset[8]    the current file's DATA starts at this offset (big-endian u64);
 //!                         sent only for files the receiver asked to resume
 //! 0x05 ACK   bytes[8] messages[8]
-//!                         receiver → sender: DATA payload bytes and messages (frames of any
-//!                         kind) taken in so far, all files together (big-endian u64 each)
+//!                         receiver → sender: DATA payload bytes and messages (DATA, END
+//!                         and BEGIN frames) taken in so far, all files together (big-endian
+//!                         u64 each)
+//! 0x06 KEEPALIVE          sender → receiver: still here (sent after a quiet spell; not
+//!                         counted by flow control)
 //! ```
 //!
-//! Flow control: the sender keeps at most [`WINDOW`] DATA payload bytes and
-//! [`WINDOW_MESSAGES`] messages beyond the last ACK in flight; the receiver acknowledges at
-//! least every [`ACK_EVERY`] bytes or [`ACK_EVERY_MESSAGES`] messages it takes in. The byte
+//! Flow control, enforced on both sides: before each DATA, END or BEGIN frame the sender checks
+//! that fewer than [`WINDOW`] DATA payload bytes and [`WINDOW_MESSAGES`] messages are beyond the
+//! last ACK; the receiver acknowledges at least every [`ACK_EVERY`] bytes or
+//! [`ACK_EVERY_MESSAGES`] messages it takes in, and fails a sender that goes past what it
+//! granted ([`Window::admits`]). The byte
 //! bound caps the receiver's memory; the message bound keeps many small files from filling the
 //! WebRTC stack's 256-message queue, which would close the SCTP window and stall the transfer
 //! until a retransmission timer (a second or more).
@@ -36,6 +41,7 @@ const DONE: u8 = 0x02;
 const FAIL: u8 = 0x03;
 const BEGIN: u8 = 0x04;
 const ACK: u8 = 0x05;
+const KEEPALIVE: u8 = 0x06;
 
 /// DATA payload bytes the sender may have in flight beyond the receiver's last ACK.
 pub const WINDOW: u64 = 4 * 1024 * 1024;
@@ -45,6 +51,25 @@ pub const WINDOW_MESSAGES: u64 = 128;
 pub const ACK_EVERY: u64 = 1024 * 1024;
 /// …and at least this often in messages.
 pub const ACK_EVERY_MESSAGES: u64 = 32;
+
+/// The receiver's check that the sender stays inside the window it was granted.
+pub struct Window;
+
+impl Window {
+    /// True if `received` (DATA payload bytes, and DATA/END/BEGIN messages, counted by the
+    /// receiver) is within what an ACK of `granted` allows a sender whose largest DATA payload
+    /// is `max_data` bytes: the sender checks before sending, so it may overshoot by one frame.
+    pub fn admits(received: Taken, granted: Taken, max_data: usize) -> bool {
+        received.bytes.saturating_sub(granted.bytes) < WINDOW + max_data as u64
+            && received.messages.saturating_sub(granted.messages) <= WINDOW_MESSAGES
+    }
+
+    /// True if a sender that has sent `sent` and seen `acked` may send one more frame.
+    pub fn open(sent: Taken, acked: Taken) -> bool {
+        sent.bytes.saturating_sub(acked.bytes) < WINDOW
+            && sent.messages.saturating_sub(acked.messages) < WINDOW_MESSAGES
+    }
+}
 
 /// What the receiver has taken in: the content of an ACK.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,6 +107,7 @@ pub enum Frame<'a> {
     Fail(FailKind, String),
     Begin(u64),
     Ack(Taken),
+    Keepalive,
 }
 
 /// Why bytes are not a frame.
@@ -127,6 +153,8 @@ impl<'a> Frame<'a> {
                 messages: u64::from_be_bytes(body[8..].try_into().expect("8 bytes")),
             })),
             ACK => Err(FrameError::Malformed("ACK")),
+            KEEPALIVE if body.is_empty() => Ok(Frame::Keepalive),
+            KEEPALIVE => Err(FrameError::Malformed("KEEPALIVE")),
             other => Err(FrameError::UnknownType(other)),
         }
     }
@@ -146,6 +174,7 @@ impl<'a> Frame<'a> {
                 out
             }
             Frame::Done => vec![DONE],
+            Frame::Keepalive => vec![KEEPALIVE],
             Frame::Begin(offset) => {
                 let mut out = vec![BEGIN];
                 out.extend_from_slice(&offset.to_be_bytes());
@@ -181,6 +210,21 @@ pub fn data_len(message: &[u8]) -> u64 {
 /// The type byte of a DATA frame, for writers that fill the payload in place.
 pub const DATA_TYPE: u8 = DATA;
 
+impl Frame<'_> {
+    /// A short name for messages ("DATA", "END", …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Data(_) => "DATA",
+            Frame::End(_) => "END",
+            Frame::Done => "DONE",
+            Frame::Fail(..) => "FAIL",
+            Frame::Begin(_) => "BEGIN",
+            Frame::Ack(_) => "ACK",
+            Frame::Keepalive => "KEEPALIVE",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +235,7 @@ mod tests {
             Frame::Data(b"abc"),
             Frame::End([9; 32]),
             Frame::Done,
+            Frame::Keepalive,
             Frame::Fail(FailKind::LocalIo, "disk full".into()),
             Frame::Fail(FailKind::Other, String::new()),
             Frame::Begin(1 << 40),

@@ -10,8 +10,13 @@ use super::manifest::{Manifest, ManifestError, MAX_ENTRIES};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Message {
-    /// First sealed message of each side: the explicit key confirmation.
-    Hello { version: u32 },
+    /// First sealed message of each side: the explicit key confirmation, the protocol version
+    /// and the optional features this side supports (used only when both list them).
+    Hello {
+        version: u32,
+        #[serde(default)]
+        features: Vec<String>,
+    },
     /// Sender → receiver: what would be sent. A long manifest is split over several offers;
     /// all but the last say `"more": true`.
     Offer {
@@ -22,11 +27,18 @@ pub enum Message {
     /// Sender → receiver, instead of an offer: a short text for the receiver's stdout.
     Text { text: String },
     /// Receiver → sender: go ahead (for a text: it was shown). `resume` lists the files of
-    /// which the receiver kept a prefix from an interrupted transfer.
+    /// which the receiver kept a prefix from an interrupted transfer (lengths only: the
+    /// receiver never reveals what it holds).
     Accept {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        resume: Vec<Resume>,
+        resume: Vec<Kept>,
     },
+    /// Sender → receiver, when `accept` listed kept prefixes: the SHA-256 of the sender's own
+    /// prefix of each, in the same order (`None` when its file is now shorter).
+    Prefixes { prefixes: Vec<Prefix> },
+    /// Receiver → sender: the files whose prefixes matched; they continue after the kept
+    /// bytes, every other file starts at 0.
+    Resume { files: Vec<usize> },
     /// Receiver → sender: no, with a reason for the sender's terminal.
     Reject { reason: String },
     /// Either way: a WebRTC session description (`kind` is `"offer"` or `"answer"`), with its
@@ -36,14 +48,19 @@ pub enum Message {
     Abort { reason: String },
 }
 
-/// A prefix the receiver kept: the first `offset` bytes of manifest entry `index`, whose
-/// SHA-256 is `sha256` (lowercase hex). The sender continues after it only if its own prefix
-/// has the same hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resume {
+/// A prefix the receiver kept: the first `offset` bytes of manifest entry `index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
     pub index: usize,
     pub offset: u64,
-    pub sha256: String,
+}
+
+/// The sender's proof of one prefix: the SHA-256 (lowercase hex) of its first `offset` bytes
+/// of entry `index`, or `None` when its file is shorter than that now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prefix {
+    pub index: usize,
+    pub sha256: Option<String>,
 }
 
 /// Most bytes of manifest JSON in one offer message (well below the sealing limit).
@@ -142,6 +159,8 @@ impl Message {
             Message::Text { .. } => "text",
             Message::Accept { .. } => "accept",
             Message::Reject { .. } => "reject",
+            Message::Prefixes { .. } => "prefixes",
+            Message::Resume { .. } => "resume",
             Message::Sdp { .. } => "sdp",
             Message::Abort { .. } => "abort",
         }
@@ -156,23 +175,57 @@ mod tests {
     #[test]
     fn json_shape_is_stable() {
         assert_eq!(
-            String::from_utf8(Message::Hello { version: 1 }.to_bytes()).unwrap(),
-            r#"{"type":"hello","version":1}"#
+            String::from_utf8(
+                Message::Hello {
+                    version: 2,
+                    features: vec![]
+                }
+                .to_bytes()
+            )
+            .unwrap(),
+            r#"{"type":"hello","version":2,"features":[]}"#
+        );
+        // Unknown fields are ignored; a hello without features has none.
+        assert_eq!(
+            Message::from_bytes(br#"{"type":"hello","version":2,"later":true}"#).unwrap(),
+            Message::Hello {
+                version: 2,
+                features: vec![]
+            }
         );
         assert_eq!(
             String::from_utf8(Message::Accept { resume: vec![] }.to_bytes()).unwrap(),
             r#"{"type":"accept"}"#
         );
         let resume = Message::Accept {
-            resume: vec![Resume {
+            resume: vec![Kept {
                 index: 0,
                 offset: 5,
-                sha256: "ab".into(),
             }],
         };
         assert_eq!(
             String::from_utf8(resume.to_bytes()).unwrap(),
-            r#"{"type":"accept","resume":[{"index":0,"offset":5,"sha256":"ab"}]}"#
+            r#"{"type":"accept","resume":[{"index":0,"offset":5}]}"#
+        );
+        let prefixes = Message::Prefixes {
+            prefixes: vec![
+                Prefix {
+                    index: 0,
+                    sha256: Some("ab".into()),
+                },
+                Prefix {
+                    index: 2,
+                    sha256: None,
+                },
+            ],
+        };
+        assert_eq!(
+            String::from_utf8(prefixes.to_bytes()).unwrap(),
+            r#"{"type":"prefixes","prefixes":[{"index":0,"sha256":"ab"},{"index":2,"sha256":null}]}"#
+        );
+        assert_eq!(
+            String::from_utf8(Message::Resume { files: vec![0] }.to_bytes()).unwrap(),
+            r#"{"type":"resume","files":[0]}"#
         );
         let offer = Message::Offer {
             manifest: Manifest {

@@ -11,8 +11,11 @@ use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 use super::code::Code;
 
-/// Protocol version, bound into the SPAKE2 identities and every HKDF label.
-pub const VERSION: u32 = 1;
+/// Version of the key schedule, bound into the SPAKE2 identities and every HKDF label. It is
+/// not the protocol version (that is negotiated in the sealed `hello`, see
+/// [`crate::protocol::session::VERSION`]): keeping it fixed lets peers of different protocol
+/// versions still open each other's `hello` and report the mismatch instead of "wrong code".
+pub const KEY_SCHEDULE: u32 = 1;
 
 /// HKDF salt.
 pub const HKDF_SALT: &[u8] = b"mp/1 hkdf salt";
@@ -64,12 +67,12 @@ pub enum PakeError {
 
 /// The SPAKE2 identity of side A (the sender) for `room`.
 pub fn identity_sender(room: &str) -> Vec<u8> {
-    format!("mp/{VERSION} sender room={room}").into_bytes()
+    format!("mp/{KEY_SCHEDULE} sender room={room}").into_bytes()
 }
 
 /// The SPAKE2 identity of side B (the receiver) for `room`.
 pub fn identity_receiver(room: &str) -> Vec<u8> {
-    format!("mp/{VERSION} receiver room={room}").into_bytes()
+    format!("mp/{KEY_SCHEDULE} receiver room={room}").into_bytes()
 }
 
 /// One side's half-finished key exchange.

@@ -8,11 +8,24 @@
 //! Nothing here touches a socket; the signaling client moves the bytes. A wrong code shows up as
 //! a Hello that fails to open: [`SessionError::WrongCode`]. After confirmation, any envelope that
 //! fails to open is [`SessionError::Tampered`].
+//!
+//! [`Conversation`] wraps both stages for the engines: envelopes in, messages out, and the
+//! envelopes to send queued until the caller polls them.
+
+use std::collections::VecDeque;
 
 use super::code::Code;
 use super::message::Message;
-use super::pake::{Pake, PakeError, Side, VERSION};
+use super::pake::{Pake, PakeError, Side};
 use super::seal::{Opener, SealError, Sealer};
+use crate::error::{Failure, Kind};
+
+/// The protocol version this implementation speaks (in the sealed `hello`).
+pub const VERSION: u32 = 2;
+
+/// Optional features this implementation offers in its `hello`. A feature is used only when
+/// both hellos list it; unknown ones are ignored. Version 2 defines none yet.
+pub const FEATURES: &[&str] = &[];
 
 /// Why the session failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -23,7 +36,10 @@ pub enum SessionError {
     SameSide(&'static str),
     #[error("signaling message tampered with ({0})")]
     Tampered(SealError),
-    #[error("the other side speaks protocol version {0}, this is version {VERSION}")]
+    #[error(
+        "the other side speaks protocol version {0}, this is version {VERSION}: \
+         update mp on the side with the older version"
+    )]
     Version(u32),
     #[error("protocol violation: {0}")]
     Protocol(String),
@@ -53,9 +69,11 @@ impl Handshake {
             PakeError::Malformed => SessionError::WrongCode,
         })?;
         let mut sealer = Sealer::new(&keys.seal);
-        let hello = sealer
-            .seal(&Message::Hello { version: VERSION }.to_bytes())
-            .expect("hello is small");
+        let hello = Message::Hello {
+            version: VERSION,
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        };
+        let hello = sealer.seal(&hello.to_bytes()).expect("hello is small");
         Ok((
             Handshake::AwaitHello(sealer, Opener::new(&keys.open)),
             hello,
@@ -69,12 +87,128 @@ impl Handshake {
         };
         let plain = opener.open(inbound).map_err(|_| SessionError::WrongCode)?;
         match Message::from_bytes(&plain) {
-            Ok(Message::Hello { version }) if version == VERSION => {
-                Ok(SecureChannel { sealer, opener })
+            Ok(Message::Hello { version, features }) if version == VERSION => {
+                let features = features
+                    .into_iter()
+                    .filter(|f| FEATURES.contains(&f.as_str()))
+                    .collect();
+                Ok(SecureChannel {
+                    sealer,
+                    opener,
+                    features,
+                })
             }
-            Ok(Message::Hello { version }) => Err(SessionError::Version(version)),
+            Ok(Message::Hello { version, .. }) => Err(SessionError::Version(version)),
             _ => Err(SessionError::Protocol("expected hello".into())),
         }
+    }
+}
+
+impl SessionError {
+    /// What the user is told, and with which exit code.
+    pub fn into_failure(self) -> Failure {
+        let kind = match &self {
+            SessionError::WrongCode | SessionError::Tampered(_) => Kind::WrongCode,
+            SessionError::SameSide(_) => Kind::Usage,
+            SessionError::Version(_) => Kind::Version,
+            // Before confirmation, a message out of place is what a tampering server produces.
+            SessionError::Protocol(_) => Kind::WrongCode,
+        };
+        Failure::new(kind, self.to_string()).caused_by(self)
+    }
+}
+
+/// The signaling conversation of one side, from the first key-exchange message to the last
+/// sealed message: envelopes in, messages out.
+pub struct Conversation {
+    handshake: Option<Handshake>,
+    channel: Option<SecureChannel>,
+    outbox: VecDeque<Vec<u8>>,
+}
+
+impl Conversation {
+    /// Starts the key exchange; its first message waits in the outbox.
+    pub fn start(code: &Code, side: Side) -> Conversation {
+        let (handshake, pake) = Handshake::start(code, side);
+        Conversation {
+            handshake: Some(handshake),
+            channel: None,
+            outbox: VecDeque::from([pake]),
+        }
+    }
+
+    /// True once both sides proved they hold the same code.
+    pub fn is_confirmed(&self) -> bool {
+        self.channel.is_some()
+    }
+
+    /// The features both sides listed.
+    pub fn features(&self) -> &[String] {
+        self.channel.as_ref().map_or(&[], |c| &c.features)
+    }
+
+    /// Takes one envelope from the peer. During the handshake it is consumed here (`None`);
+    /// afterwards it is opened into a message. The peer's `abort` is a failure.
+    pub fn receive(&mut self, envelope: &[u8]) -> Result<Option<Message>, Failure> {
+        if let Some(channel) = &mut self.channel {
+            return match channel.open(envelope) {
+                Ok(Message::Abort { reason }) => Err(Failure::new(
+                    Kind::PeerGone,
+                    format!(
+                        "the other side stopped: {}",
+                        super::manifest::display(&reason)
+                    ),
+                )),
+                Ok(message) => Ok(Some(message)),
+                Err(SessionError::Protocol(why)) => Err(Failure::new(
+                    Kind::Integrity,
+                    format!("protocol violation: {why}"),
+                )),
+                Err(err) => Err(err.into_failure()),
+            };
+        }
+        let handshake = self
+            .handshake
+            .take()
+            .ok_or_else(|| Failure::new(Kind::Internal, "the conversation already failed"))?;
+        match handshake {
+            Handshake::AwaitPake(_) => {
+                let (next, hello) = handshake
+                    .on_pake(envelope)
+                    .map_err(SessionError::into_failure)?;
+                self.handshake = Some(next);
+                self.outbox.push_back(hello);
+            }
+            Handshake::AwaitHello(..) => {
+                self.channel = Some(
+                    handshake
+                        .on_hello(envelope)
+                        .map_err(SessionError::into_failure)?,
+                );
+            }
+        }
+        Ok(None)
+    }
+
+    /// Seals `message` into the outbox.
+    pub fn send(&mut self, message: &Message) -> Result<(), Failure> {
+        let channel = self
+            .channel
+            .as_mut()
+            .ok_or_else(|| Failure::new(Kind::Internal, "a message before the handshake"))?;
+        let envelope = channel.seal(message).map_err(|e| {
+            Failure::new(
+                Kind::Internal,
+                format!("cannot send the {} message: {e}", message.kind_name()),
+            )
+        })?;
+        self.outbox.push_back(envelope);
+        Ok(())
+    }
+
+    /// The next envelope to hand to the rendezvous.
+    pub fn poll_envelope(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
     }
 }
 
@@ -82,6 +216,8 @@ impl Handshake {
 pub struct SecureChannel {
     sealer: Sealer,
     opener: Opener,
+    /// The optional features both sides listed.
+    features: Vec<String>,
 }
 
 impl SecureChannel {

@@ -1,7 +1,8 @@
 //! The client side of the signaling protocol: join a room, wait for the peer, exchange blobs.
 //!
-//! Everything this module sends after joining is already sealed by
-//! [`crate::protocol::session`]; it only moves bytes and turns server replies into [`Failure`]s.
+//! A joined [`SignalClient`] is the WebSocket [`Rendezvous`]. Everything it carries after
+//! joining is already sealed by the engines; it only moves bytes and turns server replies into
+//! [`Failure`]s. It sets no timeouts of its own once joined: the engines own those.
 
 use std::time::Duration;
 
@@ -12,8 +13,9 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
-use crate::error::{fail, Kind};
+use crate::error::{fail, Failure, Kind};
 use crate::protocol::pake::Side;
+use crate::rendezvous::Rendezvous;
 
 /// How long sending one message to the server may take.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,60 +104,6 @@ impl SignalClient {
         }
     }
 
-    /// Waits until the other side has joined, at most `timeout`.
-    pub async fn wait_paired(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        match tokio::time::timeout(timeout, self.next_control()).await {
-            Ok(Ok(ServerMessage::Paired)) => Ok(()),
-            Ok(Ok(other)) => Err(self.unexpected(other)),
-            Ok(Err(err)) => Err(err),
-            Err(_) => Err(fail(
-                Kind::Timeout,
-                format!(
-                    "the other side did not arrive within {} s",
-                    timeout.as_secs()
-                ),
-            )),
-        }
-    }
-
-    /// Sends one binary message to the peer.
-    pub async fn send(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
-        self.send_ws(WsMessage::binary(bytes)).await
-    }
-
-    /// Receives the peer's next binary message, waiting at most `timeout`.
-    pub async fn recv(&mut self, timeout: Duration) -> anyhow::Result<Vec<u8>> {
-        let next = async {
-            loop {
-                match self.ws.next().await {
-                    Some(Ok(WsMessage::Binary(bytes))) => return Ok(bytes.to_vec()),
-                    Some(Ok(WsMessage::Text(text))) => {
-                        let message = serde_json::from_str::<ServerMessage>(&text)
-                            .map_err(|_| self.protocol_error())?;
-                        return Err(self.unexpected(message));
-                    }
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                    _ => return Err(self.closed()),
-                }
-            }
-        };
-        match tokio::time::timeout(timeout, next).await {
-            Ok(result) => result,
-            Err(_) => Err(fail(
-                Kind::PeerGone,
-                format!(
-                    "the other side stopped answering (no message for {} s)",
-                    timeout.as_secs()
-                ),
-            )),
-        }
-    }
-
-    /// Leaves the room politely.
-    pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
-    }
-
     async fn send_ws(&mut self, message: WsMessage) -> anyhow::Result<()> {
         match tokio::time::timeout(SEND_TIMEOUT, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
@@ -208,6 +156,43 @@ impl SignalClient {
             Kind::PeerGone,
             "the signaling connection closed before the transfer could start",
         )
+    }
+}
+
+#[async_trait::async_trait]
+impl Rendezvous for SignalClient {
+    async fn paired(&mut self) -> Result<(), Failure> {
+        match self.next_control().await.map_err(Failure::from_any)? {
+            ServerMessage::Paired => Ok(()),
+            other => Err(Failure::from_any(self.unexpected(other))),
+        }
+    }
+
+    async fn send(&mut self, envelope: Vec<u8>) -> Result<(), Failure> {
+        self.send_ws(WsMessage::binary(envelope))
+            .await
+            .map_err(Failure::from_any)
+    }
+
+    async fn recv(&mut self) -> Result<Vec<u8>, Failure> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(WsMessage::Binary(bytes))) => return Ok(bytes.to_vec()),
+                Some(Ok(WsMessage::Text(text))) => {
+                    let error = match serde_json::from_str::<ServerMessage>(&text) {
+                        Ok(message) => self.unexpected(message),
+                        Err(_) => self.protocol_error(),
+                    };
+                    return Err(Failure::from_any(error));
+                }
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                _ => return Err(Failure::from_any(self.closed())),
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
     }
 }
 

@@ -1,50 +1,42 @@
-//! A transfer from one side's point of view: meet, confirm, connect, move the bytes.
+//! The two commands that move files: thin pumps around the protocol engines.
 //!
-//! - [`send`]: `mp send`; [`source`]: what it offers (files, folders, stdin).
-//! - [`receive`]: `mp receive`; [`layout`]: where received entries go (staging, resume).
-//! - this module: what both share, meeting through the server and talking in sealed messages.
+//! - [`send`]: `mp send`, the pump around [`crate::protocol::sender::Sender`]; [`source`]: what
+//!   it offers (files, folders, stdin) and how it reads them.
+//! - [`receive`]: `mp receive`, the pump around [`crate::protocol::receiver::Receiver`];
+//!   [`layout`]: where received entries go (staging, resume, placing).
+//!
+//! A pump owns the I/O: the [`crate::rendezvous::Rendezvous`] that carries sealed envelopes,
+//! the [`crate::peer::Link`] that carries frames, the files and the terminal. It feeds the
+//! engine what happened, with the time, and carries out what the engine asks, until the engine
+//! says it is done. It decides nothing about the protocol.
 
 pub mod layout;
 pub mod receive;
 pub mod send;
 pub mod source;
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::error::{fail, Kind};
-use crate::protocol::code::Code;
-use crate::protocol::message::Message;
-use crate::protocol::pake::Side;
-use crate::protocol::session::{Handshake, SecureChannel, SessionError};
-use crate::signal::client::SignalClient;
+use crate::error::Failure;
+use crate::peer::{Link, LinkEvent, Peer};
+use crate::rendezvous::Rendezvous;
 
-/// How long one signaling reply may take once both sides are present (a person may be reading
-/// the receiver's prompt, so this is generous).
-const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long a reply may take that no person waits on (offer parts, SDPs, a text's receipt):
-/// a server that drops a message is noticed in a minute, not ten.
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the handshake messages may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the direct connection may still take once the peer has left the server.
-const LEFT_GRACE: Duration = Duration::from_secs(5);
-/// How long the direct connection may take to open.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Set once the transfer loop handles Ctrl-C itself (to tell the peer and keep partial data);
-/// `main` then leaves the interruption to the command, whose remaining steps are short and
-/// bounded. It is never unset: the moment the loop has handled a Ctrl-C and returned is
-/// exactly when `main` must not cut the command short.
+/// Set once a pump handles Ctrl-C itself (to tell the peer and keep partial data); `main`
+/// then leaves the interruption to the command, whose remaining steps are short and bounded.
+/// It is never unset: the moment the pump has handled a Ctrl-C and returned is exactly when
+/// `main` must not cut the command short.
 static HANDLES_INTERRUPT: AtomicBool = AtomicBool::new(false);
 
-/// Whether the transfer has taken over Ctrl-C.
+/// Whether a pump has taken over Ctrl-C.
 pub fn handles_interrupt() -> bool {
     HANDLES_INTERRUPT.load(Ordering::SeqCst)
 }
 
-/// Called by the transfer loops before they start watching for Ctrl-C themselves.
+/// Called by the pumps before they start watching for Ctrl-C themselves.
 pub fn take_over_interrupt() {
     HANDLES_INTERRUPT.store(true, Ordering::SeqCst);
 }
@@ -71,117 +63,85 @@ impl NetOptions {
     }
 }
 
-/// The confirmed, sealed signaling conversation with the peer.
-pub struct Signaling {
-    client: SignalClient,
-    channel: SecureChannel,
+/// A piece of work a pump waits on, once started (making an SDP, opening the link, hashing).
+pub(crate) type Work<T> = Option<Pin<Box<dyn Future<Output = T> + Send>>>;
+
+/// A peer and the SDP it made, or why it could not.
+pub(crate) type Made = Result<(Peer, String), Failure>;
+/// The peer handed back with its open link, or why the link did not open.
+pub(crate) type Opened = (Peer, Result<Link, Failure>);
+
+/// Waits for `work` if it was started; never resolves otherwise. Clears it when it resolves.
+pub(crate) async fn finished<T>(work: &mut Work<T>) -> T {
+    match work.as_mut() {
+        Some(future) => {
+            let output = future.await;
+            *work = None;
+            output
+        }
+        None => std::future::pending().await,
+    }
 }
 
-impl Signaling {
-    /// Runs the key exchange and confirmation with the peer that just paired with us.
-    pub async fn handshake(
-        mut client: SignalClient,
-        code: &Code,
-        side: Side,
-    ) -> anyhow::Result<Signaling> {
-        let (handshake, pake) = Handshake::start(code, side);
-        client.send(pake).await?;
-        let theirs = client.recv(HANDSHAKE_TIMEOUT).await?;
-        let (handshake, hello) = handshake.on_pake(&theirs).map_err(session_failure)?;
-        client.send(hello).await?;
-        let theirs = client.recv(HANDSHAKE_TIMEOUT).await?;
-        let channel = handshake.on_hello(&theirs).map_err(session_failure)?;
-        Ok(Signaling { client, channel })
-    }
+/// What the rendezvous did: the peer arrived, or an envelope came, or it went away.
+pub(crate) enum Met {
+    Paired,
+    Envelope(Vec<u8>),
+    Closed(Failure),
+}
 
-    pub async fn send(&mut self, message: &Message) -> anyhow::Result<()> {
-        let envelope = self.channel.seal(message).map_err(session_failure)?;
-        self.client.send(envelope).await
-    }
-
-    /// The peer's next message. An `Abort` from the peer becomes an error here.
-    /// The peer's next message, when a person may be deciding (the prompt).
-    pub async fn recv(&mut self) -> anyhow::Result<Message> {
-        self.recv_within(REPLY_TIMEOUT).await
-    }
-
-    /// The peer's next message, within `timeout`. An `Abort` from the peer is an error here.
-    pub async fn recv_within(&mut self, timeout: Duration) -> anyhow::Result<Message> {
-        let envelope = self.client.recv(timeout).await?;
-        match self.channel.open(&envelope).map_err(session_failure)? {
-            Message::Abort { reason } => Err(fail(
-                Kind::PeerGone,
-                format!(
-                    "the other side stopped: {}",
-                    crate::protocol::manifest::display(&reason)
-                ),
-            )),
-            message => Ok(message),
-        }
-    }
-
-    /// Tells the peer why we stop; best effort.
-    pub async fn abort(&mut self, reason: &str) {
-        let abort = Message::Abort {
-            reason: reason.to_string(),
+/// The rendezvous's next event: pairing first, then envelopes. Never resolves without one.
+pub(crate) async fn next_met(rendezvous: &mut Option<Box<dyn Rendezvous>>, paired: bool) -> Met {
+    let Some(rendezvous) = rendezvous.as_mut() else {
+        return std::future::pending().await;
+    };
+    if !paired {
+        return match rendezvous.paired().await {
+            Ok(()) => Met::Paired,
+            Err(why) => Met::Closed(why),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.send(&abort)).await;
     }
+    match rendezvous.recv().await {
+        Ok(envelope) => Met::Envelope(envelope),
+        Err(why) => Met::Closed(why),
+    }
+}
 
-    /// Runs `connecting` (the direct connection coming up) while watching the server, so that a
-    /// peer who gives up is noticed at once. A peer who leaves the server because *its* end is
-    /// already up is normal: then `connecting` gets a short grace to finish too.
-    pub async fn watch_while<T>(
-        &mut self,
-        connecting: impl std::future::Future<Output = anyhow::Result<T>>,
-    ) -> anyhow::Result<T> {
-        tokio::pin!(connecting);
-        tokio::select! {
-            biased;
-            done = &mut connecting => done,
-            message = self.recv() => {
-                let left = match message {
-                    Ok(message) => unexpected(&message, "the connection"),
-                    Err(err) => err,
-                };
-                tokio::time::timeout(LEFT_GRACE, connecting)
-                    .await
-                    .unwrap_or(Err(left))
+/// The link's next event; never resolves while there is no link.
+pub(crate) async fn next_frame(link: &mut Option<Link>) -> LinkEvent {
+    match link.as_mut() {
+        Some(link) => link.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Makes a peer and its SDP (an offer, or the answer to `offer`), returning both.
+pub(crate) fn make_sdp(
+    net: &NetOptions,
+    offer: Option<String>,
+) -> Pin<Box<dyn Future<Output = Made> + Send>> {
+    let options = net.peer_options();
+    Box::pin(async move {
+        let mut peer = Peer::new(&options).await?;
+        let sdp = match offer {
+            None => peer.offer().await,
+            Some(offer) => peer.answer(offer).await,
+        };
+        match sdp {
+            Ok(sdp) => Ok((peer, sdp)),
+            Err(why) => {
+                // Close, so nothing lingers.
+                peer.close().await;
+                Err(why)
             }
         }
-    }
-
-    /// Leaves the server: from here on the peers talk directly.
-    pub async fn close(self) {
-        self.client.close().await;
-    }
+    })
 }
 
-/// What to tell the peer about a failure: the generic meaning of its kind, never a local path.
-pub fn public_reason(err: &anyhow::Error) -> String {
-    match err.downcast_ref::<crate::error::Failure>() {
-        Some(failure) => failure.kind.meaning().to_string(),
-        None => "unexpected error".to_string(),
-    }
-}
-
-/// Maps a session failure to what the user sees.
-fn session_failure(err: SessionError) -> anyhow::Error {
-    let kind = match err {
-        SessionError::WrongCode | SessionError::Tampered(_) => Kind::WrongCode,
-        SessionError::SameSide(_) => Kind::Usage,
-        SessionError::Version(_) | SessionError::Protocol(_) => Kind::WrongCode,
-    };
-    fail(kind, err.to_string())
-}
-
-/// A message the protocol did not expect at this point.
-pub fn unexpected(message: &Message, waiting_for: &str) -> anyhow::Error {
-    fail(
-        Kind::WrongCode,
-        format!(
-            "protocol violation: got {} while waiting for {waiting_for}",
-            message.kind_name()
-        ),
-    )
+/// Waits for the peer's data channel to open, handing the peer back with the link.
+pub(crate) fn open_link(mut peer: Peer) -> Pin<Box<dyn Future<Output = Opened> + Send>> {
+    Box::pin(async move {
+        let link = peer.open().await;
+        (peer, link)
+    })
 }

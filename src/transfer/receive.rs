@@ -1,49 +1,44 @@
-//! `mp receive CODE`: check the offer, ask, connect, and write what arrives.
+//! `mp receive CODE`: the pump around the [`Receiver`] engine.
 //!
-//! A writing thread runs the [`Incoming`] checks and writes each file into the staging folder
-//! of the [`Layout`] (or to stdout); entries get their final names only after every hash
-//! matched. An interrupted transfer keeps what it has for a later resume; data that failed its
-//! check is removed.
+//! The pump joins the rendezvous and loops: it carries out what the engine asks (send an
+//! envelope, ask the user, answer the WebRTC offer, hand frames to the writer, place the
+//! files, send a frame) and feeds it what happened (an envelope, the user's answer, the link
+//! opening, a frame, the writer's progress and hashes, Ctrl-C, the time).
+//!
+//! A writing thread writes each file into the staging folder of the [`Layout`] (or to stdout)
+//! and hashes what it wrote; the engine compares that hash with the sender's, and entries get
+//! their final names only after every one matched. The engine polices the sender's window, so
+//! the writer's queue stays within it whatever the sender does.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{IsTerminal, Seek, Write};
+use std::io::{IsTerminal, Seek, Write as _};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::BytesMut;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::layout::Layout;
-use super::{
-    public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
-    STEP_TIMEOUT,
-};
-use crate::error::{fail, local_io, Failure, Kind};
-use crate::peer::{ended, send_last, Peer};
-use crate::protocol::code::Code;
-use crate::protocol::frame::{data_len, FailKind, Frame, Taken, ACK_EVERY, ACK_EVERY_MESSAGES};
-use crate::protocol::hex;
-use crate::protocol::incoming::{Incoming, Step, StreamError};
-use crate::protocol::manifest::{display, Manifest, ManifestError, Summary};
-use crate::protocol::message::{Message, OfferAssembly, Resume, SdpKind, MAX_TEXT};
+use super::{finished, make_sdp, next_frame, next_met, open_link, take_over_interrupt, Met};
+use super::{Made, NetOptions, Opened, Work};
+use crate::error::{local_io_failure, Failure, Kind};
+use crate::peer::{Link, LinkEvent, Peer};
+use crate::protocol::frame::Taken;
+use crate::protocol::manifest::{display, Manifest, Summary};
 use crate::protocol::pake::Side;
-use crate::signal::client::{Join, SignalClient};
+use crate::protocol::receiver::{Event, Input, KeptPrefix, Output, Receiver, Report, Write};
+use crate::rendezvous::{self, Rendezvous};
 use crate::ui::{shown, size, Progress, Ui};
 
-/// Messages queued between the data channel and the writing thread.
-const WRITE_QUEUE: usize = 16;
 /// Up to this many files are synced one by one; more get one file-system flush.
 const SYNC_EACH_AT_MOST: usize = 64;
 /// Completed files waiting for their `fdatasync` (each holds a descriptor).
 const SYNC_QUEUE: usize = 64;
 /// Write buffer per output.
 const WRITE_BUFFER: usize = 64 * 1024;
-/// How long to wait for the sender to close after our DONE.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Offers with at most this many entries are listed before the question.
 const LIST_AT_MOST: usize = 10;
 
@@ -57,137 +52,60 @@ pub struct ReceiveArgs {
 }
 
 /// Where the bytes go.
+#[derive(Clone)]
 enum Sink {
     Stdout,
     Files(Arc<Layout>),
 }
 
 pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
-    let code = Code::parse(&args.code).map_err(|e| fail(Kind::Usage, e.to_string()))?;
-    let mut client = match SignalClient::join(&args.net.signal, code.room(), Side::Receiver).await?
-    {
-        Join::Joined(client) => *client,
-        Join::Busy => {
-            return Err(fail(
-                Kind::RoomFull,
-                format!("the code {code} is already in use by another receiver or transfer"),
-            ))
-        }
-    };
+    let (rendezvous, code) =
+        rendezvous::join(&args.net.signal, Some(&args.code), Side::Receiver).await?;
     ui.status("Waiting for the sender…");
     ui.event("waiting", json!({}));
-    client.wait_paired(args.net.wait).await?;
-    ui.event("paired", json!({}));
-    let mut signaling = Signaling::handshake(client, &code, Side::Receiver).await?;
-
-    let mut assembly = OfferAssembly::default();
-    let manifest = loop {
-        let (part, more) = match signaling.recv_within(STEP_TIMEOUT).await? {
-            Message::Offer { manifest, more } => (manifest, more),
-            Message::Text { text } if assembly.is_empty() => {
-                return receive_text(signaling, text, &ui).await
-            }
-            other => return Err(unexpected(&other, "an offer")),
-        };
-        match assembly.add(part, more) {
-            Ok(Some(manifest)) => break manifest,
-            Ok(None) => continue,
-            Err(err) => {
-                let reason = match err {
-                    ManifestError::TooManyEntries
-                    | ManifestError::EmptyPart
-                    | ManifestError::PathsTooLong => "the offer is too large",
-                    _ => "the offer was refused as unsafe",
-                }
-                .to_string();
-                let _ = signaling.send(&Message::Reject { reason }).await;
-                return Err(fail(Kind::Integrity, format!("refused the offer: {err}")));
-            }
-        }
-    };
-    let (summary, sink) = match decide(&manifest, &args, &ui).await {
-        Ok(decision) => decision,
-        Err(err) => {
-            let reason = match err.downcast_ref::<Failure>().map(|f| f.kind) {
-                Some(Kind::Declined) => "declined".to_string(),
-                Some(Kind::NoTerminal) => "the receiver could not confirm".to_string(),
-                Some(Kind::Integrity) => "the offer was refused as unsafe".to_string(),
-                Some(Kind::Usage) => "the receiver cannot take this offer as asked".to_string(),
-                _ => public_reason(&err),
-            };
-            let _ = signaling.send(&Message::Reject { reason }).await;
-            return Err(err);
-        }
-    };
-
-    let (peer, channel, incoming) = match connect(&mut signaling, &manifest, &sink, &args).await {
-        Ok(connected) => connected,
-        Err(err) => {
-            signaling.abort(&public_reason(&err)).await;
-            if let Sink::Files(layout) = &sink {
-                layout.remove_if_empty();
-            }
-            return Err(err);
-        }
-    };
-    signaling.close().await;
-    ui.event("connected", json!({}));
-
-    let name = manifest.title(&summary);
-    let progress = ui.progress(summary.bytes, &name);
+    let engine = Receiver::new(code, Instant::now(), args.net.wait);
     let started = Instant::now();
-    let result = receive_stream(
-        &peer,
-        &channel,
-        &manifest,
-        incoming,
-        &sink,
-        args.overwrite,
-        &progress,
-    )
-    .await;
-    progress.finish();
-    if let Err(err) = &result {
-        // Tell the sender why, so it does not wait for a verdict.
-        let kind = match err.downcast_ref::<Failure>().map(|f| f.kind) {
-            Some(Kind::Integrity) => FailKind::Integrity,
-            Some(Kind::Interrupted) => FailKind::Interrupted,
-            Some(Kind::LocalIo) => FailKind::LocalIo,
-            _ => FailKind::Other,
-        };
-        send_last(&channel, Frame::Fail(kind, public_reason(err))).await;
+    let mut pump = Pump {
+        engine,
+        rendezvous: Some(rendezvous),
+        paired: false,
+        args,
+        ui: ui.clone(),
+        progress: None,
+        peer: None,
+        link: None,
+        offer: None,
+        sink: None,
+        prefixes: HashMap::new(),
+        writer: None,
+        discard: false,
+    };
+    let result = pump.run().await;
+    if let Some(progress) = &pump.progress {
+        progress.finish();
     }
-    peer.close().await;
-    if let (Err(err), Sink::Files(layout)) = (&result, &sink) {
-        if manifest.is_stream() {
-            // A stream cannot be resumed: nothing of it is worth keeping.
-            layout.discard_all();
-        }
-        layout.remove_if_empty();
-        let keeps = err
-            .downcast_ref::<Failure>()
-            .is_some_and(|f| f.kind != Kind::Integrity);
-        if keeps && layout.staging().exists() {
-            let failure = err.downcast_ref::<Failure>().expect("checked above");
-            return Err(fail(
-                failure.kind,
-                format!(
-                    "{}; partial data kept in {}: receive the same offer into the same place to resume",
-                    failure.message,
-                    shown(layout.staging())
-                ),
-            ));
-        }
+    let report = pump.clean_up(result)?;
+    if let Some(bytes) = report.text {
+        ui.event("finished", json!({ "bytes": bytes }));
+        return Ok(());
     }
-    result?;
-    let received = progress.bytes();
+    let (manifest, summary) = pump.offer.as_ref().expect("an offer was received");
+    let name = manifest.title(summary);
     ui.event(
         "finished",
-        json!({ "bytes": received, "seconds": crate::ui::seconds(started.elapsed()) }),
+        json!({
+            "bytes": report.received,
+            "already_there": report.already_there,
+            "seconds": crate::ui::seconds(started.elapsed()),
+        }),
     );
-    match &sink {
-        Sink::Stdout => ui.status(&format!("Received {name} ({}).", size(received))),
-        Sink::Files(layout) => {
+    let resumed = if report.already_there > 0 {
+        format!("; {} were already there", size(report.already_there))
+    } else {
+        String::new()
+    };
+    match &pump.sink {
+        Some(Sink::Files(layout)) => {
             let place = match manifest.roots().as_slice() {
                 [root] => layout.destination(root),
                 _ => layout.out_dir().to_path_buf(),
@@ -198,66 +116,339 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
                 shown(&place)
             };
             ui.status(&format!(
-                "Received {name} ({}) into {place}.",
-                size(received)
+                "Received {name} ({}{resumed}) into {place}.",
+                size(report.received)
             ))
         }
+        _ => ui.status(&format!("Received {name} ({}).", size(report.received))),
     }
     Ok(())
 }
 
-/// Prints a text (neutralised if stdout is a terminal) and acknowledges it.
-async fn receive_text(mut signaling: Signaling, text: String, ui: &Ui) -> anyhow::Result<()> {
-    if text.len() > MAX_TEXT {
-        let reason = "the text is too long".to_string();
-        let _ = signaling.send(&Message::Reject { reason }).await;
-        return Err(fail(Kind::Integrity, "refused a text longer than allowed"));
+/// What the user decided, and what was kept from an earlier attempt.
+type Decision = Result<(Sink, Vec<(usize, u64, Sha256)>), Failure>;
+
+/// Everything the receiver's loop holds.
+struct Pump {
+    engine: Receiver,
+    rendezvous: Option<Box<dyn Rendezvous>>,
+    paired: bool,
+    args: ReceiveArgs,
+    ui: Ui,
+    progress: Option<Progress>,
+    peer: Option<Peer>,
+    link: Option<Link>,
+    offer: Option<(Manifest, Summary)>,
+    sink: Option<Sink>,
+    /// Hash states after each kept prefix, for the writer to continue from.
+    prefixes: HashMap<usize, Sha256>,
+    writer: Option<Writer>,
+    /// The engine asked to remove what was staged.
+    discard: bool,
+}
+
+/// The writing thread, and the way to talk to it.
+struct Writer {
+    commands: std::sync::mpsc::Sender<Command>,
+    reports: mpsc::UnboundedReceiver<WriterReport>,
+    thread: std::thread::JoinHandle<()>,
+    /// It reported its last word.
+    finished: bool,
+}
+
+impl Pump {
+    async fn run(&mut self) -> Result<Report, Failure> {
+        take_over_interrupt();
+        // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
+        let interrupt = tokio::signal::ctrl_c();
+        tokio::pin!(interrupt);
+        let mut asking: Work<Decision> = None;
+        let mut making_sdp: Work<Made> = None;
+        let mut opening: Work<Opened> = None;
+        let result = 'run: loop {
+            let deadline = loop {
+                match self.engine.poll_output() {
+                    Output::Timeout(at) => break at,
+                    Output::Done(result) => break 'run result,
+                    Output::Envelope(envelope) => self.send_envelope(envelope).await,
+                    Output::CloseRendezvous => {
+                        if let Some(mut rendezvous) = self.rendezvous.take() {
+                            rendezvous.close().await;
+                        }
+                    }
+                    Output::Ask { manifest, summary } => {
+                        self.offer = Some((manifest.clone(), summary));
+                        asking = Some(Box::pin(decide(
+                            manifest,
+                            summary,
+                            self.args.output.clone(),
+                            self.args.yes,
+                            self.args.overwrite,
+                            self.ui.clone(),
+                        )));
+                    }
+                    Output::ShowText(text) => {
+                        let shown = show_text(&self.ui, text);
+                        self.handle(Input::TextShown(shown));
+                    }
+                    Output::Answer(offer) => {
+                        making_sdp = Some(make_sdp(&self.args.net, Some(offer)))
+                    }
+                    Output::Write(write) => self.write(Command::Write(write)),
+                    Output::Place => self.write(Command::Place),
+                    Output::Discard => self.discard = true,
+                    Output::Frame(frame) => {
+                        // A frame that cannot leave means the link is going away: what the
+                        // peer said last (a FAIL, a DONE) is still delivered before
+                        // `LinkEvent::Closed`, and decides.
+                        if let Some(link) = &mut self.link {
+                            if link.send(frame).await.is_err() {
+                                link.going_away();
+                            }
+                        }
+                    }
+                    Output::Event(event) => self.show(event),
+                }
+            };
+            let input = tokio::select! {
+                met = next_met(&mut self.rendezvous, self.paired) => match met {
+                    Met::Paired => {
+                        self.paired = true;
+                        self.ui.event("paired", json!({}));
+                        Input::Paired
+                    }
+                    Met::Envelope(envelope) => Input::Envelope(envelope),
+                    Met::Closed(why) => {
+                        self.rendezvous = None;
+                        Input::RendezvousClosed(why)
+                    }
+                },
+                decision = finished(&mut asking) => match decision {
+                    Ok((sink, kept)) => {
+                        self.sink = Some(sink);
+                        let mut prefixes = Vec::with_capacity(kept.len());
+                        for (index, offset, state) in kept {
+                            prefixes.push(KeptPrefix {
+                                index,
+                                offset,
+                                sha256: state.clone().finalize().into(),
+                            });
+                            self.prefixes.insert(index, state);
+                        }
+                        Input::Accept { kept: prefixes }
+                    }
+                    Err(why) => Input::Decline(why),
+                },
+                made = finished(&mut making_sdp) => match made {
+                    Ok((peer, sdp)) => {
+                        opening = Some(open_link(peer));
+                        Input::LocalSdp(sdp)
+                    }
+                    Err(why) => Input::LinkFailed(why),
+                },
+                (peer, link) = finished(&mut opening) => {
+                    self.peer = Some(peer);
+                    match link {
+                        Ok(link) => {
+                            self.link = Some(link);
+                            Input::LinkOpen
+                        }
+                        Err(why) => Input::LinkFailed(why),
+                    }
+                },
+                event = next_frame(&mut self.link) => match event {
+                    LinkEvent::Message(frame) => Input::Frame(frame),
+                    LinkEvent::Closed => {
+                        self.link = None;
+                        Input::LinkClosed
+                    }
+                },
+                report = next_report(&mut self.writer) => match report {
+                    WriterReport::Taken(taken) => Input::Taken(taken),
+                    WriterReport::Written { index, sha256 } => Input::Written { index, sha256 },
+                    WriterReport::Failed(why) => Input::WriteFailed(why),
+                    WriterReport::Placed(placed) => Input::Placed(placed),
+                },
+                _ = &mut interrupt => Input::Interrupt,
+                _ = tokio::time::sleep_until(deadline.into()) => Input::Timeout,
+            };
+            self.handle(input);
+        };
+        if let Some(link) = &self.link {
+            if result.is_err() {
+                // Let a last FAIL leave before the connection closes.
+                link.flush().await;
+            }
+        }
+        if let Some(peer) = &self.peer {
+            peer.close().await;
+        }
+        if let Some(mut rendezvous) = self.rendezvous.take() {
+            rendezvous.close().await;
+        }
+        result
     }
-    let bytes = text.len();
+
+    fn handle(&mut self, input: Input) {
+        self.engine.handle(Instant::now(), input);
+    }
+
+    async fn send_envelope(&mut self, envelope: Vec<u8>) {
+        let Some(rendezvous) = self.rendezvous.as_mut() else {
+            return;
+        };
+        if let Err(why) = rendezvous.send(envelope).await {
+            self.rendezvous = None;
+            self.handle(Input::RendezvousClosed(why));
+        }
+    }
+
+    fn show(&mut self, event: Event) {
+        match event {
+            Event::Paired => {}
+            Event::Connected => {
+                self.ui.event("connected", json!({}));
+                let (manifest, summary) = self.offer.as_ref().expect("an offer was accepted");
+                self.progress = Some(self.ui.progress(summary.bytes, &manifest.title(summary)));
+            }
+            Event::AlreadyThere { bytes } => {
+                if let Some(progress) = &self.progress {
+                    progress.inc(bytes);
+                }
+            }
+            Event::FileVerified { index } => {
+                if let (Some(progress), Some((manifest, _))) = (&self.progress, &self.offer) {
+                    progress.file_done(&manifest.entries[index].path);
+                }
+            }
+        }
+    }
+
+    /// Hands a command to the writing thread, starting it first if needed.
+    fn write(&mut self, command: Command) {
+        if self.writer.is_none() {
+            let (manifest, _) = self.offer.clone().expect("an offer was accepted");
+            let layout = match &self.sink {
+                Some(Sink::Files(layout)) => Some(layout.clone()),
+                _ => None,
+            };
+            let progress = self.progress.clone().expect("connected");
+            let (commands, inbox) = std::sync::mpsc::channel();
+            let (outbox, reports) = mpsc::unbounded_channel();
+            let prefixes = std::mem::take(&mut self.prefixes);
+            let overwrite = self.args.overwrite;
+            let thread = std::thread::spawn(move || {
+                let mut writer = FileWriter::new(manifest, layout, prefixes, progress, overwrite);
+                writer.run(inbox, outbox);
+            });
+            self.writer = Some(Writer {
+                commands,
+                reports,
+                thread,
+                finished: false,
+            });
+        }
+        let writer = self.writer.as_ref().expect("started above");
+        // If the thread stopped, its last report says why.
+        let _ = writer.commands.send(command);
+    }
+
+    /// After the loop: stop the writer, and keep or remove what was staged.
+    fn clean_up(&mut self, result: Result<Report, Failure>) -> Result<Report, Failure> {
+        if let Some(writer) = self.writer.take() {
+            drop(writer.commands);
+            // The writer stops after its current command; a stalled stdout must not hang us.
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            while !writer.thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        let failure = match result {
+            Ok(report) => return Ok(report),
+            Err(failure) => failure,
+        };
+        let (Some(Sink::Files(layout)), Some((manifest, _))) = (&self.sink, &self.offer) else {
+            return Err(failure);
+        };
+        // A stream cannot be resumed: nothing of it is worth keeping.
+        if self.discard || manifest.is_stream() {
+            layout.discard_all();
+            if self.discard && crate::error::is_disk_full(&failure) {
+                let message = format!("{}; the partial data was removed", failure.message);
+                return Err(failure.with_message(message));
+            }
+            return Err(failure);
+        }
+        layout.remove_if_empty();
+        if layout.staging().exists() {
+            let message = format!(
+                "{}; partial data kept in {}: receive the same offer into the same place to resume",
+                failure.message,
+                shown(layout.staging())
+            );
+            return Err(failure.with_message(message));
+        }
+        Err(failure)
+    }
+}
+
+/// The writer's next report; never resolves while there is no writer, or once it said its
+/// last word (placed, or failed).
+async fn next_report(writer: &mut Option<Writer>) -> WriterReport {
+    let Some(writer) = writer.as_mut().filter(|w| !w.finished) else {
+        return std::future::pending().await;
+    };
+    let report = writer.reports.recv().await.unwrap_or_else(|| {
+        WriterReport::Failed(Failure::new(Kind::Internal, "the writing thread stopped"))
+    });
+    writer.finished = matches!(report, WriterReport::Placed(_) | WriterReport::Failed(_));
+    report
+}
+
+/// Prints a text (neutralised if stdout is a terminal), or emits it as a JSON event.
+fn show_text(ui: &Ui, text: String) -> Result<(), Failure> {
     if ui.is_json() {
         ui.event("text", json!({ "text": text }));
-    } else {
-        let shown = if std::io::stdout().is_terminal() {
-            text.split('\n').map(display).collect::<Vec<_>>().join("\n")
-        } else {
-            text
-        };
-        let mut out = std::io::stdout().lock();
-        let newline = if shown.ends_with('\n') { "" } else { "\n" };
-        write!(out, "{shown}{newline}")
-            .and_then(|_| out.flush())
-            .map_err(|e| local_io("cannot write to standard output", e))?;
+        return Ok(());
     }
-    signaling.send(&Message::Accept { resume: vec![] }).await?;
-    signaling.close().await;
-    ui.event("finished", json!({ "bytes": bytes }));
-    Ok(())
+    let shown = if std::io::stdout().is_terminal() {
+        text.split('\n').map(display).collect::<Vec<_>>().join("\n")
+    } else {
+        text
+    };
+    let mut out = std::io::stdout().lock();
+    let newline = if shown.ends_with('\n') { "" } else { "\n" };
+    write!(out, "{shown}{newline}")
+        .and_then(|_| out.flush())
+        .map_err(|e| local_io_failure("cannot write to standard output", e))
 }
 
-/// Checks the offer, plans where it goes, and asks the user.
+/// Checks where the offer would go, asks the user, and prepares the staging folder; returns
+/// the sink and the prefixes kept from an earlier attempt.
 async fn decide(
-    manifest: &Manifest,
-    args: &ReceiveArgs,
-    ui: &Ui,
-) -> anyhow::Result<(Summary, Sink)> {
-    let summary = manifest
-        .validate()
-        .map_err(|e| fail(Kind::Integrity, format!("refused the offer: {e}")))?;
-    let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
+    manifest: Manifest,
+    summary: Summary,
+    output: Option<PathBuf>,
+    yes: bool,
+    overwrite: bool,
+    ui: Ui,
+) -> Decision {
+    let to_stdout = output.as_deref() == Some(std::path::Path::new("-"));
     let sink = if to_stdout {
         if summary.files != 1 || summary.folders != 0 {
-            return Err(fail(
+            return Err(Failure::new(
                 Kind::Usage,
                 "-o - takes a single file or stream; the sender offers several entries",
             ));
         }
         Sink::Stdout
     } else {
-        let layout = Layout::plan(manifest, args.output.as_deref())?;
-        layout.check_free(manifest, args.overwrite)?;
+        let layout = Layout::plan(&manifest, output.as_deref()).map_err(Failure::from_any)?;
+        layout
+            .check_free(&manifest, overwrite)
+            .map_err(Failure::from_any)?;
         Sink::Files(Arc::new(layout))
     };
-    let question = describe(manifest, &summary);
     ui.event(
         "offer",
         json!({
@@ -267,31 +458,51 @@ async fn decide(
             "paths": manifest.entries.iter().take(100).map(|e| &e.path).collect::<Vec<_>>(),
         }),
     );
-    if !args.yes {
-        if manifest.entries.len() > 1 && manifest.entries.len() <= LIST_AT_MOST {
-            for entry in &manifest.entries {
-                let detail = match entry.size {
-                    Some(size) if entry.is_file() => format!(" ({})", crate::ui::size(size)),
-                    _ if entry.is_file() => String::new(),
-                    _ => "/".to_string(),
-                };
-                eprintln!("  {}{detail}", display(&entry.path));
-            }
-        } else if manifest.entries.len() > LIST_AT_MOST {
-            // Too many to list: at least show what lands in the target folder.
-            let roots = manifest.roots();
-            for root in roots.iter().take(LIST_AT_MOST) {
-                eprintln!("  {}", display(root));
-            }
-            if roots.len() > LIST_AT_MOST {
-                eprintln!("  … and {} more", roots.len() - LIST_AT_MOST);
-            }
-        }
-        if !ui.confirm(question).await? {
-            return Err(fail(Kind::Declined, "transfer declined"));
+    if !yes {
+        list(&manifest);
+        let accepted = ui
+            .confirm(describe(&manifest, &summary))
+            .await
+            .map_err(Failure::from_any)?;
+        if !accepted {
+            return Err(Failure::new(Kind::Declined, "transfer declined"));
         }
     }
-    Ok((summary, sink))
+    let Sink::Files(layout) = &sink else {
+        return Ok((sink, Vec::new()));
+    };
+    let layout = layout.clone();
+    let kept = tokio::task::spawn_blocking(move || {
+        layout.prepare(&manifest)?;
+        layout.kept(&manifest)
+    })
+    .await
+    .map_err(|e| Failure::new(Kind::Internal, format!("preparing stopped: {e}")))?
+    .map_err(Failure::from_any)?;
+    Ok((sink, kept))
+}
+
+/// Lists a short offer, or the top-level entries of a long one, before the question.
+fn list(manifest: &Manifest) {
+    if manifest.entries.len() > 1 && manifest.entries.len() <= LIST_AT_MOST {
+        for entry in &manifest.entries {
+            let detail = match entry.size {
+                Some(size) if entry.is_file() => format!(" ({})", crate::ui::size(size)),
+                _ if entry.is_file() => String::new(),
+                _ => "/".to_string(),
+            };
+            eprintln!("  {}{detail}", display(&entry.path));
+        }
+    } else if manifest.entries.len() > LIST_AT_MOST {
+        // Too many to list: at least show what lands in the target folder.
+        let roots = manifest.roots();
+        for root in roots.iter().take(LIST_AT_MOST) {
+            eprintln!("  {}", display(root));
+        }
+        if roots.len() > LIST_AT_MOST {
+            eprintln!("  … and {} more", roots.len() - LIST_AT_MOST);
+        }
+    }
 }
 
 /// "Receive report.pdf (2.40 MiB)?", "Receive 3 files, 1 folder, 1.20 GiB?"
@@ -317,337 +528,244 @@ fn describe(manifest: &Manifest, summary: &Summary) -> String {
     }
 }
 
-type Connected = (Peer, Arc<dyn DataChannel>, Incoming);
-
-/// Accepts (offering what can be resumed) and brings up the direct connection.
-async fn connect(
-    signaling: &mut Signaling,
-    manifest: &Manifest,
-    sink: &Sink,
-    args: &ReceiveArgs,
-) -> anyhow::Result<Connected> {
-    let mut incoming = Incoming::new(manifest);
-    let mut resume = Vec::new();
-    if let Sink::Files(layout) = sink {
-        let (layout, manifest_copy) = (layout.clone(), manifest.clone());
-        let kept = tokio::task::spawn_blocking(move || {
-            layout.prepare(&manifest_copy)?;
-            layout.kept(&manifest_copy)
-        })
-        .await??;
-        for (index, offset, prefix) in kept {
-            resume.push(Resume {
-                index,
-                offset,
-                sha256: hex(&sha2::Digest::finalize(prefix.clone())),
-            });
-            incoming.resume(index, offset, prefix);
-        }
-    }
-    signaling.send(&Message::Accept { resume }).await?;
-
-    let offer = match signaling.recv_within(STEP_TIMEOUT).await? {
-        Message::Sdp {
-            kind: SdpKind::Offer,
-            sdp,
-        } => sdp,
-        other => return Err(unexpected(&other, "an SDP offer")),
-    };
-    let mut peer = Peer::new(&args.net.peer_options()).await?;
-    let connected = async {
-        let answer = peer.answer(offer).await?;
-        signaling
-            .send(&Message::Sdp {
-                kind: SdpKind::Answer,
-                sdp: answer,
-            })
-            .await?;
-        signaling
-            .watch_while(peer.incoming_channel(CONNECT_TIMEOUT))
-            .await
-    }
-    .await;
-    match connected {
-        Ok(channel) => Ok((peer, channel, incoming)),
-        Err(err) => {
-            // Close, so the other side is not left waiting for ICE to time out.
-            peer.close().await;
-            Err(err)
-        }
-    }
+/// What the pump asks the writing thread.
+enum Command {
+    Write(Write),
+    /// Every file is verified: sync and place.
+    Place,
 }
 
-/// Receives frames until every file is verified and placed, then says DONE.
-async fn receive_stream(
-    peer: &Peer,
-    channel: &Arc<dyn DataChannel>,
-    manifest: &Manifest,
-    incoming: Incoming,
-    sink: &Sink,
+/// What the writing thread tells the pump.
+enum WriterReport {
+    Taken(Taken),
+    Written { index: usize, sha256: [u8; 32] },
+    Failed(Failure),
+    Placed(Result<(), Failure>),
+}
+
+/// The writing thread's state: the open file, its hash, what was taken in, and the syncing
+/// thread that flushes completed files while the next ones arrive.
+struct FileWriter {
+    manifest: Manifest,
+    layout: Option<Arc<Layout>>,
+    prefixes: HashMap<usize, Sha256>,
+    progress: Progress,
     overwrite: bool,
-    progress: &Progress,
-) -> anyhow::Result<()> {
-    take_over_interrupt();
-    let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
-    // Set by the writer once every file's hash matched: from then on only syncing and placing
-    // remain, and a connection going away no longer matters.
-    let verified = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let manifest = manifest.clone();
-        let progress = progress.clone();
-        let verified = verified.clone();
-        let layout = match sink {
-            Sink::Stdout => None,
-            Sink::Files(layout) => Some(layout.clone()),
-        };
-        tokio::task::spawn_blocking(move || {
-            let layout_ref = layout.as_deref();
-            let written = write_files(rx, &manifest, incoming, layout_ref, &progress, &verified);
-            match (written, layout) {
-                (Ok(()), Some(layout)) => layout.finish(&manifest, overwrite),
-                (written, _) => written,
+    current: Option<(usize, Destination, Sha256)>,
+    taken: Taken,
+    /// Many files reach the disk with one flush of their file system at the end (a thousand
+    /// separate syncs cost 0.3 to 1.5 s here); a few files are synced one by one, which never
+    /// waits for anyone else's writes.
+    one_flush: bool,
+    to_sync: Option<std::sync::mpsc::SyncSender<(usize, File)>>,
+    syncer: Option<std::thread::JoinHandle<Result<(), (usize, std::io::Error)>>>,
+}
+
+impl FileWriter {
+    fn new(
+        manifest: Manifest,
+        layout: Option<Arc<Layout>>,
+        prefixes: HashMap<usize, Sha256>,
+        progress: Progress,
+        overwrite: bool,
+    ) -> FileWriter {
+        let files = manifest.entries.iter().filter(|e| e.is_file()).count();
+        let one_flush = layout.is_some() && files > SYNC_EACH_AT_MOST;
+        let (to_sync, syncing) = std::sync::mpsc::sync_channel::<(usize, File)>(SYNC_QUEUE);
+        let syncer = std::thread::spawn(move || {
+            for (index, file) in syncing {
+                file.sync_data().map_err(|e| (index, e))?;
             }
-        })
-    };
-    let mut writer = std::pin::pin!(writer);
-    let mut tx = Some(tx);
-    let mut state = peer.state();
-    let mut writer_done = false;
-    let (mut taken, mut acked) = (Taken::default(), Taken::default());
-    // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
-    // Acknowledges data that trickles in, and keeps the sender waiting while files are
-    // synced and placed, so a slow link or disk is not mistaken for a stall.
-    let mut keepalive = tokio::time::interval(Duration::from_secs(1));
-    let outcome = loop {
-        tokio::select! {
-            written = &mut writer => {
-                writer_done = true;
-                break joined(written);
-            }
-            _ = keepalive.tick() => {
-                if taken != acked || verified.load(Ordering::SeqCst) {
-                    acked = taken;
-                    let _ = channel.send(Frame::Ack(taken).encode().as_slice().into()).await;
-                }
-            }
-            event = channel.poll(), if tx.is_some() => match event {
-                Some(DataChannelEvent::OnMessage(message)) => {
-                    let sender = tx.as_ref().expect("guarded by the branch condition");
-                    let data = data_len(&message.data);
-                    // A stalled disk or stdout must not make Ctrl-C wait.
-                    tokio::select! {
-                        sent = sender.send(message.data) => if sent.is_err() {
-                            tx = None; // the writer stopped; its result says why
-                        },
-                        _ = &mut interrupt => break Err(fail(Kind::Interrupted, "interrupted")),
-                    }
-                    // Grant the sender more room as the writer takes messages in.
-                    taken.bytes += data;
-                    taken.messages += 1;
-                    if taken.bytes - acked.bytes >= ACK_EVERY
-                        || taken.messages - acked.messages >= ACK_EVERY_MESSAGES
-                    {
-                        acked = taken;
-                        let _ = channel.send(Frame::Ack(taken).encode().as_slice().into()).await;
-                    }
-                }
-                Some(DataChannelEvent::OnClose) | None => {
-                    if verified.load(Ordering::SeqCst) {
-                        writer_done = true;
-                        break joined((&mut writer).await);
-                    }
-                    break Err(fail(Kind::PeerGone, "the sender closed the connection before the end"));
-                }
-                Some(_) => {}
-            },
-            _ = ended(&mut state) => {
-                if verified.load(Ordering::SeqCst) {
-                    writer_done = true;
-                    break joined((&mut writer).await);
-                }
-                break Err(fail(Kind::PeerGone, "the connection to the sender was lost"));
-            }
-            _ = &mut interrupt => {
-                break Err(fail(Kind::Interrupted, "interrupted"));
-            }
+            Ok(())
+        });
+        FileWriter {
+            manifest,
+            layout,
+            prefixes,
+            progress,
+            overwrite,
+            current: None,
+            taken: Taken::default(),
+            one_flush,
+            to_sync: Some(to_sync),
+            syncer: Some(syncer),
         }
-    };
-    drop(tx);
-    if outcome.is_err() {
-        if !writer_done {
-            // Let the writer finish with its file before we report.
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut writer).await;
-        }
-        return outcome;
     }
-    // Everything is verified and in place: a sender gone by now does not undo that.
-    let _ = channel.send(Frame::Done.encode().as_slice().into()).await;
-    // Give the DONE time to arrive: the sender closes when it has it.
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(event) = channel.poll().await {
-            if matches!(event, DataChannelEvent::OnClose) {
-                break;
-            }
-        }
-    })
-    .await;
-    Ok(())
-}
 
-/// The writing thread's outcome.
-fn joined(written: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
-    written.unwrap_or_else(|join| Err(anyhow::anyhow!("writer stopped: {join}")))
-}
-
-/// The writing thread: checks every frame and writes the bytes, file after file.
-fn write_files(
-    mut frames: mpsc::Receiver<BytesMut>,
-    manifest: &Manifest,
-    mut incoming: Incoming,
-    layout: Option<&Layout>,
-    progress: &Progress,
-    verified: &AtomicBool,
-) -> anyhow::Result<()> {
-    let mut current: Option<(usize, Output)> = None;
-    // Many files reach the disk with one flush of their file system at the end (a thousand
-    // separate syncs cost 0.3 to 1.5 s here); a few files are synced one by one, which never
-    // waits for anyone else's writes.
-    let files = manifest.entries.iter().filter(|e| e.is_file()).count();
-    let one_flush = layout.filter(|_| files > SYNC_EACH_AT_MOST);
-    // Completed files reach the disk on a thread of their own, while the next ones arrive.
-    let (to_sync, syncing) = std::sync::mpsc::sync_channel::<(usize, File)>(SYNC_QUEUE);
-    let syncer = std::thread::spawn(move || {
-        for (index, file) in syncing {
-            file.sync_data().map_err(|e| (index, e))?;
-        }
-        Ok::<(), (usize, std::io::Error)>(())
-    });
-    while !incoming.is_complete() {
-        let Some(message) = frames.blocking_recv() else {
-            return Err(fail(Kind::PeerGone, "the transfer stopped before the end"));
-        };
-        let frame = Frame::decode(&message)
-            .map_err(|e| fail(Kind::Integrity, format!("bad frame from the sender: {e}")))?;
-        let index = incoming.current();
-        let step = match incoming.on_frame(frame) {
-            Ok(step) => step,
-            Err(err) => {
-                let kind = match err {
-                    StreamError::PeerFailed(_) => Kind::PeerGone,
-                    _ => {
-                        if let (Some(layout), Some(index)) = (layout, index) {
-                            layout.discard(&manifest.entries[index].path);
-                        }
-                        Kind::Integrity
-                    }
-                };
-                return Err(fail(kind, err.to_string()));
-            }
-        };
-        match step {
-            Step::Begin { index, offset } => {
-                current = Some((index, open(manifest, layout, index, Some(offset))?));
-                progress.inc(offset);
-            }
-            Step::Write { index, bytes } => {
-                if current
-                    .as_ref()
-                    .is_none_or(|(open_index, _)| *open_index != index)
-                {
-                    current = Some((index, open(manifest, layout, index, None)?));
+    fn run(
+        &mut self,
+        inbox: std::sync::mpsc::Receiver<Command>,
+        outbox: mpsc::UnboundedSender<WriterReport>,
+    ) {
+        for command in inbox {
+            let report = match command {
+                Command::Write(write) => self.write(write, &outbox),
+                Command::Place => {
+                    let placed = self.place();
+                    let _ = outbox.send(WriterReport::Placed(placed));
+                    return;
                 }
-                let (_, output) = current.as_mut().expect("opened above");
-                output
-                    .write_all(bytes)
-                    .map_err(|e| write_error(manifest, layout, index, e))?;
-                progress.inc(bytes.len() as u64);
+            };
+            if let Err(why) = report {
+                let _ = outbox.send(WriterReport::Failed(why));
+                return;
             }
-            Step::FileComplete { index } => {
-                let output = match current.take() {
-                    Some((open_index, output)) if open_index == index => output,
-                    _ => open(manifest, layout, index, None)?, // an empty file
+        }
+    }
+
+    fn write(
+        &mut self,
+        write: Write,
+        outbox: &mpsc::UnboundedSender<WriterReport>,
+    ) -> Result<(), Failure> {
+        match write {
+            Write::Open { index, keep, begin } => {
+                let hasher = if keep > 0 {
+                    self.prefixes.remove(&index).unwrap_or_default()
+                } else {
+                    Sha256::new()
                 };
+                self.current = Some((index, self.open(index, keep)?, hasher));
+                if begin {
+                    self.taken.messages += 1;
+                }
+            }
+            Write::Data { index, frame } => {
+                let (_, output, hasher) = self
+                    .current
+                    .as_mut()
+                    .filter(|(open, ..)| *open == index)
+                    .ok_or_else(|| Failure::new(Kind::Internal, "a write to no open file"))?;
+                let payload = &frame[1..];
+                output
+                    .write_all(payload)
+                    .map_err(|e| write_error(&self.layout, &self.manifest, index, e))?;
+                hasher.update(payload);
+                self.progress.inc(payload.len() as u64);
+                self.taken.bytes += payload.len() as u64;
+                self.taken.messages += 1;
+            }
+            Write::End { index } => {
+                let (_, output, hasher) =
+                    self.current
+                        .take()
+                        .filter(|(open, ..)| *open == index)
+                        .ok_or_else(|| Failure::new(Kind::Internal, "an end of no open file"))?;
                 let flushed = output
                     .finish()
-                    .map_err(|e| write_error(manifest, layout, index, e))?;
-                if let Some(file) = flushed.filter(|_| one_flush.is_none()) {
-                    let _ = to_sync.send((index, file));
+                    .map_err(|e| write_error(&self.layout, &self.manifest, index, e))?;
+                if let (Some(file), false) = (flushed, self.one_flush) {
+                    if let Some(to_sync) = &self.to_sync {
+                        let _ = to_sync.send((index, file));
+                    }
                 }
-                progress.file_done(&manifest.entries[index].path);
+                let sha256 = hasher.finalize().into();
+                let _ = outbox.send(WriterReport::Written { index, sha256 });
+                self.taken.messages += 1;
             }
         }
+        let _ = outbox.send(WriterReport::Taken(self.taken));
+        Ok(())
     }
-    verified.store(true, Ordering::SeqCst);
-    drop(to_sync);
-    match syncer.join() {
-        Ok(Ok(())) => {}
-        Ok(Err((index, err))) => return Err(write_error(manifest, layout, index, err)),
-        Err(_) => return Err(anyhow::anyhow!("the syncing thread panicked")),
+
+    /// Every file is verified: wait for them to reach the disk, then give them their names.
+    fn place(&mut self) -> Result<(), Failure> {
+        drop(self.to_sync.take());
+        if let Some(syncer) = self.syncer.take() {
+            match syncer.join() {
+                Ok(Ok(())) => {}
+                Ok(Err((index, err))) => {
+                    return Err(write_error(&self.layout, &self.manifest, index, err))
+                }
+                Err(_) => return Err(Failure::new(Kind::Internal, "the syncing thread panicked")),
+            }
+        }
+        let Some(layout) = &self.layout else {
+            return Ok(());
+        };
+        if self.one_flush {
+            layout.sync_all().map_err(Failure::from_any)?;
+        }
+        layout
+            .finish(&self.manifest, self.overwrite)
+            .map_err(Failure::from_any)
     }
-    if let Some(layout) = one_flush {
-        layout.sync_all()?;
+
+    /// Opens the output for entry `index`: stdout, or its staged file (kept up to `keep`
+    /// bytes when resuming, else truncated).
+    fn open(&self, index: usize, keep: u64) -> Result<Destination, Failure> {
+        let Some(layout) = &self.layout else {
+            return Ok(Destination::Stdout(std::io::BufWriter::with_capacity(
+                WRITE_BUFFER,
+                std::io::stdout().lock(),
+            )));
+        };
+        let path = layout.staged(&self.manifest.entries[index].path);
+        let cannot = |e| local_io_failure(&format!("cannot write {}", shown(&path)), e);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Never write through a link planted in the staging folder.
+            options.custom_flags(libc::O_NOFOLLOW);
+            options.mode(0o600);
+        }
+        let mut file: File = options.open(&path).map_err(cannot)?;
+        // What was hashed to offer the resume must still be there.
+        if keep > 0 && file.metadata().map_err(cannot)?.len() < keep {
+            return Err(Failure::new(
+                Kind::LocalIo,
+                format!("the kept part of {} changed meanwhile", shown(&path)),
+            ));
+        }
+        file.set_len(keep).map_err(cannot)?;
+        file.seek(std::io::SeekFrom::Start(keep)).map_err(cannot)?;
+        // Small enough that full DATA payloads bypass the buffer (no extra copy), large enough
+        // to gather the writes of small files.
+        Ok(Destination::File(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER,
+            file,
+        )))
     }
-    Ok(())
 }
 
-/// Opens the output for entry `index`: stdout, or its staged file (kept up to `keep` bytes
-/// when resuming, else truncated).
-fn open(
+/// What the user is told when writing entry `index` failed.
+fn write_error(
+    layout: &Option<Arc<Layout>>,
     manifest: &Manifest,
-    layout: Option<&Layout>,
     index: usize,
-    keep: Option<u64>,
-) -> anyhow::Result<Output> {
-    let Some(layout) = layout else {
-        return Ok(Output::Stdout(std::io::BufWriter::with_capacity(
-            WRITE_BUFFER,
-            std::io::stdout().lock(),
-        )));
-    };
-    let path = layout.staged(&manifest.entries[index].path);
-    let cannot = |e| local_io(&format!("cannot write {}", shown(&path)), e);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true);
-    #[cfg(unix)]
+    err: std::io::Error,
+) -> Failure {
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Never write through a link planted in the staging folder.
-        options.custom_flags(libc::O_NOFOLLOW);
+        match layout {
+            None if err.kind() == std::io::ErrorKind::BrokenPipe => {
+                Failure::new(Kind::LocalIo, "standard output was closed (broken pipe)")
+                    .caused_by(err)
+            }
+            None => local_io_failure("cannot write to standard output", err),
+            Some(layout) => local_io_failure(
+                &format!(
+                    "cannot write {}",
+                    shown(&layout.staged(&manifest.entries[index].path))
+                ),
+                err,
+            ),
+        }
     }
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file: File = options.open(&path).map_err(cannot)?;
-    let keep = keep.unwrap_or(0);
-    // What was hashed to offer the resume must still be there.
-    if keep > 0 && file.metadata().map_err(cannot)?.len() < keep {
-        return Err(fail(
-            Kind::LocalIo,
-            format!("the kept part of {} changed meanwhile", shown(&path)),
-        ));
-    }
-    file.set_len(keep).map_err(cannot)?;
-    file.seek(std::io::SeekFrom::Start(keep)).map_err(cannot)?;
-    // Small enough that full DATA payloads bypass the buffer (no extra copy), large enough to
-    // gather the writes of small files.
-    Ok(Output::File(std::io::BufWriter::with_capacity(
-        WRITE_BUFFER,
-        file,
-    )))
 }
 
 /// Where one entry's bytes go.
-enum Output {
+enum Destination {
     Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>),
     File(std::io::BufWriter<File>),
 }
 
-impl Output {
+impl Destination {
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Output::Stdout(out) => out.write_all(bytes),
-            Output::File(out) => out.write_all(bytes),
+            Destination::Stdout(out) => out.write_all(bytes),
+            Destination::File(out) => out.write_all(bytes),
         }
     }
 
@@ -656,29 +774,8 @@ impl Output {
     /// that would also wait for whatever else is being written there.
     fn finish(self) -> std::io::Result<Option<File>> {
         match self {
-            Output::Stdout(mut out) => out.flush().map(|_| None),
-            Output::File(out) => out.into_inner().map(Some).map_err(|e| e.into_error()),
+            Destination::Stdout(mut out) => out.flush().map(|_| None),
+            Destination::File(out) => out.into_inner().map(Some).map_err(|e| e.into_error()),
         }
-    }
-}
-
-fn write_error(
-    manifest: &Manifest,
-    layout: Option<&Layout>,
-    index: usize,
-    err: std::io::Error,
-) -> anyhow::Error {
-    match layout {
-        None if err.kind() == std::io::ErrorKind::BrokenPipe => {
-            fail(Kind::LocalIo, "standard output was closed (broken pipe)")
-        }
-        None => local_io("cannot write to standard output", err),
-        Some(layout) => local_io(
-            &format!(
-                "cannot write {}",
-                shown(&layout.staged(&manifest.entries[index].path))
-            ),
-            err,
-        ),
     }
 }

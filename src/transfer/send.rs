@@ -1,48 +1,39 @@
-//! `mp send`: offer files, folders, stdin or a text, and stream the bytes once accepted.
+//! `mp send`: the pump around the [`Sender`] engine.
 //!
-//! A reading thread reads ahead, hashes and frames the files in manifest order; a pump task
-//! hands frames to the data channel, whose bounded send buffer pushes back on both. Memory
-//! stays a few MiB whatever the size of the transfer.
+//! The pump checks what is offered, joins the rendezvous, and then loops: it carries out what
+//! the engine asks (send an envelope, make the WebRTC offer, hash prefixes, start reading,
+//! send a frame) and feeds it what happened (an envelope, the link opening, a frame, a chunk
+//! read, Ctrl-C, the time). A reading thread reads ahead, hashes and frames the files; the
+//! engine lets a chunk in only when the receiver's window has room, so memory stays a few MiB
+//! whatever the size of the transfer.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::BytesMut;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use tokio::sync::mpsc;
 
 use super::source::{Origin, Source};
-use super::{
-    public_reason, take_over_interrupt, unexpected, NetOptions, Signaling, CONNECT_TIMEOUT,
-    STEP_TIMEOUT,
-};
-use crate::error::{fail, local_io, Kind};
-use crate::peer::{ended, send_last, Peer};
-use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
-use crate::protocol::frame::{
-    data_len, FailKind, Frame, Taken, DATA_TYPE, WINDOW, WINDOW_MESSAGES,
-};
-use crate::protocol::hex;
-use crate::protocol::manifest::display;
-use crate::protocol::message::{offer_messages, Message, SdpKind, MAX_TEXT};
+use super::{finished, make_sdp, next_frame, next_met, open_link, take_over_interrupt, Met};
+use super::{Made, NetOptions, Opened, Work};
+use crate::error::{fail, local_io_failure, Failure, Kind};
+use crate::peer::{Link, LinkEvent, Peer};
+use crate::protocol::frame::DATA_TYPE;
+use crate::protocol::message::{Kept, Message, MAX_TEXT};
 use crate::protocol::pake::Side;
 use crate::protocol::seal::MAX_MESSAGE;
-use crate::signal::client::{Join, SignalClient};
+use crate::protocol::sender::{Chunk, Event, Input, Offer, Output, Planned, Sender};
+use crate::rendezvous::{self, Rendezvous};
 use crate::ui::{size, Progress, Ui};
 
-/// Frames read ahead of the data channel.
+/// A prefix's hash and the hash state after it (both `None` when the file is shorter).
+type Hashed = (Option<[u8; 32]>, Option<Sha256>);
+
+/// Chunks read ahead of the engine.
 const READ_AHEAD: usize = 8;
-/// How often a generated code is redrawn when its room is busy.
-const ROOM_ATTEMPTS: usize = 20;
-/// How long the sender waits for the receiver to take in more data before giving up.
-const ACK_STALL: Duration = Duration::from_secs(60);
-/// How long to wait for the receiver's verdict once every byte is sent.
-const VERDICT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What to send.
 pub enum What {
@@ -63,7 +54,7 @@ pub struct SendArgs {
 
 pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
     // Everything local is checked before anyone is kept waiting.
-    let source = match &args.what {
+    let (offer, source) = match args.what {
         // Escaping may grow a text in JSON: what must fit is the message as sealed.
         What::Text(text)
             if text.len() > MAX_TEXT
@@ -74,433 +65,398 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
                 format!("--text is limited to {MAX_TEXT} bytes; send a file instead"),
             ))
         }
-        What::Text(_) => None,
-        What::Stdin(name) => Some(Source::stdin(name)?),
+        What::Text(text) => (Offer::Text(text), None),
+        What::Stdin(name) => {
+            let source = Source::stdin(&name)?;
+            (Offer::Files(source.manifest.clone()), Some(source))
+        }
         What::Paths(paths) => {
             // A large tree takes a while to walk: keep it off the runtime (Ctrl-C stays live).
-            let paths = paths.clone();
-            Some(tokio::task::spawn_blocking(move || Source::paths(&paths)).await??)
+            let source = tokio::task::spawn_blocking(move || Source::paths(&paths)).await??;
+            (Offer::Files(source.manifest.clone()), Some(source))
         }
     };
-    let offer = match source {
-        Some(source) => {
-            let summary = source
-                .manifest
-                .validate()
-                .map_err(|e| fail(Kind::Usage, format!("cannot send this: {e}")))?;
-            for skipped in &source.skipped {
-                ui.warn(&format!("skipping {skipped}"));
-            }
-            Some((source, summary))
+    let mut title = String::new();
+    let mut total = None;
+    if let Some(source) = &source {
+        let summary = source
+            .manifest
+            .validate()
+            .map_err(|e| fail(Kind::Usage, format!("cannot send this: {e}")))?;
+        for skipped in &source.skipped {
+            ui.warn(&format!("skipping {skipped}"));
         }
-        None => None,
-    };
+        title = source.manifest.title(&summary);
+        total = summary.bytes;
+    }
 
-    let (mut client, code) = join(&args.net.signal, args.code.as_deref()).await?;
+    let (rendezvous, code) =
+        rendezvous::join(&args.net.signal, args.code.as_deref(), Side::Sender).await?;
     ui.show_code(&code, args.signal_hint.as_deref());
     ui.event("waiting", json!({}));
-    client.wait_paired(args.net.wait).await?;
-    ui.event("paired", json!({}));
-    let mut signaling = Signaling::handshake(client, &code, Side::Sender).await?;
-
-    let Some((source, summary)) = offer else {
-        let What::Text(text) = args.what else {
-            unreachable!("only a text has no source")
-        };
-        return send_text(signaling, text, &ui).await;
-    };
-
-    let connected = match negotiate(&mut signaling, &source, &args.net, &ui).await {
-        Ok(connected) => connected,
-        Err(err) => {
-            signaling.abort(&public_reason(&err)).await;
-            return Err(err);
-        }
-    };
-    signaling.close().await;
-    let (peer, channel, resume) = connected;
-    ui.event("connected", json!({}));
-
-    let name = source.manifest.title(&summary);
-    let progress = ui.progress(summary.bytes, &name);
+    let is_text = source.is_none();
+    let engine = Sender::new(code, offer, Instant::now(), args.net.wait);
+    let progress = ui.progress(total, &title);
     let started = Instant::now();
-    let result = stream(&peer, channel, source, resume, &progress).await;
+    let pump = Pump {
+        engine,
+        rendezvous: Some(rendezvous),
+        paired: false,
+        net: args.net,
+        source,
+        ui: ui.clone(),
+        progress: progress.clone(),
+        peer: None,
+        link: None,
+        reader: None,
+        hash_request: Vec::new(),
+        prefixes: HashMap::new(),
+    };
+    let result = pump.run().await;
     progress.finish();
-    peer.close().await;
-    result?;
-    let sent = progress.bytes();
+    let report = result?;
+    if is_text {
+        ui.event("finished", json!({}));
+        ui.status("Text sent.");
+        return Ok(());
+    }
     ui.event(
         "finished",
-        json!({ "bytes": sent, "seconds": crate::ui::seconds(started.elapsed()) }),
+        json!({
+            "bytes": report.sent,
+            "already_there": report.already_there,
+            "seconds": crate::ui::seconds(started.elapsed()),
+        }),
     );
-    ui.status(&format!("Sent {name} ({}).", size(sent)));
-    Ok(())
-}
-
-async fn send_text(mut signaling: Signaling, text: String, ui: &Ui) -> anyhow::Result<()> {
-    signaling.send(&Message::Text { text }).await?;
-    match signaling.recv_within(STEP_TIMEOUT).await? {
-        Message::Accept { .. } => {}
-        Message::Reject { reason } => return Err(declined(&reason)),
-        other => return Err(unexpected(&other, "accept")),
-    }
-    signaling.close().await;
-    ui.event("finished", json!({}));
-    ui.status("Text sent.");
-    Ok(())
-}
-
-fn declined(reason: &str) -> anyhow::Error {
-    fail(
-        Kind::Declined,
-        format!("the receiver declined: {}", display(reason)),
-    )
-}
-
-type Connected = (Peer, Arc<dyn DataChannel>, HashMap<usize, (u64, String)>);
-
-/// Offer, answer, SDPs: everything up to an open data channel.
-async fn negotiate(
-    signaling: &mut Signaling,
-    source: &Source,
-    net: &NetOptions,
-    ui: &Ui,
-) -> anyhow::Result<Connected> {
-    for offer in offer_messages(&source.manifest) {
-        signaling.send(&offer).await?;
-    }
-    ui.status("Waiting for the receiver to accept…");
-    let resume = match signaling.recv().await? {
-        Message::Accept { resume } => resume,
-        Message::Reject { reason } => return Err(declined(&reason)),
-        other => return Err(unexpected(&other, "accept")),
+    let resumed = if report.already_there > 0 {
+        format!("; {} were already there", size(report.already_there))
+    } else {
+        String::new()
     };
-    ui.event("accepted", json!({ "resuming": resume.len() }));
-    let mut wanted = HashMap::new();
-    for r in resume {
-        let is_sized_file = source
-            .manifest
-            .entries
-            .get(r.index)
-            .is_some_and(|e| e.is_file() && e.size.is_some_and(|s| r.offset <= s));
-        if !is_sized_file {
-            return Err(fail(
-                Kind::Integrity,
-                "the receiver asked to resume a file that is not offered",
-            ));
-        }
-        wanted.insert(r.index, (r.offset, r.sha256));
-    }
+    ui.status(&format!("Sent {title} ({}{resumed}).", size(report.sent)));
+    Ok(())
+}
 
-    let mut peer = Peer::new(&net.peer_options()).await?;
-    let connected = async {
-        let (channel, sdp) = peer.offer().await?;
-        signaling
-            .send(&Message::Sdp {
-                kind: SdpKind::Offer,
-                sdp,
-            })
-            .await?;
-        match signaling.recv_within(STEP_TIMEOUT).await? {
-            Message::Sdp {
-                kind: SdpKind::Answer,
-                sdp,
-            } => peer.apply_answer(sdp).await?,
-            other => return Err(unexpected(&other, "an SDP answer")),
+/// Everything the sender's loop holds.
+struct Pump {
+    engine: Sender,
+    rendezvous: Option<Box<dyn Rendezvous>>,
+    paired: bool,
+    net: NetOptions,
+    source: Option<Source>,
+    ui: Ui,
+    progress: Progress,
+    peer: Option<Peer>,
+    link: Option<Link>,
+    reader: Option<mpsc::Receiver<Chunk>>,
+    /// The prefixes the engine asked to hash, in its order.
+    hash_request: Vec<Kept>,
+    /// Hash states after each prefix the receiver kept, for the reader to continue from.
+    prefixes: HashMap<usize, Sha256>,
+}
+
+impl Pump {
+    async fn run(mut self) -> Result<crate::protocol::sender::Report, Failure> {
+        take_over_interrupt();
+        // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
+        let interrupt = tokio::signal::ctrl_c();
+        tokio::pin!(interrupt);
+        let mut making_sdp: Work<Made> = None;
+        let mut opening: Work<Opened> = None;
+        let mut hashing: Work<Result<Vec<Hashed>, Failure>> = None;
+        let result = 'run: loop {
+            // Carry out everything the engine wants done now.
+            let deadline = loop {
+                match self.engine.poll_output() {
+                    Output::Timeout(at) => break at,
+                    Output::Done(result) => break 'run result,
+                    Output::Envelope(envelope) => self.send_envelope(envelope).await,
+                    Output::CloseRendezvous => {
+                        if let Some(mut rendezvous) = self.rendezvous.take() {
+                            rendezvous.close().await;
+                        }
+                    }
+                    Output::CreateOffer => making_sdp = Some(make_sdp(&self.net, None)),
+                    Output::ApplyAnswer(answer) => {
+                        let mut peer = self.peer.take().expect("an offer was made");
+                        match peer.apply_answer(answer).await {
+                            Ok(()) => opening = Some(open_link(peer)),
+                            Err(why) => {
+                                self.peer = Some(peer);
+                                self.handle(Input::LinkFailed(why));
+                            }
+                        }
+                    }
+                    Output::HashPrefixes(kept) => {
+                        let work = hash_prefixes(self.origins(&kept), kept.clone());
+                        hashing = Some(Box::pin(work));
+                        self.hash_request = kept;
+                    }
+                    Output::StartReading { plan, max_data } => self.start_reading(plan, max_data),
+                    Output::Frame(frame) => {
+                        // A frame that cannot leave means the link is going away: what the
+                        // peer said last (a FAIL, a DONE) is still delivered before
+                        // `LinkEvent::Closed`, and decides.
+                        if let Some(link) = &mut self.link {
+                            if link.send(frame).await.is_err() {
+                                link.going_away();
+                            }
+                        }
+                    }
+                    Output::Event(event) => self.show(event),
+                }
+            };
+            let wants_chunk = self.engine.wants_chunk() && self.reader.is_some();
+            let input = tokio::select! {
+                met = next_met(&mut self.rendezvous, self.paired) => match met {
+                    Met::Paired => {
+                        self.paired = true;
+                        self.ui.event("paired", json!({}));
+                        Input::Paired
+                    }
+                    Met::Envelope(envelope) => Input::Envelope(envelope),
+                    Met::Closed(why) => {
+                        self.rendezvous = None;
+                        Input::RendezvousClosed(why)
+                    }
+                },
+                made = finished(&mut making_sdp) => match made {
+                    Ok((peer, sdp)) => {
+                        self.peer = Some(peer);
+                        Input::LocalSdp(sdp)
+                    }
+                    Err(why) => Input::LinkFailed(why),
+                },
+                (peer, link) = finished(&mut opening) => {
+                    self.peer = Some(peer);
+                    match link {
+                        Ok(link) => {
+                            let max_message = link.max_message();
+                            self.link = Some(link);
+                            Input::LinkOpen { max_message }
+                        }
+                        Err(why) => Input::LinkFailed(why),
+                    }
+                },
+                event = next_frame(&mut self.link) => match event {
+                    LinkEvent::Message(frame) => Input::Frame(frame),
+                    LinkEvent::Closed => {
+                        self.link = None;
+                        Input::LinkClosed
+                    }
+                },
+                hashed = finished(&mut hashing) => match hashed {
+                    Ok(hashed) => {
+                        let mut hashes = Vec::with_capacity(hashed.len());
+                        for (kept, (hash, state)) in self.hash_request.iter().zip(hashed) {
+                            if let Some(state) = state {
+                                self.prefixes.insert(kept.index, state);
+                            }
+                            hashes.push(hash);
+                        }
+                        Input::Prefixes(hashes)
+                    }
+                    Err(why) => Input::Chunk(Chunk::Failed(why)),
+                },
+                chunk = next_chunk(&mut self.reader), if wants_chunk => chunk,
+                _ = &mut interrupt => Input::Interrupt,
+                _ = tokio::time::sleep_until(deadline.into()) => Input::Timeout,
+            };
+            self.handle(input);
+        };
+        if let Some(link) = &self.link {
+            if result.is_err() {
+                // Let a last FAIL leave before the connection closes.
+                link.flush().await;
+            }
         }
-        signaling.watch_while(wait_open(&peer, &channel)).await?;
-        Ok(channel)
-    }
-    .await;
-    match connected {
-        Ok(channel) => Ok((peer, channel, wanted)),
-        Err(err) => {
-            // Close, so the other side is not left waiting for ICE to time out.
+        if let Some(peer) = &self.peer {
             peer.close().await;
-            Err(err)
         }
+        if let Some(mut rendezvous) = self.rendezvous.take() {
+            // A last abort must leave before the connection closes.
+            rendezvous.close().await;
+        }
+        result
     }
-}
 
-/// Joins a room: the caller's code, or a fresh one (redrawing the room while it is busy).
-async fn join(url: &str, code: Option<&str>) -> anyhow::Result<(SignalClient, Code)> {
-    if let Some(text) = code {
-        let code = Code::parse(text).map_err(|e| fail(Kind::Usage, e.to_string()))?;
-        return match SignalClient::join(url, code.room(), Side::Sender).await? {
-            Join::Joined(client) => Ok((*client, code)),
-            Join::Busy => Err(fail(
-                Kind::RoomFull,
-                format!("the code {code} is already in use on the server; pick another"),
-            )),
+    fn handle(&mut self, input: Input) {
+        self.engine.handle(Instant::now(), input);
+    }
+
+    async fn send_envelope(&mut self, envelope: Vec<u8>) {
+        let Some(rendezvous) = self.rendezvous.as_mut() else {
+            return;
         };
-    }
-    let mut code = Code::generate();
-    for _ in 0..ROOM_ATTEMPTS {
-        if let Join::Joined(client) = SignalClient::join(url, code.room(), Side::Sender).await? {
-            return Ok((*client, code));
+        if let Err(why) = rendezvous.send(envelope).await {
+            self.rendezvous = None;
+            self.handle(Input::RendezvousClosed(why));
         }
-        let room = rand::Rng::gen_range(&mut rand::rngs::OsRng, 1..=MAX_GENERATED_ROOM);
-        code = code.with_room(room);
     }
-    Err(fail(
-        Kind::RoomFull,
-        "every room tried on the signaling server is busy; try again later",
-    ))
-}
 
-/// Waits until the data channel is open, or the connection fails.
-async fn wait_open(peer: &Peer, channel: &Arc<dyn DataChannel>) -> anyhow::Result<()> {
-    let mut state = peer.state();
-    let open = crate::peer::wait_open(channel);
-    let outcome = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        tokio::select! {
-            opened = open => opened,
-            _ = ended(&mut state) => Err(()),
-        }
-    })
-    .await;
-    match outcome {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(fail(
-            Kind::Connect,
-            "no direct connection could be established with the receiver",
-        )),
-    }
-}
-
-/// Streams every file and waits for the receiver's verdict.
-async fn stream(
-    peer: &Peer,
-    channel: Arc<dyn DataChannel>,
-    source: Source,
-    resume: HashMap<usize, (u64, String)>,
-    progress: &Progress,
-) -> anyhow::Result<()> {
-    take_over_interrupt();
-    let (frames_tx, mut frames_rx) = mpsc::channel::<BytesMut>(READ_AHEAD);
-    let reader_progress = progress.clone();
-    let frames = Frames {
-        tx: frames_tx,
-        max_data: peer.max_message() - 1,
-    };
-    let mut reader =
-        tokio::task::spawn_blocking(move || read_frames(source, resume, frames, &reader_progress));
-
-    // What the receiver has acknowledged taking in; the pump stays within WINDOW of it.
-    let (acked_tx, mut acked_rx) = watch::channel(Taken::default());
-    let pump_channel = channel.clone();
-    let pump_progress = progress.clone();
-    let mut pump = tokio::spawn(async move {
-        let mut sent = Taken::default();
-        while let Some(frame) = frames_rx.recv().await {
-            let data = data_len(&frame);
-            let room = acked_rx.wait_for(|acked| {
-                sent.bytes.saturating_sub(acked.bytes) < WINDOW
-                    && sent.messages.saturating_sub(acked.messages) < WINDOW_MESSAGES
-            });
-            match tokio::time::timeout(ACK_STALL, room).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => break, // the transfer ended
-                Err(_) => return Err(Stop::Stalled),
+    fn show(&self, event: Event) {
+        match event {
+            Event::Paired => {}
+            Event::AwaitingAccept => self.ui.status("Waiting for the receiver to accept…"),
+            Event::Accepted { resuming } => {
+                self.ui.event("accepted", json!({ "resuming": resuming }))
             }
-            pump_channel.send(frame).await.map_err(|_| Stop::Closed)?;
-            sent.bytes += data;
-            sent.messages += 1;
-            pump_progress.inc(data);
+            Event::Connected => self.ui.event("connected", json!({})),
+            Event::AlreadyThere { bytes } | Event::Sent { bytes } => self.progress.inc(bytes),
         }
-        Ok::<(), Stop>(())
+    }
+
+    fn origins(&self, kept: &[Kept]) -> Vec<Option<PathBuf>> {
+        let source = self.source.as_ref().expect("files are offered");
+        kept.iter()
+            .map(|k| match source.origins.get(k.index) {
+                Some(Some(Origin::Path(path) | Origin::Walked(path))) => Some(path.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn start_reading(&mut self, plan: Vec<Planned>, max_data: usize) {
+        let Some(source) = self.source.take() else {
+            self.handle(Input::Chunk(Chunk::Failed(Failure::new(
+                Kind::Internal,
+                "nothing to read",
+            ))));
+            return;
+        };
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let prefixes = std::mem::take(&mut self.prefixes);
+        std::thread::spawn(move || read_files(source, plan, prefixes, max_data, tx));
+        self.reader = Some(rx);
+    }
+}
+
+/// The next chunk from the reading thread.
+async fn next_chunk(reader: &mut Option<mpsc::Receiver<Chunk>>) -> Input {
+    match reader.as_mut() {
+        Some(rx) => match rx.recv().await {
+            Some(chunk) => Input::Chunk(chunk),
+            None => Input::Chunk(Chunk::Failed(Failure::new(
+                Kind::Internal,
+                "the reading thread stopped",
+            ))),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Hashes the first `offset` bytes of each file (on a blocking thread): the proof sent to the
+/// receiver, and the hash state the reader continues from. `None` for a file now shorter.
+async fn hash_prefixes(
+    paths: Vec<Option<PathBuf>>,
+    kept: Vec<Kept>,
+) -> Result<Vec<Hashed>, Failure> {
+    let work = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(kept.len());
+        for (path, kept) in paths.into_iter().zip(kept) {
+            let Some(path) = path else {
+                out.push((None, None));
+                continue;
+            };
+            let cannot = |e| local_io_failure(&format!("cannot read {}", path.display()), e);
+            let mut file = std::fs::File::open(&path).map_err(cannot)?;
+            let mut hasher = Sha256::new();
+            let copied =
+                std::io::copy(&mut (&mut file).take(kept.offset), &mut hasher).map_err(cannot)?;
+            if copied == kept.offset {
+                out.push((Some(hasher.clone().finalize().into()), Some(hasher)));
+            } else {
+                out.push((None, None));
+            }
+        }
+        Ok(out)
     });
-
-    let mut state = peer.state();
-    let mut pumped = false;
-    // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
-    let lost = || fail(Kind::PeerGone, "the connection to the receiver was lost");
-    let verdict_deadline = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(verdict_deadline);
-    let outcome = loop {
-        tokio::select! {
-            done = &mut pump, if !pumped => {
-                pumped = true;
-                match done {
-                    Ok(Ok(())) => {}
-                    Ok(Err(Stop::Stalled)) => break Err(fail(
-                        Kind::PeerGone,
-                        format!("the receiver stopped taking data for {} s", ACK_STALL.as_secs()),
-                    )),
-                    _ => break last_word(&channel).await.unwrap_or_else(|| Err(lost())),
-                }
-                verdict_deadline.as_mut().reset(tokio::time::Instant::now() + VERDICT_TIMEOUT);
-            }
-            event = channel.poll() => match event {
-                Some(DataChannelEvent::OnMessage(message)) => match Frame::decode(&message.data) {
-                    Ok(Frame::Done) => {
-                        // The verdict may be read before the pump's end is noticed.
-                        if !pumped && !matches!((&mut pump).await, Ok(Ok(()))) {
-                            break Err(lost());
-                        }
-                        break Ok(());
-                    }
-                    Ok(Frame::Ack(taken)) => {
-                        acked_tx.send_if_modified(|acked| {
-                            let newer = taken.bytes > acked.bytes || taken.messages > acked.messages;
-                            acked.bytes = acked.bytes.max(taken.bytes);
-                            acked.messages = acked.messages.max(taken.messages);
-                            newer
-                        });
-                        // The receiver is alive (it acknowledges while it syncs and places).
-                        if pumped {
-                            verdict_deadline.as_mut().reset(tokio::time::Instant::now() + VERDICT_TIMEOUT);
-                        }
-                    }
-                    Ok(Frame::Fail(kind, reason)) => break Err(receiver_failed(kind, &reason)),
-                    _ => break Err(fail(Kind::Integrity, "the receiver sent an unexpected frame")),
-                },
-                Some(DataChannelEvent::OnClose) | None => {
-                    break Err(fail(Kind::PeerGone, "the receiver closed the connection"));
-                }
-                Some(_) => {}
-            },
-            _ = ended(&mut state) => break last_word(&channel).await.unwrap_or_else(|| Err(lost())),
-            _ = &mut interrupt => {
-                pump.abort();
-                let stop = Frame::Fail(FailKind::Interrupted, "the sender was interrupted".into());
-                send_last(&channel, stop).await;
-                break Err(fail(Kind::Interrupted, "interrupted"));
-            }
-            _ = &mut verdict_deadline => {
-                break Err(fail(Kind::PeerGone, "the receiver never confirmed the transfer"));
-            }
-        }
-    };
-    pump.abort();
-    // A local read error is the more useful message; the reader stops once its queue closes.
-    drop(pump);
-    // A local read error is the real story even if the receiver had its say.
-    if let Ok(Ok(Err(read_error))) = tokio::time::timeout(Duration::from_secs(1), &mut reader).await
-    {
-        return Err(read_error);
-    }
-    outcome
+    work.await.unwrap_or_else(|e| {
+        Err(Failure::new(
+            Kind::Internal,
+            format!("hashing stopped: {e}"),
+        ))
+    })
 }
 
-/// Why the pump stopped early.
-enum Stop {
-    /// The data channel refused a frame: the connection is going away.
-    Closed,
-    /// The receiver acknowledged nothing for [`ACK_STALL`].
-    Stalled,
-}
-
-/// The receiver's FAIL as an error for our user.
-fn receiver_failed(kind: FailKind, reason: &str) -> anyhow::Error {
-    let kind = match kind {
-        FailKind::Integrity => Kind::Integrity,
-        _ => Kind::PeerGone,
-    };
-    fail(kind, format!("the receiver stopped: {}", display(reason)))
-}
-
-/// When the connection breaks, the receiver's verdict (a FAIL saying why, or even DONE) may
-/// still be queued: look for it briefly.
-async fn last_word(channel: &Arc<dyn DataChannel>) -> Option<anyhow::Result<()>> {
-    let look = async {
-        loop {
-            match channel.poll().await? {
-                DataChannelEvent::OnMessage(message) => match Frame::decode(&message.data) {
-                    Ok(Frame::Fail(kind, reason)) => {
-                        return Some(Err(receiver_failed(kind, &reason)))
-                    }
-                    Ok(Frame::Done) => return Some(Ok(())),
-                    _ => {}
-                },
-                DataChannelEvent::OnClose => return None,
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_millis(500), look)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Where the reading thread puts frames, and how large a DATA payload the peer accepts.
-struct Frames {
-    tx: mpsc::Sender<BytesMut>,
-    max_data: usize,
-}
-
-/// The reading thread: for each file, BEGIN (when resuming), DATA frames, END with its SHA-256.
-fn read_frames(
+/// The reading thread: for each planned file, DATA chunks from its start, then END with the
+/// SHA-256 of the whole file (continuing the prefix's hash state when resuming).
+fn read_files(
     source: Source,
-    resume: HashMap<usize, (u64, String)>,
-    frames: Frames,
-    progress: &Progress,
-) -> anyhow::Result<()> {
-    let send = |frame: Frame| {
-        frames
-            .tx
-            .blocking_send(frame.encode().as_slice().into())
-            .is_ok()
-    };
-    let entries = source.manifest.entries.iter().zip(source.origins);
-    for (index, (entry, origin)) in entries.enumerate() {
-        let sent = match origin {
-            None => continue,
-            Some(Origin::Stdin) => send_stream(
-                &mut std::io::stdin().lock(),
-                Sha256::new(),
-                &frames,
-                "cannot read standard input",
-                None,
-            )
-            .map(|sent| sent.map(|(_, hash)| hash)),
-            Some(Origin::Path(path)) => {
-                let expected = entry.size.unwrap_or(0);
-                send_path(
-                    &path,
-                    false,
-                    expected,
-                    resume.get(&index),
-                    &frames,
-                    progress,
-                )
-            }
-            Some(Origin::Walked(path)) => {
-                let expected = entry.size.unwrap_or(0);
-                send_path(&path, true, expected, resume.get(&index), &frames, progress)
-            }
+    plan: Vec<Planned>,
+    mut prefixes: HashMap<usize, Sha256>,
+    max_data: usize,
+    tx: mpsc::Sender<Chunk>,
+) {
+    let mut origins = source.origins;
+    for Planned { index, start } in plan {
+        let expected = source.manifest.entries[index].size;
+        let hasher = if start > 0 {
+            prefixes.remove(&index).unwrap_or_default()
+        } else {
+            Sha256::new()
         };
-        match sent {
-            Ok(Some(hash)) => {
-                if !send(Frame::End(hash)) {
-                    return Ok(());
-                }
-            }
-            // The transfer ended meanwhile; the caller reports why.
-            Ok(None) => return Ok(()),
-            Err(err) => {
-                let _ = send(Frame::Fail(FailKind::LocalIo, public_reason(&err)));
-                return Err(err);
-            }
+        let read = match origins.get_mut(index).and_then(Option::take) {
+            Some(Origin::Stdin) => read_stream(
+                &mut std::io::stdin().lock(),
+                hasher,
+                index,
+                max_data,
+                None,
+                &tx,
+                "cannot read standard input",
+            )
+            .map(|done| done.map(|(_, hash)| hash)),
+            Some(Origin::Path(path)) => read_path(
+                &path,
+                false,
+                start,
+                expected.unwrap_or(0),
+                hasher,
+                index,
+                max_data,
+                &tx,
+            ),
+            Some(Origin::Walked(path)) => read_path(
+                &path,
+                true,
+                start,
+                expected.unwrap_or(0),
+                hasher,
+                index,
+                max_data,
+                &tx,
+            ),
+            None => Err(Failure::new(Kind::Internal, "a file without an origin")),
+        };
+        let chunk = match read {
+            Ok(Some(sha256)) => Chunk::End { index, sha256 },
+            // The transfer ended meanwhile.
+            Ok(None) => return,
+            Err(why) => Chunk::Failed(why),
+        };
+        let failed = matches!(chunk, Chunk::Failed(_));
+        if tx.blocking_send(chunk).is_err() || failed {
+            return;
         }
     }
-    Ok(())
 }
 
-/// Sends one file of `expected` bytes, continuing after the receiver's prefix when it matches
-/// ours; returns its SHA-256.
-fn send_path(
+/// Reads one file of `expected` bytes from `start`; returns its SHA-256, or `None` when the
+/// transfer ended meanwhile.
+#[allow(clippy::too_many_arguments)]
+fn read_path(
     path: &std::path::Path,
     walked: bool,
+    start: u64,
     expected: u64,
-    resume: Option<&(u64, String)>,
-    frames: &Frames,
-    progress: &Progress,
-) -> anyhow::Result<Option<[u8; 32]>> {
+    hasher: Sha256,
+    index: usize,
+    max_data: usize,
+    tx: &mpsc::Sender<Chunk>,
+) -> Result<Option<[u8; 32]>, Failure> {
     let what = format!("cannot read {}", path.display());
+    let cannot = |e| local_io_failure(&what, e);
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -509,65 +465,59 @@ fn send_path(
         // Not through a link, and without blocking on a FIFO swapped in after the walk.
         options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    let mut file = options.open(path).map_err(|e| local_io(&what, e))?;
-    if !file.metadata().map_err(|e| local_io(&what, e))?.is_file() {
-        return Err(fail(
+    let mut file = options.open(path).map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(Failure::new(
             Kind::LocalIo,
             format!("{} is no longer a regular file", path.display()),
         ));
     }
-    let mut hasher = Sha256::new();
-    let mut start = 0;
-    if let Some((offset, theirs)) = resume {
-        let copied = std::io::copy(&mut (&mut file).take(*offset), &mut hasher)
-            .map_err(|e| local_io(&what, e))?;
-        if copied == *offset && hex(&hasher.clone().finalize()) == *theirs {
-            start = *offset;
-        } else {
-            hasher = Sha256::new();
-            file.rewind().map_err(|e| local_io(&what, e))?;
-        }
-        let begin = Frame::Begin(start).encode();
-        if frames.tx.blocking_send(begin.as_slice().into()).is_err() {
-            return Ok(None);
-        }
-        progress.inc(start);
+    let changed = || {
+        Failure::new(
+            Kind::LocalIo,
+            format!("{} changed while being sent", path.display()),
+        )
+    };
+    if start > expected {
+        return Err(changed());
     }
+    file.seek(std::io::SeekFrom::Start(start)).map_err(cannot)?;
     let remaining = expected - start;
     let input = &mut (&mut file).take(remaining);
-    let Some((sent, hash)) = send_stream(input, hasher, frames, &what, Some(remaining))? else {
+    let Some((read, hash)) =
+        read_stream(input, hasher, index, max_data, Some(remaining), tx, &what)?
+    else {
         return Ok(None);
     };
     let grew = file.read(&mut [0u8; 1]).is_ok_and(|n| n > 0);
-    if sent != remaining || grew {
-        return Err(fail(
-            Kind::LocalIo,
-            format!("{} changed while being sent", path.display()),
-        ));
+    if read != remaining || grew {
+        return Err(changed());
     }
     Ok(Some(hash))
 }
 
-/// Sends the rest of `input` as DATA frames; returns the bytes sent and the final hash, or
+/// Reads the rest of `input` into DATA chunks; returns the bytes read and the final hash, or
 /// `None` when the transfer ended meanwhile.
-fn send_stream(
+fn read_stream(
     input: &mut dyn Read,
     mut hasher: Sha256,
-    frames: &Frames,
-    what: &str,
+    index: usize,
+    max_data: usize,
     length: Option<u64>,
-) -> anyhow::Result<Option<(u64, [u8; 32])>> {
-    let mut sent: u64 = 0;
+    tx: &mpsc::Sender<Chunk>,
+    what: &str,
+) -> Result<Option<(u64, [u8; 32])>, Failure> {
+    let mut read: u64 = 0;
     loop {
         // A frame no larger than what is left: a small file must not pin a full-size buffer
         // while SCTP holds it.
-        let want = length.map_or(frames.max_data, |length| {
-            (length - sent).min(frames.max_data as u64) as usize
+        let want = length.map_or(max_data, |length| {
+            (length - read).min(max_data as u64) as usize
         });
         if want == 0 {
-            return Ok(Some((sent, hasher.finalize().into())));
+            return Ok(Some((read, hasher.finalize().into())));
         }
-        let mut frame = BytesMut::zeroed(1 + want);
+        let mut frame = vec![0u8; 1 + want];
         frame[0] = DATA_TYPE;
         let mut filled = 1;
         // Fill the frame completely unless the input ends: fewer, larger messages.
@@ -576,16 +526,16 @@ fn send_stream(
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(local_io(what, e)),
+                Err(e) => return Err(local_io_failure(what, e)),
             }
         }
         if filled == 1 {
-            return Ok(Some((sent, hasher.finalize().into())));
+            return Ok(Some((read, hasher.finalize().into())));
         }
         frame.truncate(filled);
         hasher.update(&frame[1..]);
-        sent += (filled - 1) as u64;
-        if frames.tx.blocking_send(frame).is_err() {
+        read += (filled - 1) as u64;
+        if tx.blocking_send(Chunk::Data { index, frame }).is_err() {
             return Ok(None);
         }
     }

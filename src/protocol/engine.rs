@@ -1,0 +1,131 @@
+//! What the two engines ([`super::sender`] and [`super::receiver`]) share: the timers of the
+//! protocol and how a missed deadline or a message out of place becomes a [`Failure`].
+//!
+//! Both engines are driven the same way, in the style of str0m's `Rtc`:
+//!
+//! ```text
+//! loop {
+//!     match engine.poll_output() {          // drain everything the engine wants done
+//!         Output::Timeout(at) => wait for the next input, or until `at`,
+//!                                then engine.handle(now, input or Input::Timeout),
+//!         Output::Done(result) => stop,
+//!         other => carry it out (send bytes, start a file operation, show an event),
+//!     }
+//! }
+//! ```
+//!
+//! Time is an input: an engine never reads a clock, so every timer can be tested with made-up
+//! instants.
+
+use std::time::{Duration, Instant};
+
+use super::message::Message;
+use crate::error::{Failure, Kind};
+
+/// How long each handshake message may take once both sides are paired.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a reply may take that no person waits on (offer parts, prefixes, SDPs, a text's
+/// receipt): a server that drops a message is noticed in a minute.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the sender waits for `accept` (a person may be reading the receiver's prompt).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the local WebRTC side may take to produce its SDP (gathering candidates).
+pub const LOCAL_SDP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the data channel may take to open once the SDPs are exchanged.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the data channel may still take to open once the peer has left the rendezvous
+/// (it leaves as soon as *its* end is open).
+pub const LEFT_GRACE: Duration = Duration::from_secs(5);
+/// Sender: how long the receiver may take in nothing while data waits for the window.
+pub const ACK_STALL: Duration = Duration::from_secs(60);
+/// Sender: how long to wait for the receiver's verdict after the last frame or ACK.
+pub const VERDICT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Sender: a quiet spell after which it sends KEEPALIVE.
+pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(10);
+/// Receiver: how long the sender may send nothing (not even KEEPALIVE) before it is given up.
+pub const SENDER_SILENCE: Duration = Duration::from_secs(60);
+/// Receiver: an ACK at least this often while anything changed, and while syncing and placing.
+pub const ACK_INTERVAL: Duration = Duration::from_secs(1);
+/// Receiver: how long to wait for the sender to close after DONE.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A deadline and the failure it means when it passes.
+pub struct Timer {
+    pub at: Instant,
+    failure: (Kind, String),
+}
+
+impl Timer {
+    pub fn new(at: Instant, kind: Kind, message: impl Into<String>) -> Timer {
+        Timer {
+            at,
+            failure: (kind, message.into()),
+        }
+    }
+
+    /// The deadline for the peer's next message.
+    pub fn reply(now: Instant, within: Duration) -> Timer {
+        Timer::new(
+            now + within,
+            Kind::PeerGone,
+            format!(
+                "the other side stopped answering (no message for {} s)",
+                within.as_secs()
+            ),
+        )
+    }
+
+    pub fn failure(&self) -> Failure {
+        Failure::new(self.failure.0, self.failure.1.clone())
+    }
+}
+
+/// A message the protocol did not expect at this point: a violation by the peer.
+pub fn unexpected(message: &Message, waiting_for: &str) -> Failure {
+    Failure::new(
+        Kind::Integrity,
+        format!(
+            "protocol violation: got {} while waiting for {waiting_for}",
+            message.kind_name()
+        ),
+    )
+}
+
+/// The earliest of some deadlines.
+pub fn earliest(deadlines: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    deadlines.into_iter().flatten().min()
+}
+
+/// A violation of the protocol by the peer.
+pub fn violation(what: &str) -> Failure {
+    Failure::new(Kind::Integrity, format!("protocol violation: {what}"))
+}
+
+/// Why an engine stops: the failure, and whether the peer should hear about it.
+pub struct Stop {
+    pub failure: Failure,
+    pub tell: bool,
+}
+
+impl Stop {
+    /// Stop, and tell the peer why (a sealed `abort` or a FAIL frame).
+    pub fn tell(failure: Failure) -> Stop {
+        Stop {
+            failure,
+            tell: true,
+        }
+    }
+
+    /// Stop; the peer already knows (it failed, declined or left).
+    pub fn quiet(failure: Failure) -> Stop {
+        Stop {
+            failure,
+            tell: false,
+        }
+    }
+
+    /// A bug in the pump that drives the engine.
+    pub fn internal(what: &str) -> Stop {
+        Stop::tell(Failure::new(Kind::Internal, what.to_string()))
+    }
+}

@@ -1,0 +1,74 @@
+//! How two peers find each other and get a pipe for their sealed signaling messages.
+//!
+//! A [`Rendezvous`] only moves opaque envelopes: the key exchange, sealing and every decision
+//! are the engines' ([`crate::protocol::sender`], [`crate::protocol::receiver`]). So a new way
+//! to meet (a LAN endpoint found with mDNS, a server backed by Redis) is one more
+//! implementation of this trait, and nothing else changes.
+//!
+//! Today there is one: [`crate::signal::client::SignalClient`], a room on an `mp signal`
+//! server over WebSocket. [`join`] picks the room from the code (or draws a code whose room is
+//! free, for a sender without one).
+
+use crate::error::{Failure, Kind};
+use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
+use crate::protocol::pake::Side;
+use crate::signal::client::{Join, SignalClient};
+
+/// A meeting place for the two sides of one transfer.
+///
+/// Every method that waits is cancel-safe: a pump may `select!` on it and drop the future when
+/// something else happens first, without losing a message.
+#[async_trait::async_trait]
+pub trait Rendezvous: Send {
+    /// Resolves once the other side has arrived.
+    async fn paired(&mut self) -> Result<(), Failure>;
+    /// Sends one envelope to the other side.
+    async fn send(&mut self, envelope: Vec<u8>) -> Result<(), Failure>;
+    /// The other side's next envelope; an error once it has left or the pipe broke.
+    async fn recv(&mut self) -> Result<Vec<u8>, Failure>;
+    /// Leaves, politely and briefly.
+    async fn close(&mut self);
+}
+
+/// How often a generated code is redrawn when its room is busy.
+const ROOM_ATTEMPTS: usize = 20;
+
+/// Joins the room of `code` on the signaling server at `url` as `side`; a sender without a
+/// code gets a generated one whose room is free.
+pub async fn join(
+    url: &str,
+    code: Option<&str>,
+    side: Side,
+) -> Result<(Box<dyn Rendezvous>, Code), Failure> {
+    let join = |room: String| async move {
+        SignalClient::join(url, &room, side)
+            .await
+            .map_err(Failure::from_any)
+    };
+    if let Some(text) = code {
+        let code = Code::parse(text).map_err(|e| Failure::new(Kind::Usage, e.to_string()))?;
+        return match join(code.room().to_string()).await? {
+            Join::Joined(client) => Ok((client, code)),
+            Join::Busy if side == Side::Sender => Err(Failure::new(
+                Kind::RoomFull,
+                format!("the code {code} is already in use on the server; pick another"),
+            )),
+            Join::Busy => Err(Failure::new(
+                Kind::RoomFull,
+                format!("the code {code} is already in use by another receiver or transfer"),
+            )),
+        };
+    }
+    let mut code = Code::generate();
+    for _ in 0..ROOM_ATTEMPTS {
+        if let Join::Joined(client) = join(code.room().to_string()).await? {
+            return Ok((client, code));
+        }
+        let room = rand::Rng::gen_range(&mut rand::rngs::OsRng, 1..=MAX_GENERATED_ROOM);
+        code = code.with_room(room);
+    }
+    Err(Failure::new(
+        Kind::RoomFull,
+        "every room tried on the signaling server is busy; try again later",
+    ))
+}
