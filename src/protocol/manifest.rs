@@ -235,21 +235,44 @@ pub fn check_path(path: &str) -> Result<(), ManifestError> {
     Ok(())
 }
 
-/// Makes a name safe to print on a terminal: control characters (escape sequences included)
-/// and bidirectional overrides become `\u{..}` escapes, so a file name cannot move the cursor,
-/// rewrite the screen or disguise its extension.
+/// Makes a name safe to print on a terminal: every character that is not shown as itself
+/// becomes a `\u{..}` escape, so a file name cannot move the cursor, rewrite the screen, break
+/// a line, reorder text or disguise its extension.
+///
+/// Escaped are the Unicode General Categories Cc (controls, escape sequences included), Cf
+/// (format: bidirectional controls such as U+202E and U+061C, zero-width characters, U+FEFF,
+/// tag characters U+E0000..), Zl and Zp (U+2028, U+2029), Co (private use: drawn as whatever a
+/// font puts there) and Cn (unassigned: no terminal knows how wide it is). The table comes from
+/// `unicode-properties`, not from a hand-made list.
 pub fn display(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
-        if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        {
+        if is_hidden(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// True for a character [`display`] escapes.
+fn is_hidden(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    // Printable ASCII is by far the common case.
+    if (' '..='~').contains(&c) {
+        return false;
+    }
+    matches!(
+        c.general_category(),
+        G::Control
+            | G::Format
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::PrivateUse
+            | G::Surrogate
+            | G::Unassigned
+    )
 }
 
 #[cfg(test)]
@@ -404,5 +427,52 @@ mod tests {
         assert_eq!(display("bell\u{7}"), "bell\\u{7}");
         assert_eq!(display("rtl\u{202e}txt"), "rtl\\u{202e}txt");
         assert_eq!(display("plain ü.txt"), "plain ü.txt");
+    }
+
+    #[test]
+    fn display_neutralises_invisible_and_layout_changing_characters() {
+        for (c, category) in [
+            ('\u{85}', "Cc: next line"),
+            ('\u{ad}', "Cf: soft hyphen"),
+            ('\u{61c}', "Cf: Arabic letter mark"),
+            ('\u{200b}', "Cf: zero width space"),
+            ('\u{200d}', "Cf: zero width joiner"),
+            ('\u{200e}', "Cf: left-to-right mark"),
+            ('\u{200f}', "Cf: right-to-left mark"),
+            ('\u{202a}', "Cf: left-to-right embedding"),
+            ('\u{2066}', "Cf: left-to-right isolate"),
+            ('\u{2069}', "Cf: pop directional isolate"),
+            ('\u{2060}', "Cf: word joiner"),
+            ('\u{feff}', "Cf: byte order mark"),
+            ('\u{e0001}', "Cf: language tag"),
+            ('\u{e0041}', "Cf: tag latin capital A"),
+            ('\u{e007f}', "Cf: cancel tag"),
+            ('\u{2028}', "Zl: line separator"),
+            ('\u{2029}', "Zp: paragraph separator"),
+            ('\u{e000}', "Co: private use"),
+            ('\u{10fffd}', "Co: supplementary private use"),
+            ('\u{378}', "Cn: unassigned"),
+            ('\u{ffff}', "Cn: noncharacter"),
+        ] {
+            let name = format!("a{c}b.txt");
+            let shown = display(&name);
+            assert_eq!(shown, format!("a\\u{{{:x}}}b.txt", c as u32), "{category}");
+            assert!(!shown.contains(c), "{category}");
+        }
+    }
+
+    #[test]
+    fn display_keeps_ordinary_text_of_any_script() {
+        for ok in [
+            "日本語のファイル.txt",
+            "Ελληνικά.pdf",
+            "עברית.doc",
+            "العربية.txt",
+            "e\u{301}te\u{301}.txt", // combining accents
+            "emoji 😀🎉.png",
+            "non\u{a0}breaking and\u{3000}ideographic spaces",
+        ] {
+            assert_eq!(display(ok), ok);
+        }
     }
 }
