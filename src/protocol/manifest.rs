@@ -332,7 +332,7 @@ fn fold(name: &str) -> String {
 }
 
 /// The start of a long path, for a message: [`display`]ed, cut after 60 characters.
-fn display_start(path: &str) -> String {
+pub fn display_start(path: &str) -> String {
     const SHOWN: usize = 60;
     match path.char_indices().nth(SHOWN) {
         Some((cut, _)) => format!("{}…", display(&path[..cut])),
