@@ -99,9 +99,10 @@ impl Layout {
         Ok(layout)
     }
 
-    /// What the user should be told before accepting: for now, that the target folder can be
-    /// written by every user and is not sticky (`chmod +t`), so another user could rename or
-    /// replace what is received there (mp itself is not fooled: see the module notes).
+    /// What the user should be told before accepting. For now one case: every user may write
+    /// into the target folder and it is not sticky (`chmod +t`), so another user could rename,
+    /// replace or remove what is received there. mp's own steps are not redirected (see the
+    /// module notes), but what it leaves there is not safe from them.
     pub fn warnings(&self) -> Vec<String> {
         self.warnings.clone()
     }
@@ -126,6 +127,7 @@ impl Layout {
         }
         Ok(())
     }
+
     /// The folder the entries go into.
     pub fn out_dir(&self) -> &Path {
         &self.out_dir
@@ -439,9 +441,9 @@ impl Layout {
     ///
     /// Only this user's private staging folder is emptied, through its handle (never through
     /// a link, nor a folder put in its place); its now empty folder is then removed by name.
-    /// Does nothing if there is no such folder. Errors are ignored: what is left is at worst
-    /// a staging folder that a later receive of the same offer takes back or that can be
-    /// deleted by hand.
+    /// Does nothing if there is no such folder, or if another receiver holds its lock. Errors
+    /// are ignored: what is left is at worst a staging folder that a later receive of the same
+    /// offer takes back, or that can be deleted by hand.
     pub fn discard_all(&self) {
         self.remove_staging();
     }
@@ -1365,6 +1367,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn read_only_entries_get_their_permissions_once_placed() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let (manifest, layout) = staged_moded(dir.path());
         layout.finish(&manifest, false).unwrap();
@@ -1380,6 +1383,12 @@ mod tests {
             assert_eq!(mode_of(&dir.path().join(path)), mode & m, "{path}");
         }
         assert!(!layout.staging().exists());
+        // So that the temporary folder can be removed without root.
+        std::fs::set_permissions(
+            dir.path().join("rod"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
     }
 
     /// The security review's case: in a folder others can write into, a placed file is
