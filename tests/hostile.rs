@@ -194,6 +194,38 @@ fn every_unsafe_path_is_refused_before_anything_is_written() {
 }
 
 #[test]
+fn offers_no_file_system_could_hold_are_refused_before_anything_is_written() {
+    for (entries, reason) in [
+        // 2,046 folders deep, 4,093 bytes: it used to fail half-way, "File name too long".
+        (
+            vec![Entry::file(&format!("{}x", "a/".repeat(2046)), 1)],
+            "4093 bytes long",
+        ),
+        (
+            vec![Entry::file(&format!("{}x", "a/".repeat(200)), 1)],
+            "201 levels deep",
+        ),
+        (
+            vec![Entry::file(&"n".repeat(256), 1)],
+            "a name of 256 bytes",
+        ),
+        (
+            vec![Entry::file("Dir/x", 1), Entry::file("dir/y", 1)],
+            "Dir and dir, which differ only in letter case",
+        ),
+    ] {
+        let dst = tempfile::tempdir().unwrap();
+        let (verdict, received) = attack(Manifest { entries }, vec![], dst.path(), &[]);
+        received.assert_code(INTEGRITY);
+        let line = received.last_line();
+        assert!(line.contains("refused the offer"), "{}", received.stderr);
+        assert!(line.contains(reason), "{reason}: {}", received.stderr);
+        assert!(matches!(verdict, Verdict::Rejected(_)), "{verdict:?}");
+        assert!(list(dst.path()).is_empty(), "{reason}: nothing written");
+    }
+}
+
+#[test]
 fn more_bytes_than_announced_are_refused() {
     let dst = tempfile::tempdir().unwrap();
     let (verdict, received) = attack(
@@ -308,6 +340,30 @@ fn names_are_shown_with_terminal_tricks_neutralised() {
         "{}",
         received.stderr
     );
+}
+
+#[test]
+fn invisible_and_line_breaking_characters_in_names_are_shown_escaped() {
+    let dst = tempfile::tempdir().unwrap();
+    let name = "a\u{2028}b\u{feff}c\u{e0041}d\u{61c}e.txt";
+    let (_, received) = attack(
+        Manifest::single(name, 1),
+        vec![data(b"x"), end(b"x")],
+        dst.path(),
+        &[],
+    );
+    received.assert_code(0);
+    for hidden in ['\u{2028}', '\u{feff}', '\u{e0041}', '\u{61c}'] {
+        assert!(!received.stderr.contains(hidden), "{}", received.stderr);
+    }
+    assert!(
+        received
+            .stderr
+            .contains("a\\u{2028}b\\u{feff}c\\u{e0041}d\\u{61c}e.txt"),
+        "{}",
+        received.stderr
+    );
+    assert_eq!(std::fs::read(dst.path().join(name)).unwrap(), b"x");
 }
 
 #[cfg(unix)]
