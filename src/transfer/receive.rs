@@ -447,6 +447,9 @@ async fn decide(
         layout
             .check_free(&manifest, overwrite)
             .map_err(Failure::from_any)?;
+        for warning in layout.warnings() {
+            ui.warn(&warning);
+        }
         Sink::Files(Arc::new(layout))
     };
     ui.event(
@@ -700,18 +703,11 @@ impl FileWriter {
                 std::io::stdout().lock(),
             )));
         };
-        let path = layout.staged(&self.manifest.entries[index].path);
+        let entry = &self.manifest.entries[index].path;
+        let path = layout.staged(entry);
         let cannot = |e| local_io_failure(&format!("cannot write {}", shown(&path)), e);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            // Never write through a link planted in the staging folder.
-            options.custom_flags(libc::O_NOFOLLOW);
-            options.mode(0o600);
-        }
-        let mut file: File = options.open(&path).map_err(cannot)?;
+        // Through the staging folder's handle, never through a link planted in it.
+        let mut file: File = layout.create_staged(entry).map_err(cannot)?;
         // What was hashed to offer the resume must still be there.
         if keep > 0 && file.metadata().map_err(cannot)?.len() < keep {
             return Err(Failure::new(
