@@ -363,7 +363,7 @@ fn ctrl_c_on_the_receiver_exits_130_and_keeps_the_partial_data() {
         sender,
         receiver,
     } = Midway::start();
-    interrupt(&receiver);
+    receiver.interrupt();
     let received = receiver.wait(Duration::from_secs(30));
     received.assert_code(INTERRUPTED);
     assert!(
@@ -386,7 +386,7 @@ fn ctrl_c_on_the_sender_exits_130() {
     std::fs::write(&path, b"a").unwrap();
     let sender = spawn(&mut send(&signal, &fresh_code(), &path));
     std::thread::sleep(Duration::from_millis(500));
-    interrupt(&sender);
+    sender.interrupt();
     let sent = sender.wait(Duration::from_secs(10));
     sent.assert_code(INTERRUPTED);
     assert_eq!(sent.last_line(), "mp: interrupted");
@@ -500,7 +500,7 @@ fn ctrl_c_on_the_sender_mid_transfer_stops_both_and_keeps_the_partial_data() {
         sender,
         receiver,
     } = Midway::start();
-    interrupt(&sender);
+    sender.interrupt();
     let sent = sender.wait(Duration::from_secs(30));
     sent.assert_code(INTERRUPTED);
     assert_eq!(sent.last_line(), "mp: interrupted");
