@@ -19,8 +19,8 @@ fn round_trip(name: &str, content: &[u8]) {
     let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
     let received = receiver.wait(LIMIT);
     let sent = sender.wait(LIMIT);
-    received.assert_code(0);
-    sent.assert_code(0);
+    received.assert_code(exit::SUCCESS);
+    sent.assert_code(exit::SUCCESS);
 
     let copy = std::fs::read(dst.path().join(name)).unwrap();
     assert!(copy == content, "received bytes differ from the sent ones");
@@ -72,8 +72,8 @@ fn receiver_may_join_before_the_sender() {
     let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
     std::thread::sleep(Duration::from_millis(300));
     let sender = spawn(&mut send(&signal, &code, &path));
-    receiver.wait(LIMIT).assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(
         std::fs::read(dst.path().join("early.txt")).unwrap(),
         b"the receiver was first"
@@ -92,8 +92,8 @@ fn output_may_name_the_file() {
 
     let sender = spawn(&mut send(&signal, &code, &path));
     let receiver = spawn(receive(&signal, &code, &target).arg("--yes"));
-    receiver.wait(LIMIT).assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(std::fs::read(&target).unwrap(), b"renamed on arrival");
 }
 
@@ -121,7 +121,7 @@ fn generated_code_is_printed_and_works() {
     assert!(parts[0].parse::<u32>().is_ok());
 
     let received = spawn(receive(&signal, code, dst.path()).arg("--yes")).wait(LIMIT);
-    received.assert_code(0);
+    received.assert_code(exit::SUCCESS);
     let status = child.wait().unwrap();
     assert!(status.success());
     assert_eq!(
