@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -57,28 +58,21 @@ fn receiver_declining_stops_both_sides() {
     cmd.args(["-qec", &command, "/dev/null"])
         .env("MP_BIND", "127.0.0.1")
         .env_remove("MP_SIGNAL")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut receiver = cmd.spawn().unwrap();
-    let mut stdin = receiver.stdin.take().unwrap();
-    // Answer once the question is (very likely) on screen; "n" is read whenever it comes.
-    std::thread::sleep(Duration::from_millis(500));
-    std::io::Write::write_all(&mut stdin, b"n\n").unwrap();
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut receiver = spawn(&mut cmd);
+    // Answer once the question is on screen.
+    receiver.wait_text("[y/N]", STEP);
+    receiver.write_stdin(b"n\n");
     let sent = sender.wait(LIMIT);
-    let status = receiver.wait().unwrap();
-    drop(stdin);
-    let mut screen = String::new();
-    std::io::Read::read_to_string(receiver.stdout.as_mut().unwrap(), &mut screen).unwrap();
+    let received = receiver.wait(LIMIT);
+    let screen = String::from_utf8_lossy(&received.stdout);
     assert!(
         screen.contains("Receive offer.txt"),
         "prompt shown: {screen}"
     );
-    assert_eq!(
-        status.code(),
-        Some(exit::DECLINED.code()),
-        "receiver screen:\n{screen}"
-    );
+    received.assert_code(exit::DECLINED);
     sent.assert_code(exit::DECLINED);
     assert!(sent.last_line().contains("declined"), "{}", sent.stderr);
     assert!(list(dst.path()).is_empty());
@@ -243,8 +237,8 @@ fn a_second_sender_on_the_same_code_is_refused() {
     let src = tempfile::tempdir().unwrap();
     let path = file_in(src.path(), "a.txt", b"a");
     let code = fresh_code();
-    let first = spawn(&mut send(&signal, &code, &path));
-    std::thread::sleep(Duration::from_millis(300));
+    let first = spawn(send(&signal, &code, &path).arg("--json"));
+    first.wait_event("waiting", STEP);
     let second = spawn(&mut send(&signal, &code, &path)).wait(LIMIT);
     second.assert_code(exit::ROOM_FULL);
     assert!(

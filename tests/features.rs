@@ -384,7 +384,8 @@ fn ctrl_c_on_the_sender_exits_130() {
     let path = src.path().join("a.txt");
     std::fs::write(&path, b"a").unwrap();
     let sender = spawn(&mut send(&signal, &fresh_code(), &path));
-    std::thread::sleep(Duration::from_millis(500));
+    // Interrupt it where a user would: in its room, waiting for a receiver.
+    sender.wait_line("Code: ", STEP);
     sender.interrupt();
     let sent = sender.wait(Duration::from_secs(10));
     sent.assert_code(exit::INTERRUPTED);

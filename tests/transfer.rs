@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 
 /// Sends `content` as `name` and checks the received copy byte for byte.
@@ -69,8 +67,8 @@ fn receiver_may_join_before_the_sender() {
     std::fs::write(&path, b"the receiver was first").unwrap();
     let code = fresh_code();
 
-    let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    std::thread::sleep(Duration::from_millis(300));
+    let receiver = spawn(receive(&signal, &code, dst.path()).args(["--yes", "--json"]));
+    receiver.wait_event("waiting", STEP);
     let sender = spawn(&mut send(&signal, &code, &path));
     receiver.wait(LIMIT).assert_code(exit::SUCCESS);
     sender.wait(LIMIT).assert_code(exit::SUCCESS);
