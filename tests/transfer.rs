@@ -103,25 +103,21 @@ fn generated_code_is_printed_and_works() {
     let path = src.path().join("gen.txt");
     std::fs::write(&path, b"generated").unwrap();
 
-    let mut cmd = mp();
-    cmd.args(["send", "--signal", &signal.url]).arg(&path);
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut reader = std::io::BufReader::new(stderr);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-    let code = line
-        .trim()
-        .strip_prefix("Code: ")
-        .expect("first line gives the code");
+    let sender = spawn(mp().args(["send", "--signal", &signal.url]).arg(&path));
+    let code = sender.wait_line("Code: ", STEP);
     let parts: Vec<&str> = code.split('-').collect();
     assert_eq!(parts.len(), 3, "number-word-word: {code}");
     assert!(parts[0].parse::<u32>().is_ok());
 
-    let received = spawn(receive(&signal, code, dst.path()).arg("--yes")).wait(LIMIT);
+    let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
     received.assert_code(exit::SUCCESS);
-    let status = child.wait().unwrap();
-    assert!(status.success());
+    let sent = sender.wait(LIMIT);
+    sent.assert_code(exit::SUCCESS);
+    assert_eq!(
+        sent.stderr.lines().next(),
+        Some(format!("Code: {code}").as_str()),
+        "the first line gives the code"
+    );
     assert_eq!(
         std::fs::read(dst.path().join("gen.txt")).unwrap(),
         b"generated"
