@@ -117,16 +117,22 @@ fn rooms_time_out() {
 #[test]
 fn a_room_times_out_from_its_first_client_not_its_last() {
     let signal = Signal::start_with(&["--room-timeout", "2"]);
+    // The clock: a server whose rooms close 1 s after they open. Its timeout tells the test
+    // that the first client has spent half of its room's time alone.
+    let clock = Signal::start_with(&["--room-timeout", "1"]);
     runtime().block_on(async {
         let mut a = join(&signal.url, "80", "send").await;
         next_text(&mut a).await;
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut tick = join(&clock.url, "1", "send").await;
+        next_text(&mut tick).await; // joined
+        assert!(next_text(&mut tick).await.contains(r#""kind":"timeout""#));
         let joined_late = std::time::Instant::now();
         let mut b = join(&signal.url, "80", "receive").await;
         next_text(&mut b).await; // joined
         next_text(&mut b).await; // paired
         next_text(&mut a).await; // paired
-                                 // The room closes for both: the late member hears of its timeout or of its peer's.
+
+        // The room closes for both: the late member hears of its timeout or of its peer's.
         let closing = next_text(&mut b).await;
         assert!(
             closing.contains("timeout") || closing.contains("peer-left"),
