@@ -3,19 +3,10 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-
-const WRONG_CODE: i32 = 3;
-const DECLINED: i32 = 4;
-const TIMEOUT: i32 = 5;
-const PEER_GONE: i32 = 6;
-const SERVER: i32 = 7;
-const ROOM_FULL: i32 = 8;
-const EXISTS: i32 = 10;
-const NO_TERMINAL: i32 = 13;
-const USAGE: i32 = 2;
 
 fn file_in(dir: &std::path::Path, name: &str, content: &[u8]) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -34,8 +25,8 @@ fn wrong_code_fails_fast_on_both_sides_and_writes_nothing() {
     let receiver = spawn(receive(&signal, "42-guitar-oceans", dst.path()).arg("--yes"));
     let received = receiver.wait(Duration::from_secs(20));
     let sent = sender.wait(Duration::from_secs(20));
-    received.assert_code(WRONG_CODE);
-    sent.assert_code(WRONG_CODE);
+    received.assert_code(exit::WRONG_CODE);
+    sent.assert_code(exit::WRONG_CODE);
     assert!(
         received.last_line().contains("wrong code"),
         "{}",
@@ -67,25 +58,22 @@ fn receiver_declining_stops_both_sides() {
     cmd.args(["-qec", &command, "/dev/null"])
         .env("MP_BIND", "127.0.0.1")
         .env_remove("MP_SIGNAL")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut receiver = cmd.spawn().unwrap();
-    let mut stdin = receiver.stdin.take().unwrap();
-    // Answer once the question is (very likely) on screen; "n" is read whenever it comes.
-    std::thread::sleep(Duration::from_millis(500));
-    std::io::Write::write_all(&mut stdin, b"n\n").unwrap();
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut receiver = spawn(&mut cmd);
+    // Answer once the question is on screen.
+    receiver.wait_text("[y/N]", STEP);
+    receiver.write_stdin(b"n\n");
     let sent = sender.wait(LIMIT);
-    let status = receiver.wait().unwrap();
-    drop(stdin);
-    let mut screen = String::new();
-    std::io::Read::read_to_string(receiver.stdout.as_mut().unwrap(), &mut screen).unwrap();
+    let received = receiver.wait(LIMIT);
+    let screen = String::from_utf8_lossy(&received.stdout);
     assert!(
         screen.contains("Receive offer.txt"),
         "prompt shown: {screen}"
     );
-    assert_eq!(status.code(), Some(DECLINED), "receiver screen:\n{screen}");
-    sent.assert_code(DECLINED);
+    received.assert_code(exit::DECLINED);
+    sent.assert_code(exit::DECLINED);
     assert!(sent.last_line().contains("declined"), "{}", sent.stderr);
     assert!(list(dst.path()).is_empty());
 }
@@ -100,13 +88,13 @@ fn receiver_without_terminal_or_yes_refuses_instead_of_hanging() {
 
     let sender = spawn(&mut send(&signal, &code, &path));
     let received = spawn(&mut receive(&signal, &code, dst.path())).wait(LIMIT);
-    received.assert_code(NO_TERMINAL);
+    received.assert_code(exit::NO_TERMINAL);
     assert!(
         received.last_line().contains("--yes"),
         "{}",
         received.stderr
     );
-    sender.wait(LIMIT).assert_code(DECLINED);
+    sender.wait(LIMIT).assert_code(exit::DECLINED);
     assert!(list(dst.path()).is_empty());
 }
 
@@ -121,13 +109,13 @@ fn existing_target_is_never_overwritten() {
 
     let sender = spawn(&mut send(&signal, &code, &path));
     let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
-    received.assert_code(EXISTS);
+    received.assert_code(exit::EXISTS);
     assert!(
         received.last_line().contains("--overwrite"),
         "{}",
         received.stderr
     );
-    sender.wait(LIMIT).assert_code(DECLINED);
+    sender.wait(LIMIT).assert_code(exit::DECLINED);
     assert_eq!(
         std::fs::read(dst.path().join("report.pdf")).unwrap(),
         b"precious"
@@ -146,8 +134,8 @@ fn overwrite_replaces_an_existing_target() {
 
     let sender = spawn(&mut send(&signal, &code, &path));
     let received = spawn(receive(&signal, &code, dst.path()).args(["--yes", "--overwrite"]));
-    received.wait(LIMIT).assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    received.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(
         std::fs::read(dst.path().join("report.pdf")).unwrap(),
         b"new content"
@@ -166,7 +154,7 @@ fn receiver_killed_mid_transfer_makes_the_sender_fail_and_leaves_no_final_file()
     } = Midway::start();
     receiver.kill();
     let sent = sender.wait(Duration::from_secs(30));
-    sent.assert_code(PEER_GONE);
+    sent.assert_code(exit::PEER_GONE);
     assert!(!dst.path().join("big.bin").exists(), "no final file");
     assert!(
         staged_bytes(dst.path(), "big.bin") > 0,
@@ -186,7 +174,7 @@ fn unreachable_server_is_reported() {
     let path = file_in(src.path(), "a.txt", b"a");
     let url = format!("ws://127.0.0.1:{port}");
     let out = spawn(mp().args(["send", "--signal", &url]).arg(&path)).wait(LIMIT);
-    out.assert_code(SERVER);
+    out.assert_code(exit::SERVER);
     assert!(
         out.last_line()
             .contains("cannot reach the signaling server"),
@@ -194,21 +182,21 @@ fn unreachable_server_is_reported() {
         out.stderr
     );
     let out = spawn(mp().args(["receive", "--signal", &url, "1-x", "--yes"])).wait(LIMIT);
-    out.assert_code(SERVER);
+    out.assert_code(exit::SERVER);
 }
 
 #[test]
 fn bad_or_missing_signaling_url_is_reported() {
     let out =
         spawn(mp().args(["receive", "--signal", "http://example.invalid", "1-x"])).wait(LIMIT);
-    out.assert_code(SERVER);
+    out.assert_code(exit::SERVER);
     assert!(
         out.last_line().contains("bad signaling URL"),
         "{}",
         out.stderr
     );
     let out = spawn(mp().args(["receive", "1-x"])).wait(LIMIT);
-    out.assert_code(USAGE);
+    out.assert_code(exit::USAGE);
     assert!(out.last_line().contains("MP_SIGNAL"), "{}", out.stderr);
 }
 
@@ -216,7 +204,7 @@ fn bad_or_missing_signaling_url_is_reported() {
 fn malformed_code_is_a_usage_error() {
     let signal = Signal::start();
     let out = spawn(mp().args(["receive", "--signal", &signal.url, "guitar-ocean"])).wait(LIMIT);
-    out.assert_code(USAGE);
+    out.assert_code(exit::USAGE);
     assert!(out.last_line().contains("7-guitar-ocean"), "{}", out.stderr);
 }
 
@@ -224,7 +212,7 @@ fn malformed_code_is_a_usage_error() {
 fn missing_file_is_reported_before_anyone_waits() {
     let signal = Signal::start();
     let out = spawn(mp().args(["send", "--signal", &signal.url, "/nonexistent/file"])).wait(LIMIT);
-    out.assert_code(11);
+    out.assert_code(exit::LOCAL_IO);
     assert!(
         out.last_line().contains("/nonexistent/file"),
         "{}",
@@ -239,7 +227,7 @@ fn peer_that_never_arrives_times_out() {
     let path = file_in(src.path(), "a.txt", b"a");
     let code = fresh_code();
     let out = spawn(send(&signal, &code, &path).args(["--timeout", "1"])).wait(LIMIT);
-    out.assert_code(TIMEOUT);
+    out.assert_code(exit::TIMEOUT);
     assert!(out.last_line().contains("did not arrive"), "{}", out.stderr);
 }
 
@@ -249,10 +237,10 @@ fn a_second_sender_on_the_same_code_is_refused() {
     let src = tempfile::tempdir().unwrap();
     let path = file_in(src.path(), "a.txt", b"a");
     let code = fresh_code();
-    let first = spawn(&mut send(&signal, &code, &path));
-    std::thread::sleep(Duration::from_millis(300));
+    let first = spawn(send(&signal, &code, &path).arg("--json"));
+    first.wait_event("waiting", STEP);
     let second = spawn(&mut send(&signal, &code, &path)).wait(LIMIT);
-    second.assert_code(ROOM_FULL);
+    second.assert_code(exit::ROOM_FULL);
     assert!(
         second.last_line().contains("already in use"),
         "{}",
@@ -286,7 +274,7 @@ fn a_full_disk_is_reported_as_such() {
         .stdout(full),
     )
     .wait(LIMIT);
-    received.assert_code(11);
+    received.assert_code(exit::LOCAL_IO);
     assert!(
         received.last_line().contains("disk full"),
         "{}",
@@ -311,7 +299,7 @@ fn wss_urls_speak_tls() {
         }
     });
     let out = spawn(mp().args(["receive", "--signal", &url, "1-x", "--yes"])).wait(LIMIT);
-    out.assert_code(SERVER);
+    out.assert_code(exit::SERVER);
     assert!(!out.stderr.contains("not compiled"), "{}", out.stderr);
     assert_eq!(
         server.join().unwrap(),

@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-const PEER_GONE: i32 = 6;
-const INTERRUPTED: i32 = 130;
-
 /// Sends `paths` and receives into `dst` with `--yes`; both must succeed.
 fn transfer(paths: &[&Path], dst: &Path, extra_receive: &[&str]) -> (Outcome, Outcome) {
     let signal = Signal::start();
@@ -28,8 +25,8 @@ fn transfer(paths: &[&Path], dst: &Path, extra_receive: &[&str]) -> (Outcome, Ou
     );
     let received = receiver.wait(LIMIT);
     let sent = sender.wait(LIMIT);
-    received.assert_code(0);
-    sent.assert_code(0);
+    received.assert_code(exit::SUCCESS);
+    sent.assert_code(exit::SUCCESS);
     (sent, received)
 }
 
@@ -187,8 +184,8 @@ fn stdin_to_stdout_pipes_bytes_exactly() {
     );
     let receiver = shell(&signal, &format!("\"$MP\" receive {code} --yes -o -"));
     let received = receiver.wait(LIMIT);
-    sender.wait(LIMIT).assert_code(0);
-    received.assert_code(0);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    received.assert_code(exit::SUCCESS);
     assert!(
         received.stdout == std::fs::read(&input).unwrap(),
         "stdout has exactly the bytes"
@@ -217,8 +214,8 @@ fn tar_through_mp_round_trips_a_folder() {
             dst.path().display()
         ),
     );
-    receiver.wait(LIMIT).assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(
         std::fs::read(dst.path().join("dir/sub/f.txt")).unwrap(),
         b"through tar"
@@ -235,8 +232,8 @@ fn a_stream_may_be_received_into_a_file() {
         &format!("printf 'from a pipe' | \"$MP\" send --code {code} --name piped.txt -"),
     );
     let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    receiver.wait(LIMIT).assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(
         std::fs::read(dst.path().join("piped.txt")).unwrap(),
         b"from a pipe"
@@ -257,8 +254,8 @@ fn a_text_is_printed_on_stdout() {
         "the wifi password is hunter2",
     ]));
     let received = spawn(mp().args(["receive", "--signal", &signal.url, &code])).wait(LIMIT);
-    received.assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    received.assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(received.stdout, b"the wifi password is hunter2\n");
 }
 
@@ -282,7 +279,7 @@ fn a_broken_pipe_on_the_receiving_side_ends_both_sides_cleanly() {
         "receiver says why: {}",
         received.stderr
     );
-    sent.assert_code(PEER_GONE);
+    sent.assert_code(exit::PEER_GONE);
     assert!(
         sent.last_line().contains("the receiver stopped"),
         "{}",
@@ -305,7 +302,9 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
     let mut receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
     wait_until_staged(dst.path(), "large.bin", 20_000_000);
     receiver.kill();
-    sender.wait(Duration::from_secs(30)).assert_code(PEER_GONE);
+    sender
+        .wait(Duration::from_secs(30))
+        .assert_code(exit::PEER_GONE);
     let kept = staged_bytes(dst.path(), "large.bin");
     assert!(kept > 0 && kept < content.len() as u64, "kept {kept}");
     assert!(!dst.path().join("large.bin").exists());
@@ -319,13 +318,13 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
     let sender = spawn(&mut sender);
     let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
     let sent = sender.wait(LIMIT);
-    received.assert_code(0);
-    sent.assert_code(0);
-    let events = String::from_utf8(sent.stdout).unwrap();
-    assert!(
-        events.contains(r#""event":"accepted""#) && events.contains(r#""resuming":1"#),
-        "the sender resumed: {events}"
-    );
+    received.assert_code(exit::SUCCESS);
+    sent.assert_code(exit::SUCCESS);
+    let accepted = events(&sent.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "accepted")
+        .expect("the receiver accepted");
+    assert_eq!(accepted["resuming"], 1, "the sender resumed: {accepted}");
     assert!(std::fs::read(dst.path().join("large.bin")).unwrap() == content);
     assert_eq!(list(dst.path()), vec!["large.bin"]);
 }
@@ -347,8 +346,8 @@ fn a_changed_source_restarts_instead_of_resuming_from_a_foreign_prefix() {
     let code = fresh_code();
     let sender = spawn(&mut send(&signal, &code, &path));
     let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
-    received.assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    received.assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert!(std::fs::read(dst.path().join("doc.bin")).unwrap() == content);
 }
 
@@ -363,9 +362,9 @@ fn ctrl_c_on_the_receiver_exits_130_and_keeps_the_partial_data() {
         sender,
         receiver,
     } = Midway::start();
-    interrupt(&receiver);
+    receiver.interrupt();
     let received = receiver.wait(Duration::from_secs(30));
-    received.assert_code(INTERRUPTED);
+    received.assert_code(exit::INTERRUPTED);
     assert!(
         received.last_line().contains("partial data kept"),
         "{}",
@@ -385,10 +384,11 @@ fn ctrl_c_on_the_sender_exits_130() {
     let path = src.path().join("a.txt");
     std::fs::write(&path, b"a").unwrap();
     let sender = spawn(&mut send(&signal, &fresh_code(), &path));
-    std::thread::sleep(Duration::from_millis(500));
-    interrupt(&sender);
+    // Interrupt it where a user would: in its room, waiting for a receiver.
+    sender.wait_line("Code: ", STEP);
+    sender.interrupt();
     let sent = sender.wait(Duration::from_secs(10));
-    sent.assert_code(INTERRUPTED);
+    sent.assert_code(exit::INTERRUPTED);
     assert_eq!(sent.last_line(), "mp: interrupted");
 }
 
@@ -407,15 +407,9 @@ fn json_events_tell_a_script_what_happened() {
     let sender = spawn(&mut sender);
     let received = spawn(receive(&signal, &code, dst.path()).args(["--yes", "--json"])).wait(LIMIT);
     let sent = sender.wait(LIMIT);
-    received.assert_code(0);
-    sent.assert_code(0);
+    received.assert_code(exit::SUCCESS);
+    sent.assert_code(exit::SUCCESS);
 
-    let events = |out: &[u8]| -> Vec<serde_json::Value> {
-        String::from_utf8_lossy(out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-            .collect()
-    };
     let names = |events: &[serde_json::Value]| -> Vec<String> {
         events
             .iter()
@@ -453,11 +447,11 @@ fn json_events_tell_a_script_what_happened() {
 
     // A failure is an event with a stable kind.
     let failed = spawn(mp().args(["receive", "--json", "--signal", "http://x", "1-x"])).wait(LIMIT);
-    failed.assert_code(7);
+    failed.assert_code(exit::SERVER);
     let error = &events(&failed.stdout)[0];
     assert_eq!(error["event"], "error");
     assert_eq!(error["kind"], "server");
-    assert_eq!(error["exit_code"], 7);
+    assert_eq!(error["exit_code"], exit::SERVER.exit_code());
 }
 
 #[test]
@@ -479,8 +473,8 @@ fn json_goes_to_stderr_when_stdout_carries_data() {
         "-",
     ]))
     .wait(LIMIT);
-    sender.wait(LIMIT).assert_code(0);
-    received.assert_code(0);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    received.assert_code(exit::SUCCESS);
     assert_eq!(received.stdout, b"data only");
     assert!(
         received.stderr.contains(r#""event":"finished""#),
@@ -500,12 +494,12 @@ fn ctrl_c_on_the_sender_mid_transfer_stops_both_and_keeps_the_partial_data() {
         sender,
         receiver,
     } = Midway::start();
-    interrupt(&sender);
+    sender.interrupt();
     let sent = sender.wait(Duration::from_secs(30));
-    sent.assert_code(INTERRUPTED);
+    sent.assert_code(exit::INTERRUPTED);
     assert_eq!(sent.last_line(), "mp: interrupted");
     let received = receiver.wait(Duration::from_secs(30));
-    received.assert_code(PEER_GONE);
+    received.assert_code(exit::PEER_GONE);
     assert!(
         received.last_line().contains("partial data kept"),
         "{}",
@@ -525,8 +519,8 @@ fn quiet_prints_only_the_code_and_errors() {
     let sender = spawn(send(&signal, &code, &path).arg("--quiet"));
     let received = spawn(receive(&signal, &code, dst.path()).args(["--yes", "-q"])).wait(LIMIT);
     let sent = sender.wait(LIMIT);
-    received.assert_code(0);
-    sent.assert_code(0);
+    received.assert_code(exit::SUCCESS);
+    sent.assert_code(exit::SUCCESS);
     assert_eq!(sent.stderr, format!("Code: {code}\n"));
     assert_eq!(received.stderr, "");
 }

@@ -13,9 +13,6 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-const WRONG_CODE: i32 = 3;
-const ROOM_FULL: i32 = 8;
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -64,7 +61,7 @@ fn a_third_client_in_a_full_room_is_refused() {
         })
         .await
         .unwrap();
-        out.assert_code(ROOM_FULL);
+        out.assert_code(exit::ROOM_FULL);
 
         // Messages flow between the pair only.
         a.send(Ws::binary(b"opaque".to_vec())).await.unwrap();
@@ -120,16 +117,22 @@ fn rooms_time_out() {
 #[test]
 fn a_room_times_out_from_its_first_client_not_its_last() {
     let signal = Signal::start_with(&["--room-timeout", "2"]);
+    // The clock: a server whose rooms close 1 s after they open. Its timeout tells the test
+    // that the first client has spent half of its room's time alone.
+    let clock = Signal::start_with(&["--room-timeout", "1"]);
     runtime().block_on(async {
         let mut a = join(&signal.url, "80", "send").await;
         next_text(&mut a).await;
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut tick = join(&clock.url, "1", "send").await;
+        next_text(&mut tick).await; // joined
+        assert!(next_text(&mut tick).await.contains(r#""kind":"timeout""#));
         let joined_late = std::time::Instant::now();
         let mut b = join(&signal.url, "80", "receive").await;
         next_text(&mut b).await; // joined
         next_text(&mut b).await; // paired
         next_text(&mut a).await; // paired
-                                 // The room closes for both: the late member hears of its timeout or of its peer's.
+
+        // The room closes for both: the late member hears of its timeout or of its peer's.
         let closing = next_text(&mut b).await;
         assert!(
             closing.contains("timeout") || closing.contains("peer-left"),
@@ -260,8 +263,8 @@ fn transfer_through(relay: &EvilRelay, name: &str) -> (Outcome, Outcome, tempfil
 fn an_honest_relay_learns_neither_file_name_nor_sdp_nor_address() {
     let relay = EvilRelay::start(Box::new(|_, _, bytes| vec![bytes]));
     let (sent, received, dst) = transfer_through(&relay, "merger-plans.txt");
-    sent.assert_code(0);
-    received.assert_code(0);
+    sent.assert_code(exit::SUCCESS);
+    received.assert_code(exit::SUCCESS);
     assert_eq!(
         std::fs::read(dst.path().join("merger-plans.txt")).unwrap(),
         b"attack at dawn"
@@ -305,7 +308,7 @@ fn assert_tamper_detected(sent: &Outcome, received: &Outcome, detector: &Outcome
         "receiver must fail: {}",
         received.stderr
     );
-    detector.assert_code(WRONG_CODE);
+    detector.assert_code(exit::WRONG_CODE);
     assert!(
         detector.last_line().contains("tampered"),
         "{}",
@@ -319,7 +322,7 @@ fn a_relay_that_alters_a_key_exchange_message_is_detected() {
     let (sent, received, dst) = transfer_through(&relay, "a.txt");
     // The receiver sees a key exchange that does not confirm; the sender sees that, or the
     // receiver leaving first.
-    received.assert_code(WRONG_CODE);
+    received.assert_code(exit::WRONG_CODE);
     assert_ne!(sent.code(), 0);
     assert!(list(dst.path()).is_empty());
 }
@@ -360,7 +363,7 @@ fn a_relay_that_substitutes_an_sdp_from_another_session_is_detected() {
         }))
     };
     let (sent, _, _) = transfer_through(&first, "a.txt");
-    sent.assert_code(0);
+    sent.assert_code(exit::SUCCESS);
     let stolen = stolen.lock().unwrap().clone().expect("an SDP was relayed");
     let second = EvilRelay::start(Box::new(move |side, index, bytes| {
         if side == "send" && index == 3 {

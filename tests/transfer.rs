@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 
 /// Sends `content` as `name` and checks the received copy byte for byte.
@@ -19,8 +17,8 @@ fn round_trip(name: &str, content: &[u8]) {
     let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
     let received = receiver.wait(LIMIT);
     let sent = sender.wait(LIMIT);
-    received.assert_code(0);
-    sent.assert_code(0);
+    received.assert_code(exit::SUCCESS);
+    sent.assert_code(exit::SUCCESS);
 
     let copy = std::fs::read(dst.path().join(name)).unwrap();
     assert!(copy == content, "received bytes differ from the sent ones");
@@ -69,11 +67,11 @@ fn receiver_may_join_before_the_sender() {
     std::fs::write(&path, b"the receiver was first").unwrap();
     let code = fresh_code();
 
-    let receiver = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
-    std::thread::sleep(Duration::from_millis(300));
+    let receiver = spawn(receive(&signal, &code, dst.path()).args(["--yes", "--json"]));
+    receiver.wait_event("waiting", STEP);
     let sender = spawn(&mut send(&signal, &code, &path));
-    receiver.wait(LIMIT).assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(
         std::fs::read(dst.path().join("early.txt")).unwrap(),
         b"the receiver was first"
@@ -92,8 +90,8 @@ fn output_may_name_the_file() {
 
     let sender = spawn(&mut send(&signal, &code, &path));
     let receiver = spawn(receive(&signal, &code, &target).arg("--yes"));
-    receiver.wait(LIMIT).assert_code(0);
-    sender.wait(LIMIT).assert_code(0);
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(std::fs::read(&target).unwrap(), b"renamed on arrival");
 }
 
@@ -105,25 +103,21 @@ fn generated_code_is_printed_and_works() {
     let path = src.path().join("gen.txt");
     std::fs::write(&path, b"generated").unwrap();
 
-    let mut cmd = mp();
-    cmd.args(["send", "--signal", &signal.url]).arg(&path);
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut reader = std::io::BufReader::new(stderr);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-    let code = line
-        .trim()
-        .strip_prefix("Code: ")
-        .expect("first line gives the code");
+    let sender = spawn(mp().args(["send", "--signal", &signal.url]).arg(&path));
+    let code = sender.wait_line("Code: ", STEP);
     let parts: Vec<&str> = code.split('-').collect();
     assert_eq!(parts.len(), 3, "number-word-word: {code}");
     assert!(parts[0].parse::<u32>().is_ok());
 
-    let received = spawn(receive(&signal, code, dst.path()).arg("--yes")).wait(LIMIT);
-    received.assert_code(0);
-    let status = child.wait().unwrap();
-    assert!(status.success());
+    let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
+    received.assert_code(exit::SUCCESS);
+    let sent = sender.wait(LIMIT);
+    sent.assert_code(exit::SUCCESS);
+    assert_eq!(
+        sent.stderr.lines().next(),
+        Some(format!("Code: {code}").as_str()),
+        "the first line gives the code"
+    );
     assert_eq!(
         std::fs::read(dst.path().join("gen.txt")).unwrap(),
         b"generated"
