@@ -14,8 +14,10 @@ use super::code::Code;
 use super::frame::{FailKind, Frame, Taken, WINDOW, WINDOW_MESSAGES};
 use super::manifest::{Entry, Manifest};
 use super::message::Message;
+use super::pake::Side;
 use super::receiver::{self, KeptPrefix, Receiver, Write};
 use super::sender::{self, Chunk, Offer, Planned, Sender};
+use super::session::Conversation;
 use crate::error::Kind;
 
 const WAIT: Duration = Duration::from_secs(600);
@@ -827,4 +829,272 @@ fn a_hostile_resume_request_or_prefix_list_is_refused() {
     world.run(Duration::from_secs(120));
     assert_eq!(world.sender_failure().0, Kind::Integrity);
     assert!(world.sender_failure().1.contains("not offered"));
+}
+
+#[test]
+fn every_unsafe_offer_is_rejected_before_the_user_is_asked() {
+    for path in [
+        "../escape",
+        "/etc/passwd",
+        "a/../../b",
+        "a//b",
+        "C:evil",
+        "nul\0",
+        ".",
+    ] {
+        let mut world = World::new(Offer::Files(Manifest::single(path, 1)), vec![(0, vec![1])]);
+        world.pair();
+        world.run(Duration::from_secs(1));
+        let (kind, message) = world.receiver_failure();
+        assert_eq!(kind, Kind::Integrity, "{path:?}");
+        assert!(
+            message.starts_with("refused the offer"),
+            "{path:?}: {message}"
+        );
+        let (kind, message) = world.sender_failure();
+        assert_eq!(kind, Kind::Declined, "{path:?}");
+        assert!(message.contains("refused as unsafe"), "{path:?}: {message}");
+        assert!(!world.placed && world.written.is_empty());
+    }
+}
+
+#[test]
+fn an_ack_for_more_than_was_sent_is_a_violation() {
+    let mut world = World::single("f", &[1u8; 1000]);
+    world.writer_runs = false;
+    world.pair();
+    world.settle();
+    let lie = Frame::Ack(Taken {
+        bytes: 1 << 30,
+        messages: 1,
+    });
+    world
+        .sender
+        .handle(world.now, sender::Input::Frame(lie.encode()));
+    world.run(Duration::from_secs(1));
+    assert_eq!(world.sender_failure().0, Kind::Integrity);
+    assert!(world
+        .sender_failure()
+        .1
+        .contains("ACK for more than was sent"));
+}
+
+#[test]
+fn a_receiver_leaving_the_rendezvous_while_connecting_gets_a_short_grace() {
+    let mut world = World::single("f", b"x");
+    world.pair();
+    // Run the conversation up to the SDP answer, but never open the link.
+    loop {
+        match world.sender.poll_output() {
+            sender::Output::Envelope(e) => world
+                .receiver
+                .handle(world.now, receiver::Input::Envelope(e)),
+            sender::Output::CreateOffer => world
+                .sender
+                .handle(world.now, sender::Input::LocalSdp("offer".into())),
+            sender::Output::ApplyAnswer(_) => break,
+            _ => {}
+        }
+        loop {
+            match world.receiver.poll_output() {
+                receiver::Output::Envelope(e) => {
+                    world.sender.handle(world.now, sender::Input::Envelope(e))
+                }
+                receiver::Output::Ask { .. } => world
+                    .receiver
+                    .handle(world.now, receiver::Input::Accept { kept: vec![] }),
+                receiver::Output::Answer(_) => world
+                    .receiver
+                    .handle(world.now, receiver::Input::LocalSdp("answer".into())),
+                receiver::Output::Timeout(_) => break,
+                _ => {}
+            }
+        }
+    }
+    let left = crate::error::Failure::new(Kind::PeerGone, "the other side left");
+    world
+        .sender
+        .handle(world.now, sender::Input::RendezvousClosed(left));
+    let sender::Output::Timeout(at) = world.sender.poll_output() else {
+        panic!("the sender should wait")
+    };
+    assert_eq!(at - world.now, super::engine::LEFT_GRACE);
+    world.now = at;
+    world.sender.handle(world.now, sender::Input::Timeout);
+    let failure = loop {
+        match world.sender.poll_output() {
+            sender::Output::Done(Err(failure)) => break failure,
+            sender::Output::Envelope(_) => {} // the abort, for whoever still listens
+            other => panic!("the sender should give up, not {other:?}"),
+        }
+    };
+    assert_eq!(failure.message, "the other side left");
+}
+
+/// A receiver engine against a sender that is only a [`Conversation`]: the test says every
+/// word the sender says, and hears every word the receiver answers.
+struct Scripted {
+    now: Instant,
+    receiver: Receiver,
+    sender: Conversation,
+    heard: Vec<Message>,
+    kept: Vec<KeptPrefix>,
+    done: Option<Result<receiver::Report, crate::error::Failure>>,
+    discarded: bool,
+}
+
+impl Scripted {
+    /// Paired and past the key exchange.
+    fn new(kept: Vec<KeptPrefix>) -> Scripted {
+        let now = Instant::now();
+        let mut scripted = Scripted {
+            now,
+            receiver: Receiver::new(code(), now, WAIT),
+            sender: Conversation::start(&code(), Side::Sender),
+            heard: Vec::new(),
+            kept,
+            done: None,
+            discarded: false,
+        };
+        scripted.receiver.handle(now, receiver::Input::Paired);
+        scripted.flush();
+        assert!(scripted.sender.is_confirmed());
+        scripted
+    }
+
+    /// Delivers the sender's envelopes and carries out the receiver's outputs until both rest.
+    fn flush(&mut self) {
+        loop {
+            let mut busy = false;
+            while let Some(envelope) = self.sender.poll_envelope() {
+                self.receiver
+                    .handle(self.now, receiver::Input::Envelope(envelope));
+                busy = true;
+            }
+            match self.receiver.poll_output() {
+                receiver::Output::Timeout(_) => {}
+                receiver::Output::Envelope(e) => {
+                    match self.sender.receive(&e) {
+                        Ok(Some(message)) => self.heard.push(message),
+                        Ok(None) => {}
+                        // The conversation turns the peer's abort into its failure.
+                        Err(failure) => self.heard.push(Message::Abort {
+                            reason: failure.message,
+                        }),
+                    }
+                    busy = true;
+                }
+                receiver::Output::Ask { .. } => {
+                    let kept = self.kept.clone();
+                    self.receiver
+                        .handle(self.now, receiver::Input::Accept { kept });
+                    busy = true;
+                }
+                receiver::Output::Discard => {
+                    self.discarded = true;
+                    busy = true;
+                }
+                receiver::Output::Done(result) => self.done = Some(result),
+                _ => busy = true,
+            }
+            if !busy || self.done.is_some() {
+                return;
+            }
+        }
+    }
+
+    fn say(&mut self, message: Message) {
+        self.sender.send(&message).unwrap();
+        self.flush();
+    }
+
+    fn failure(&self) -> &crate::error::Failure {
+        match self.done.as_ref().expect("the receiver is done") {
+            Err(failure) => failure,
+            Ok(report) => panic!("the receiver succeeded: {report:?}"),
+        }
+    }
+}
+
+#[test]
+fn malformed_prefixes_are_violations_and_keep_the_staging() {
+    let kept = || {
+        vec![KeptPrefix {
+            index: 0,
+            offset: 10,
+            sha256: sha(&[3u8; 10]),
+        }]
+    };
+    let prefix = |index: usize, sha256: Option<&str>| super::message::Prefix {
+        index,
+        sha256: sha256.map(str::to_string),
+    };
+    let good = super::hex(&sha(&[3u8; 10]));
+    for (prefixes, why) in [
+        (vec![prefix(0, Some("not hex"))], "not hex"),
+        (vec![prefix(0, Some(&good.to_uppercase()))], "not hex"),
+        (vec![prefix(1, Some(&good))], "not asked for"),
+        (vec![], "not asked for"),
+        (vec![prefix(0, None), prefix(0, None)], "not asked for"),
+    ] {
+        let mut scripted = Scripted::new(kept());
+        scripted.say(Message::Offer {
+            manifest: Manifest::single("f", 1000),
+            more: false,
+        });
+        assert!(
+            matches!(scripted.heard.last(), Some(Message::Accept { resume }) if resume.len() == 1)
+        );
+        scripted.say(Message::Prefixes { prefixes });
+        let failure = scripted.failure();
+        assert_eq!(failure.kind, Kind::Integrity);
+        assert!(failure.message.contains(why), "{why}: {}", failure.message);
+        // Nothing of this sender reached the disk: what an earlier attempt kept stays.
+        assert!(!scripted.discarded);
+    }
+
+    // A matching hash agrees to resume; a null one (the file shrank) restarts at 0.
+    for (sha256, agreed) in [(Some(good.as_str()), vec![0]), (None, vec![])] {
+        let mut scripted = Scripted::new(kept());
+        scripted.say(Message::Offer {
+            manifest: Manifest::single("f", 1000),
+            more: false,
+        });
+        scripted.say(Message::Prefixes {
+            prefixes: vec![prefix(0, sha256)],
+        });
+        assert_eq!(
+            scripted.heard.last(),
+            Some(&Message::Resume { files: agreed })
+        );
+    }
+}
+
+#[test]
+fn messages_out_of_order_are_violations() {
+    let sdp = || Message::Sdp {
+        kind: super::message::SdpKind::Offer,
+        sdp: "v=0".into(),
+    };
+    // An SDP before any offer; a second offer after the decision.
+    let mut scripted = Scripted::new(vec![]);
+    scripted.say(sdp());
+    assert_eq!(scripted.failure().kind, Kind::Integrity);
+    assert!(scripted
+        .failure()
+        .message
+        .contains("got sdp while waiting for an offer"));
+
+    let mut scripted = Scripted::new(vec![]);
+    scripted.say(Message::Offer {
+        manifest: Manifest::single("f", 1),
+        more: false,
+    });
+    scripted.say(Message::Resume { files: vec![] });
+    assert!(scripted
+        .failure()
+        .message
+        .contains("got resume while waiting for an SDP offer"));
+    // The sender was told why.
+    assert!(matches!(scripted.heard.last(), Some(Message::Abort { .. })));
 }

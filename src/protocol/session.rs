@@ -372,3 +372,51 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+    use crate::protocol::pake::Pake;
+
+    #[test]
+    fn another_protocol_version_is_named_not_mistaken_for_a_wrong_code() {
+        let code = Code::parse("7-guitar-ocean").unwrap();
+        let mut ours = Conversation::start(&code, Side::Receiver);
+        let our_pake = ours.poll_envelope().unwrap();
+        // A peer of version 3: same key schedule, another conversation version.
+        let (theirs, their_pake) = Pake::start(&code, Side::Sender);
+        let keys = theirs.finish(&our_pake).unwrap();
+        let hello = br#"{"type":"hello","version":3,"features":["later"]}"#;
+        let sealed = Sealer::new(&keys.seal).seal(hello).unwrap();
+        assert_eq!(ours.receive(&their_pake).unwrap(), None);
+        let failure = ours.receive(&sealed).unwrap_err();
+        assert_eq!(failure.kind, Kind::Version);
+        assert!(failure.message.contains("version 3"), "{}", failure.message);
+    }
+
+    #[test]
+    fn unknown_features_are_ignored_and_an_abort_is_the_peers_failure() {
+        let code = Code::parse("7-guitar-ocean").unwrap();
+        let mut ours = Conversation::start(&code, Side::Receiver);
+        let our_pake = ours.poll_envelope().unwrap();
+        let (theirs, their_pake) = Pake::start(&code, Side::Sender);
+        let keys = theirs.finish(&our_pake).unwrap();
+        let mut sealer = Sealer::new(&keys.seal);
+        let hello = br#"{"type":"hello","version":2,"features":["from-the-future"]}"#;
+        ours.receive(&their_pake).unwrap();
+        ours.receive(&sealer.seal(hello).unwrap()).unwrap();
+        assert!(ours.is_confirmed());
+        assert!(ours.features().is_empty());
+        let abort = sealer
+            .seal(br#"{"type":"abort","reason":"disk \u001b[2J full"}"#)
+            .unwrap();
+        let failure = ours.receive(&abort).unwrap_err();
+        assert_eq!(failure.kind, Kind::PeerGone);
+        assert!(!failure.message.contains('\u{1b}'), "{}", failure.message);
+        // A message too large to seal is ours to fix, not a wrong code.
+        let huge = Message::Text {
+            text: "x".repeat(64 * 1024),
+        };
+        assert_eq!(ours.send(&huge).unwrap_err().kind, Kind::Internal);
+    }
+}
