@@ -165,7 +165,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__receive)
-            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --sctp-mtu --quiet --json --help"
+            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --sctp-mtu --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +191,22 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --stun)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --turn)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --turn-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --turn-password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --sctp-mtu)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -203,7 +219,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --text --name --code --signal --timeout --bind --sctp-mtu --quiet --json --help"
+            opts="-q -h --text --name --code --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --sctp-mtu --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +246,22 @@ _mp() {
                     return 0
                     ;;
                 --bind)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stun)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --turn)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --turn-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --turn-password)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,7 +45,12 @@ complete -c mp -n "__fish_mp_using_subcommand send" -l code -d 'Use this code in
 complete -c mp -n "__fish_mp_using_subcommand send" -l signal -d 'Signaling server URL (ws:// or wss://)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l timeout -d 'Seconds to wait for the other side to arrive' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l bind -d 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l stun -d 'STUN server(s) for finding this machine\'s public address, e.g. stun:host:3478 (default: what the signaling server hands out)' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l turn -d 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l turn-user -d 'User name for --turn' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l turn-password -d 'Password for --turn' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l sctp-mtu -d 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l relay -d 'Only ever connect through a TURN relay, so the other side never learns this machine\'s address'
 complete -c mp -n "__fish_mp_using_subcommand send" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand send" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand send" -s h -l help -d 'Print help'
@@ -53,9 +58,14 @@ complete -c mp -n "__fish_mp_using_subcommand receive" -s o -l output -d 'Where 
 complete -c mp -n "__fish_mp_using_subcommand receive" -l signal -d 'Signaling server URL (ws:// or wss://)' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l timeout -d 'Seconds to wait for the other side to arrive' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l bind -d 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here' -r
+complete -c mp -n "__fish_mp_using_subcommand receive" -l stun -d 'STUN server(s) for finding this machine\'s public address, e.g. stun:host:3478 (default: what the signaling server hands out)' -r
+complete -c mp -n "__fish_mp_using_subcommand receive" -l turn -d 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password' -r
+complete -c mp -n "__fish_mp_using_subcommand receive" -l turn-user -d 'User name for --turn' -r
+complete -c mp -n "__fish_mp_using_subcommand receive" -l turn-password -d 'Password for --turn' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l sctp-mtu -d 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -s y -l yes -d 'Accept the offer without asking'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l overwrite -d 'Replace existing files and merge into existing folders (never through a symbolic link)'
+complete -c mp -n "__fish_mp_using_subcommand receive" -l relay -d 'Only ever connect through a TURN relay, so the other side never learns this machine\'s address'
 complete -c mp -n "__fish_mp_using_subcommand receive" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand receive" -s h -l help -d 'Print help'

@@ -92,6 +92,35 @@ pub struct NetArgs {
     #[arg(long, env = "MP_BIND", value_delimiter = ',', value_name = "IP")]
     pub bind: Vec<IpAddr>,
 
+    /// STUN server(s) for finding this machine's public address, e.g. stun:host:3478
+    /// (default: what the signaling server hands out).
+    #[arg(long, env = "MP_STUN", value_delimiter = ',', value_name = "URL")]
+    pub stun: Vec<String>,
+
+    /// TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478
+    /// (default: what the signaling server hands out). Needs --turn-user and --turn-password.
+    #[arg(long, env = "MP_TURN", value_delimiter = ',', value_name = "URL",
+          requires_all = ["turn_user", "turn_password"])]
+    pub turn: Vec<String>,
+
+    /// User name for --turn.
+    #[arg(long, env = "MP_TURN_USER", value_name = "USER")]
+    pub turn_user: Option<String>,
+
+    /// Password for --turn.
+    #[arg(
+        long,
+        env = "MP_TURN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub turn_password: Option<String>,
+
+    /// Only ever connect through a TURN relay, so the other side never learns this machine's
+    /// address.
+    #[arg(long, env = "MP_RELAY")]
+    pub relay: bool,
+
     /// SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only
     /// loopback addresses).
     #[arg(long, env = "MP_SCTP_MTU", value_name = "BYTES", hide = true,

@@ -133,7 +133,33 @@ fn net_options(args: NetArgs) -> anyhow::Result<(NetOptions, Option<String>)> {
             wait: Duration::from_secs(args.timeout),
             bind: args.bind,
             sctp_mtu: args.sctp_mtu,
+            ice_servers: ice_servers(&args.stun, &args.turn, args.turn_user, args.turn_password),
+            relay: args.relay,
         },
         hint,
     ))
+}
+
+/// The STUN and TURN servers given with --stun and --turn.
+fn ice_servers(
+    stun: &[String],
+    turn: &[String],
+    user: Option<String>,
+    password: Option<String>,
+) -> Vec<mp::rendezvous::IceServer> {
+    let mut servers = Vec::new();
+    if !stun.is_empty() {
+        servers.push(mp::rendezvous::IceServer {
+            urls: stun.to_vec(),
+            ..Default::default()
+        });
+    }
+    if !turn.is_empty() {
+        servers.push(mp::rendezvous::IceServer {
+            urls: turn.to_vec(),
+            username: user.unwrap_or_default(),
+            credential: password.unwrap_or_default(),
+        });
+    }
+    servers
 }

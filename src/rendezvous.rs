@@ -14,6 +14,17 @@ use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
 use crate::protocol::pake::Side;
 use crate::signal::client::{Join, SignalClient};
 
+/// A STUN or TURN server the connection may use, as WebRTC configures one (`urls` such as
+/// `stun:host:3478` or `turn:host:3478?transport=udp`; TURN needs `username` and `credential`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential: String,
+}
+
 /// A meeting place for the two sides of one transfer.
 ///
 /// Every method that waits is cancel-safe: a pump may `select!` on it and drop the future when
@@ -28,6 +39,12 @@ pub trait Rendezvous: Send {
     async fn recv(&mut self) -> Result<Vec<u8>, Failure>;
     /// Leaves, politely and briefly.
     async fn close(&mut self);
+
+    /// STUN and TURN servers this meeting place recommends (`mp signal` hands out its own
+    /// STUN address and short-lived TURN credentials). Flags and environment override them.
+    fn ice_servers(&self) -> Vec<IceServer> {
+        Vec::new()
+    }
 }
 
 /// How often a generated code is redrawn when its room is busy.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::error::Failure;
 use crate::peer::{Link, LinkEvent, Peer};
-use crate::rendezvous::Rendezvous;
+use crate::rendezvous::{IceServer, Rendezvous};
 
 /// Set once a pump handles Ctrl-C itself (to tell the peer and keep partial data); `main`
 /// then leaves the interruption to the command, whose remaining steps are short and bounded.
@@ -52,6 +52,10 @@ pub struct NetOptions {
     pub bind: Vec<IpAddr>,
     /// SCTP packet budget override (tuning).
     pub sctp_mtu: Option<u32>,
+    /// STUN and TURN servers given on the command line (they replace the rendezvous's).
+    pub ice_servers: Vec<IceServer>,
+    /// Connect only through a TURN relay.
+    pub relay: bool,
 }
 
 impl NetOptions {
