@@ -63,6 +63,7 @@ enum Sink {
 pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let (rendezvous, code) =
         rendezvous::join(&args.net.signal, Some(&args.code), Side::Receiver).await?;
+    super::check_relay(&args.net, rendezvous.as_ref())?;
     ui.status("Waiting for the sender…");
     ui.event("waiting", json!({}));
     let engine = Receiver::new(code, Instant::now(), args.net.wait);
@@ -111,6 +112,9 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     } else {
         String::new()
     };
+    let pace = pump.connected_at.map_or(String::new(), |at| {
+        crate::ui::pace(report.received, at.elapsed())
+    });
     match &pump.sink {
         Some(Sink::Files(layout)) => {
             let place = match manifest.roots().as_slice() {
@@ -123,11 +127,14 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
                 shown(&place)
             };
             ui.status(&format!(
-                "Received {name} ({}{resumed}) into {place}.",
+                "Received {name} ({}{resumed}) into {place}{pace}.",
                 size(report.received)
             ))
         }
-        _ => ui.status(&format!("Received {name} ({}).", size(report.received))),
+        _ => ui.status(&format!(
+            "Received {name} ({}){pace}.",
+            size(report.received)
+        )),
     }
     Ok(())
 }
