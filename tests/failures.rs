@@ -336,3 +336,55 @@ fn wss_urls_speak_tls() {
         "the client opened with a TLS record"
     );
 }
+
+/// A small tmpfs mounted on a fresh folder, unmounted on drop (needs root, as the network
+/// tests do).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs and needs root (mount said {status})"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn no_room_for_the_offer_is_said_before_the_question_and_the_sender_hears_why() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("big.bin");
+    std::fs::write(&path, random_bytes(3 << 20, 11)).unwrap();
+    let disk = SmallDisk::new("1m");
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let received = spawn(receive(&signal, &code, disk.dir.path()).arg("--yes")).wait(LIMIT);
+    let sent = sender.wait(LIMIT);
+    received.assert_code(exit::LOCAL_IO);
+    assert!(
+        received.last_line().contains("not enough room"),
+        "{}",
+        received.stderr
+    );
+    sent.assert_code(exit::DECLINED);
+    assert!(sent.last_line().contains("disk is full"), "{}", sent.stderr);
+    assert!(list(disk.dir.path()).is_empty(), "nothing written");
+}

@@ -316,10 +316,23 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
         .args(["send", "--json", "--signal", &signal.url, "--code", &code])
         .arg(&path);
     let sender = spawn(&mut sender);
-    let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
+    let received = spawn(receive(&signal, &code, dst.path()).args(["--yes", "--json"])).wait(LIMIT);
     let sent = sender.wait(LIMIT);
     received.assert_code(exit::SUCCESS);
     sent.assert_code(exit::SUCCESS);
+    // The receiver knew before accepting how much was already there.
+    let offer = events(&received.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "offer")
+        .expect("an offer event");
+    assert_eq!(offer["already_here"], kept, "{offer}");
+    // The sender reports what it sent and what was already there.
+    let finished = events(&sent.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "finished")
+        .expect("a finished event");
+    assert_eq!(finished["already_there"], kept, "{finished}");
+    assert_eq!(finished["bytes"], content.len() as u64, "{finished}");
     let accepted = events(&sent.stdout)
         .into_iter()
         .find(|e| e["event"] == "accepted")

@@ -495,6 +495,7 @@ async fn decide(
     ui: Ui,
 ) -> Decision {
     let to_stdout = output.as_deref() == Some(std::path::Path::new("-"));
+    let mut already_here = 0;
     let sink = if to_stdout {
         if summary.files != 1 || summary.folders != 0 {
             return Err(Failure::new(
@@ -508,6 +509,12 @@ async fn decide(
         layout
             .check_free(&manifest, overwrite)
             .map_err(Failure::from_any)?;
+        // What the answer would need, checked before the question: a missing permission or a
+        // full disk must not cost a fresh code after "y".
+        let kept = layout.kept_bytes(&manifest);
+        let needed = summary.bytes.unwrap_or(0).saturating_sub(kept);
+        layout.check_room(needed).map_err(Failure::from_any)?;
+        already_here = kept;
         for warning in layout.warnings() {
             ui.warn(&warning);
         }
@@ -519,15 +526,23 @@ async fn decide(
             "files": summary.files,
             "folders": summary.folders,
             "bytes": summary.bytes,
+            "already_here": already_here,
             "paths": manifest.entries.iter().take(100).map(|e| &e.path).collect::<Vec<_>>(),
         }),
     );
     if !yes {
         list(&manifest);
-        let accepted = ui
-            .confirm(describe(&manifest, &summary))
-            .await
-            .map_err(Failure::from_any)?;
+        let mut question = describe(&manifest, &summary);
+        if already_here > 0 {
+            let to_go = summary.bytes.unwrap_or(0).saturating_sub(already_here);
+            question = format!(
+                "{} ({} already here from an interrupted transfer, {} to go)?",
+                question.trim_end_matches('?'),
+                size(already_here),
+                size(to_go)
+            );
+        }
+        let accepted = ui.confirm(question).await.map_err(Failure::from_any)?;
         if !accepted {
             return Err(Failure::new(Kind::Declined, "transfer declined"));
         }
