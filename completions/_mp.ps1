@@ -31,6 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Run a signaling server that pairs senders and receivers')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send files, folders, stdin or a text; prints the code to give to the receiver')
             [CompletionResult]::new('receive', 'receive', [CompletionResultType]::ParameterValue, 'Receive what the sender offers, given its code')
+            [CompletionResult]::new('partial', 'partial', [CompletionResultType]::ParameterValue, 'List the partial data interrupted transfers left in a folder, or remove it')
             [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Write shell completions and man pages (for packagers and this repository)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -62,6 +63,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--turn-user', '--turn-user', [CompletionResultType]::ParameterName, 'User name for --turn')
             [CompletionResult]::new('--turn-password', '--turn-password', [CompletionResultType]::ParameterName, 'Password for --turn')
             [CompletionResult]::new('--sctp-mtu', '--sctp-mtu', [CompletionResultType]::ParameterName, 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)')
+            [CompletionResult]::new('--skip-unsafe', '--skip-unsafe', [CompletionResultType]::ParameterName, 'Leave out files and folders whose names the receiver would refuse (a control character, say) instead of stopping; each is named in a warning')
             [CompletionResult]::new('--relay', '--relay', [CompletionResultType]::ParameterName, 'Only ever connect through a TURN relay, so the other side never learns this machine''s address')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
@@ -92,6 +94,15 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'mp;partial' {
+            [CompletionResult]::new('--remove', '--remove', [CompletionResultType]::ParameterName, 'Remove them (only those that belong to you and no receiver is using)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'mp;generate' {
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
@@ -104,6 +115,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Run a signaling server that pairs senders and receivers')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send files, folders, stdin or a text; prints the code to give to the receiver')
             [CompletionResult]::new('receive', 'receive', [CompletionResultType]::ParameterValue, 'Receive what the sender offers, given its code')
+            [CompletionResult]::new('partial', 'partial', [CompletionResultType]::ParameterValue, 'List the partial data interrupted transfers left in a folder, or remove it')
             [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Write shell completions and man pages (for packagers and this repository)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -115,6 +127,9 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             break
         }
         'mp;help;receive' {
+            break
+        }
+        'mp;help;partial' {
             break
         }
         'mp;help;generate' {

@@ -22,6 +22,9 @@ _mp() {
             mp,help)
                 cmd="mp__subcmd__help"
                 ;;
+            mp,partial)
+                cmd="mp__subcmd__partial"
+                ;;
             mp,receive)
                 cmd="mp__subcmd__receive"
                 ;;
@@ -36,6 +39,9 @@ _mp() {
                 ;;
             mp__subcmd__help,help)
                 cmd="mp__subcmd__help__subcmd__help"
+                ;;
+            mp__subcmd__help,partial)
+                cmd="mp__subcmd__help__subcmd__partial"
                 ;;
             mp__subcmd__help,receive)
                 cmd="mp__subcmd__help__subcmd__receive"
@@ -53,7 +59,7 @@ _mp() {
 
     case "${cmd}" in
         mp)
-            opts="-q -h -V --quiet --json --help --version signal send receive generate help"
+            opts="-q -h -V --quiet --json --help --version signal send receive partial generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -81,7 +87,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__help)
-            opts="signal send receive generate help"
+            opts="signal send receive partial generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -109,6 +115,20 @@ _mp() {
             return 0
             ;;
         mp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mp__subcmd__help__subcmd__partial)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -153,6 +173,20 @@ _mp() {
         mp__subcmd__help__subcmd__signal)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mp__subcmd__partial)
+            opts="-q -h --remove --quiet --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -219,7 +253,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --text --name --code --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --sctp-mtu --quiet --json --help"
+            opts="-q -h --text --name --skip-unsafe --code --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --sctp-mtu --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

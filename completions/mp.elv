@@ -28,6 +28,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand signal 'Run a signaling server that pairs senders and receivers'
             cand send 'Send files, folders, stdin or a text; prints the code to give to the receiver'
             cand receive 'Receive what the sender offers, given its code'
+            cand partial 'List the partial data interrupted transfers left in a folder, or remove it'
             cand generate 'Write shell completions and man pages (for packagers and this repository)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -57,6 +58,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --turn-user 'User name for --turn'
             cand --turn-password 'Password for --turn'
             cand --sctp-mtu 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)'
+            cand --skip-unsafe 'Leave out files and folders whose names the receiver would refuse (a control character, say) instead of stopping; each is named in a warning'
             cand --relay 'Only ever connect through a TURN relay, so the other side never learns this machine''s address'
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
@@ -85,6 +87,14 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'mp;partial'= {
+            cand --remove 'Remove them (only those that belong to you and no receiver is using)'
+            cand -q 'Print only errors and the code'
+            cand --quiet 'Print only errors and the code'
+            cand --json 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'mp;generate'= {
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
@@ -96,6 +106,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand signal 'Run a signaling server that pairs senders and receivers'
             cand send 'Send files, folders, stdin or a text; prints the code to give to the receiver'
             cand receive 'Receive what the sender offers, given its code'
+            cand partial 'List the partial data interrupted transfers left in a folder, or remove it'
             cand generate 'Write shell completions and man pages (for packagers and this repository)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -104,6 +115,8 @@ set edit:completion:arg-completer[mp] = {|@words|
         &'mp;help;send'= {
         }
         &'mp;help;receive'= {
+        }
+        &'mp;help;partial'= {
         }
         &'mp;help;generate'= {
         }

@@ -52,6 +52,15 @@ as either leaves."
     /// Receive what the sender offers, given its code.
     #[command(after_help = receive_help())]
     Receive(ReceiveArgs),
+    /// List the partial data interrupted transfers left in a folder, or remove it.
+    Partial {
+        /// The folder to look in (default: the current folder).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Remove them (only those that belong to you and no receiver is using).
+        #[arg(long)]
+        remove: bool,
+    },
     /// Write shell completions and man pages (for packagers and this repository).
     #[command(hide = true)]
     Generate {
@@ -167,6 +176,11 @@ pub struct SendArgs {
     /// The name the receiver gets for standard input (`mp send -`).
     #[arg(long, value_name = "NAME", default_value = "stdin")]
     pub name: String,
+
+    /// Leave out files and folders whose names the receiver would refuse (a control character,
+    /// say) instead of stopping; each is named in a warning.
+    #[arg(long)]
+    pub skip_unsafe: bool,
 
     /// Use this code instead of a generated one (`<number>-<anything>`).
     #[arg(long, value_name = "CODE")]

@@ -117,6 +117,7 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                 what,
                 code: args.code,
                 signal_hint: hint,
+                skip_unsafe: args.skip_unsafe,
             };
             transfer::send::run(send, ui).await
         }
@@ -135,6 +136,7 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
             };
             transfer::receive::run(receive, ui).await
         }
+        Command::Partial { dir, remove } => transfer::partial::run(&dir, remove, &ui),
         Command::Generate { dir } => generate::write_all(&dir)
             .map_err(|e| error::local_io(&format!("cannot write into {}", dir.display()), e)),
     }
