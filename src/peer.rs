@@ -185,6 +185,8 @@ pub struct Peer {
     /// The offerer's own channel, created with the offer.
     offered: Option<Arc<dyn DataChannel>>,
     remote_max_message: usize,
+    /// The SHA-256 certificate fingerprints in the other side's SDP (uppercase hex, colons).
+    remote_fingerprints: Vec<String>,
 }
 
 impl Peer {
@@ -270,6 +272,7 @@ impl Peer {
             channels,
             offered: None,
             remote_max_message: frame::MAX_MESSAGE,
+            remote_fingerprints: Vec::new(),
         })
     }
 
@@ -313,6 +316,7 @@ impl Peer {
     /// gathering is done).
     pub async fn answer(&mut self, offer: String, trickle: bool) -> Result<String, Failure> {
         self.remote_max_message = remote_max_message(&offer);
+        self.remote_fingerprints = sha256_fingerprints(&offer);
         let offer = RTCSessionDescription::offer(offer).map_err(bad_sdp)?;
         self.pc
             .set_remote_description(offer)
@@ -329,6 +333,7 @@ impl Peer {
     /// Offerer: applies the answer.
     pub async fn apply_answer(&mut self, answer: String) -> Result<(), Failure> {
         self.remote_max_message = remote_max_message(&answer);
+        self.remote_fingerprints = sha256_fingerprints(&answer);
         let answer = RTCSessionDescription::answer(answer).map_err(bad_sdp)?;
         self.pc
             .set_remote_description(answer)
@@ -361,12 +366,46 @@ impl Peer {
                 "no direct connection could be established with the other side",
             )
         })?;
+        self.check_certificate().await?;
         Ok(Link {
             channel,
             state: self.state.clone(),
             max_message: self.remote_max_message.min(frame::MAX_MESSAGE),
             draining_until: None,
         })
+    }
+
+    /// Defence in depth: the certificate the other side presented in the DTLS handshake must
+    /// be the one whose fingerprint came in its sealed SDP. webrtc-rs checks this itself; a
+    /// flaw there alone must not let anyone into the middle, so mp checks it again.
+    async fn check_certificate(&self) -> Result<(), Failure> {
+        let mismatch = |why: &str| {
+            Failure::new(
+                Kind::WrongCode,
+                format!(
+                    "the other side's DTLS certificate {why}: someone may be in the middle of the \
+                     connection"
+                ),
+            )
+        };
+        let sctp = self
+            .pc
+            .sctp()
+            .await
+            .ok_or_else(|| mismatch("could not be read"))?;
+        let certificates = sctp
+            .transport()
+            .get_remote_certificates()
+            .await
+            .map_err(|_| mismatch("could not be read"))?;
+        let presented = certificates
+            .first()
+            .map(|der| fingerprint(der))
+            .ok_or_else(|| mismatch("is missing"))?;
+        if !self.remote_fingerprints.contains(&presented) {
+            return Err(mismatch("does not match the fingerprint in its sealed SDP"));
+        }
+        Ok(())
     }
 
     pub async fn close(&self) {
@@ -589,6 +628,28 @@ impl Link {
     }
 }
 
+/// The `a=fingerprint:sha-256 …` values of an SDP, normalised to uppercase.
+fn sha256_fingerprints(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .filter_map(|line| line.trim().strip_prefix("a=fingerprint:"))
+        .filter_map(|value| {
+            let (hash, print) = value.split_once(' ')?;
+            hash.eq_ignore_ascii_case("sha-256")
+                .then(|| print.trim().to_ascii_uppercase())
+        })
+        .collect()
+}
+
+/// The SHA-256 fingerprint of a DER certificate, as SDP writes it (`AB:CD:…`).
+fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The `max-message-size` an SDP announces (RFC 8841): 65,536 when absent, no limit for 0.
 fn remote_max_message(sdp: &str) -> usize {
     let announced = sdp
@@ -651,6 +712,15 @@ fn bad_sdp(err: webrtc::error::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::remote_max_message;
+
+    #[test]
+    fn certificate_fingerprints_are_read_and_computed_as_sdp_writes_them() {
+        let sdp = "v=0\r\na=fingerprint:sha-256 ab:CD:01\r\na=fingerprint:sha-1 00\r\n";
+        assert_eq!(super::sha256_fingerprints(sdp), ["AB:CD:01"]);
+        let print = super::fingerprint(b"certificate");
+        assert_eq!(print.len(), 32 * 3 - 1);
+        assert!(print.starts_with(&print[..2].to_ascii_uppercase()));
+    }
 
     #[test]
     fn the_peers_message_size_is_read_from_its_sdp() {
