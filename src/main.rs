@@ -39,7 +39,9 @@ fn main() -> ExitCode {
                 result = &mut run => break result,
                 // A transfer under way handles Ctrl-C itself, to tell the peer and keep what
                 // it received; anywhere else, stop at once.
-                _ = tokio::signal::ctrl_c() => if !transfer::handles_interrupt() {
+                _ = tokio::signal::ctrl_c() => if transfer::handles_interrupt() {
+                    transfer::forward_interrupt();
+                } else {
                     break Err(fail(Kind::Interrupted, "interrupted"));
                 },
             }

@@ -45,6 +45,15 @@ pub fn take_over_interrupt() {
     HANDLES_INTERRUPT.store(true, Ordering::SeqCst);
 }
 
+/// A Ctrl-C that `main` saw once a pump had taken over: the pump may have registered its own
+/// listener just after the signal came, so `main` hands it on rather than dropping it.
+static FORWARDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Called by `main` for a Ctrl-C it leaves to the pump.
+pub fn forward_interrupt() {
+    FORWARDED.notify_one();
+}
+
 /// Ctrl-C, as the pump hears it. The listener is registered before `main` is told to leave
 /// Ctrl-C to the pump, so none is lost in between.
 pub(crate) struct Interrupts {
@@ -65,12 +74,18 @@ impl Interrupts {
         interrupts
     }
 
-    /// The next Ctrl-C. Cancel-safe.
+    /// The next Ctrl-C, heard directly or handed on by `main`. Cancel-safe.
     pub(crate) async fn next(&mut self) {
         #[cfg(unix)]
-        self.signal.recv().await;
+        tokio::select! {
+            _ = self.signal.recv() => {}
+            _ = FORWARDED.notified() => {}
+        }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = FORWARDED.notified() => {}
+        }
     }
 }
 
