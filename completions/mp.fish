@@ -36,6 +36,10 @@ complete -c mp -n "__fish_mp_needs_command" -f -a "help" -d 'Print this message 
 complete -c mp -n "__fish_mp_using_subcommand signal" -l listen -d 'Address and port to listen on' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l room-timeout -d 'Seconds a room may live, from its first client, before the server closes it' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l max-clients -d 'Most connections served at once' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l turn -d 'TURN server URL(s) to hand out to clients with short-lived credentials, e.g. turn:relay.example.org:3478. Needs --turn-secret' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l turn-secret -d 'Secret shared with the TURN server (coturn\'s static-auth-secret); prefer the environment variable, which `ps` does not show' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l turn-ttl -d 'Seconds a handed-out TURN credential stays valid' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l no-stun -d 'Do not answer STUN Binding requests on UDP at the --listen address and port'
 complete -c mp -n "__fish_mp_using_subcommand signal" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand signal" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand signal" -s h -l help -d 'Print help'

@@ -74,6 +74,31 @@ pub struct SignalArgs {
     /// Most connections served at once.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub max_clients: usize,
+
+    /// Do not answer STUN Binding requests on UDP at the --listen address and port.
+    #[arg(long)]
+    pub no_stun: bool,
+
+    /// TURN server URL(s) to hand out to clients with short-lived credentials, e.g.
+    /// turn:relay.example.org:3478. Needs --turn-secret.
+    #[arg(long, value_delimiter = ',', value_name = "URL", requires = "turn_secret",
+          value_parser = crate::signal::turn::parse_url)]
+    pub turn: Vec<String>,
+
+    /// Secret shared with the TURN server (coturn's static-auth-secret); prefer the
+    /// environment variable, which `ps` does not show.
+    #[arg(
+        long,
+        env = "MP_TURN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+
+    /// Seconds a handed-out TURN credential stays valid.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(60..=7 * 86_400))]
+    pub turn_ttl: u64,
 }
 
 /// Options shared by `send` and `receive`.

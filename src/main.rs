@@ -60,7 +60,18 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
     match cli.command {
         Command::Signal(args) => {
-            let listener = tokio::net::TcpListener::bind(args.listen)
+            let turn = match args.turn_secret.filter(|_| !args.turn.is_empty()) {
+                Some(secret) if secret.is_empty() => {
+                    return Err(fail(Kind::Usage, "--turn-secret must not be empty"));
+                }
+                Some(secret) => Some(std::sync::Arc::new(signal::turn::Turn {
+                    urls: args.turn,
+                    secret,
+                    ttl: Duration::from_secs(args.turn_ttl),
+                })),
+                None => None,
+            };
+            let listeners = signal::server::bind(args.listen, !args.no_stun)
                 .await
                 .map_err(|e| {
                     fail(
@@ -68,14 +79,24 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                         format!("cannot listen on {}: {e}", args.listen),
                     )
                 })?;
-            let local = listener.local_addr()?;
+            let local = listeners.tcp.local_addr()?;
             eprintln!("mp signal: listening on ws://{local}");
+            if listeners.stun.is_some() {
+                eprintln!("mp signal: answering STUN on udp {local}");
+            }
+            if let Some(turn) = &turn {
+                eprintln!(
+                    "mp signal: handing out TURN credentials for {}",
+                    turn.urls.join(", ")
+                );
+            }
             let config = signal::server::Config {
                 room_timeout: Duration::from_secs(args.room_timeout),
                 max_clients: args.max_clients,
+                turn,
                 ..Default::default()
             };
-            signal::server::serve(listener, config).await?;
+            signal::server::run(listeners, config).await?;
             Ok(())
         }
         Command::Send(args) => {

@@ -24,7 +24,9 @@ use tokio::sync::{mpsc, watch};
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder,
 };
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
@@ -36,6 +38,8 @@ use webrtc::data_channel::DataChannelEvent;
 
 use crate::error::{Failure, Kind};
 use crate::protocol::frame;
+use crate::protocol::message::Candidate;
+use crate::rendezvous::IceServer;
 
 /// UDP socket buffer size (send and receive).
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
@@ -58,6 +62,10 @@ pub struct PeerOptions {
     pub bind: Vec<IpAddr>,
     /// SCTP packet budget; `None` picks one from `bind` (see [`LOOPBACK_SCTP_MTU`]).
     pub sctp_mtu: Option<u32>,
+    /// STUN and TURN servers (none: host candidates only; there is no default server).
+    pub ice_servers: Vec<IceServer>,
+    /// Only relay candidates: the other side never learns this machine's address.
+    pub relay: bool,
 }
 
 /// The tokio runtime, but with large UDP socket buffers.
@@ -136,10 +144,21 @@ struct Events {
     state: watch::Sender<RTCPeerConnectionState>,
     gathered: watch::Sender<bool>,
     channels: mpsc::Sender<Arc<dyn DataChannel>>,
+    candidates: mpsc::UnboundedSender<Candidate>,
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Events {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.candidates.send(Candidate {
+                candidate: init.candidate,
+                mid: init.sdp_mid,
+                mline: init.sdp_mline_index,
+            });
+        }
+    }
+
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
             let _ = self.gathered.send(true);
@@ -157,7 +176,9 @@ impl PeerConnectionEventHandler for Events {
 
 /// One peer connection, from its SDP to an open data channel ([`Peer::open`]).
 pub struct Peer {
-    pc: Box<dyn PeerConnection>,
+    pc: Arc<dyn PeerConnection>,
+    /// Local candidates as they are gathered, until taken ([`Peer::take_candidates`]).
+    candidates: Option<mpsc::UnboundedReceiver<Candidate>>,
     state: watch::Receiver<RTCPeerConnectionState>,
     gathered: watch::Receiver<bool>,
     channels: mpsc::Receiver<Arc<dyn DataChannel>>,
@@ -171,6 +192,7 @@ impl Peer {
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_tx, gathered) = watch::channel(false);
         let (channels_tx, channels) = mpsc::channel(1);
+        let (candidates_tx, candidates) = mpsc::unbounded_channel();
         let loopback = options.bind.iter().any(IpAddr::is_loopback);
         let loopback_only =
             !options.bind.is_empty() && options.bind.iter().all(IpAddr::is_loopback);
@@ -207,13 +229,32 @@ impl Peer {
                 .map(|ip| SocketAddr::new(*ip, 0))
                 .collect()
         };
+        let ice_servers = options
+            .ice_servers
+            .iter()
+            .map(|server| RTCIceServer {
+                urls: server.urls.clone(),
+                username: server.username.clone(),
+                credential: server.credential.clone(),
+            })
+            .collect();
+        let policy = if options.relay {
+            RTCIceTransportPolicy::Relay
+        } else {
+            RTCIceTransportPolicy::All
+        };
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(ice_servers)
+            .with_ice_transport_policy(policy)
+            .build();
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(configuration)
             .with_setting_engine(settings)
             .with_handler(Arc::new(Events {
                 state: state_tx,
                 gathered: gathered_tx,
                 channels: channels_tx,
+                candidates: candidates_tx,
             }))
             .with_runtime(Arc::new(BufferedRuntime(TokioRuntime)))
             .with_udp_addrs(udp_addrs)
@@ -222,7 +263,8 @@ impl Peer {
             .await
             .map_err(|e| Failure::new(Kind::Connect, format!("cannot set up WebRTC: {e}")))?;
         Ok(Peer {
-            pc: Box::new(pc),
+            pc: Arc::new(pc),
+            candidates: Some(candidates),
             state,
             gathered,
             channels,
@@ -231,9 +273,22 @@ impl Peer {
         })
     }
 
-    /// Offerer: creates the data channel and the offer; returns the offer once gathering is
-    /// done.
-    pub async fn offer(&mut self) -> Result<String, Failure> {
+    /// The local candidates, as they are gathered (for trickling them to the other side).
+    pub fn take_candidates(&mut self) -> Option<mpsc::UnboundedReceiver<Candidate>> {
+        self.candidates.take()
+    }
+
+    /// A handle that adds the other side's candidates while the peer itself is busy opening.
+    pub fn remote_candidates(&self) -> RemoteCandidates {
+        RemoteCandidates {
+            pc: self.pc.clone(),
+        }
+    }
+
+    /// Offerer: creates the data channel and the offer. With `trickle`, returns it at once
+    /// (candidates follow from [`Peer::take_candidates`]); else once gathering is done, with
+    /// every candidate inside.
+    pub async fn offer(&mut self, trickle: bool) -> Result<String, Failure> {
         let channel = self
             .pc
             .create_data_channel(
@@ -251,11 +306,12 @@ impl Peer {
             .set_local_description(offer)
             .await
             .map_err(webrtc_error)?;
-        self.local_sdp().await
+        self.local_sdp(trickle).await
     }
 
-    /// Answerer: takes the offer and returns the answer once gathering is done.
-    pub async fn answer(&mut self, offer: String) -> Result<String, Failure> {
+    /// Answerer: takes the offer and returns the answer (at once with `trickle`, else once
+    /// gathering is done).
+    pub async fn answer(&mut self, offer: String, trickle: bool) -> Result<String, Failure> {
         self.remote_max_message = remote_max_message(&offer);
         let offer = RTCSessionDescription::offer(offer).map_err(bad_sdp)?;
         self.pc
@@ -267,7 +323,7 @@ impl Peer {
             .set_local_description(answer)
             .await
             .map_err(webrtc_error)?;
-        self.local_sdp().await
+        self.local_sdp(trickle).await
     }
 
     /// Offerer: applies the answer.
@@ -317,15 +373,32 @@ impl Peer {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.pc.close()).await;
     }
 
-    async fn local_sdp(&mut self) -> Result<String, Failure> {
-        let gathered = self.gathered.wait_for(|done| *done);
-        match tokio::time::timeout(GATHER_TIMEOUT, gathered).await {
-            Ok(Ok(_)) => {}
-            _ => {
-                return Err(Failure::new(
-                    Kind::Connect,
-                    "ICE gathering did not complete",
-                ))
+    /// Which path the open connection took, once it is open.
+    pub async fn path(&self) -> Option<Path> {
+        let sctp = self.pc.sctp().await?;
+        let pair = sctp
+            .transport()
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await
+            .ok()??;
+        Some(Path {
+            local: candidate_type(pair.local().typ),
+            remote: candidate_type(pair.remote().typ),
+        })
+    }
+
+    async fn local_sdp(&mut self, trickle: bool) -> Result<String, Failure> {
+        if !trickle {
+            let gathered = self.gathered.wait_for(|done| *done);
+            match tokio::time::timeout(GATHER_TIMEOUT, gathered).await {
+                Ok(Ok(_)) => {}
+                _ => {
+                    return Err(Failure::new(
+                        Kind::Connect,
+                        "ICE gathering did not complete",
+                    ))
+                }
             }
         }
         let description =
@@ -333,6 +406,98 @@ impl Peer {
                 Failure::new(Kind::Connect, "WebRTC produced no local description")
             })?;
         Ok(description.sdp)
+    }
+}
+
+/// Adds the other side's trickled candidates.
+#[derive(Clone)]
+pub struct RemoteCandidates {
+    pc: Arc<dyn PeerConnection>,
+}
+
+impl RemoteCandidates {
+    /// Adds one candidate; a malformed one is refused (its text is the peer's).
+    pub async fn add(&self, candidate: Candidate) -> Result<(), Failure> {
+        let init = RTCIceCandidateInit {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.mid,
+            sdp_mline_index: candidate.mline.or(Some(0)),
+            ..Default::default()
+        };
+        self.pc.add_ice_candidate(init).await.map_err(|e| {
+            Failure::new(
+                Kind::Connect,
+                format!("the other side sent an unusable ICE candidate: {e}"),
+            )
+        })
+    }
+}
+
+/// The kind of an ICE candidate, as RFC 8445 names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CandidateKind {
+    /// An address of one of the machine's interfaces.
+    Host,
+    /// The public address a STUN server saw.
+    ServerReflexive,
+    /// An address learned from the other side's checks.
+    PeerReflexive,
+    /// An address on a TURN relay.
+    Relay,
+    Unknown,
+}
+
+impl CandidateKind {
+    /// The short name used in SDP and in JSON events: host, srflx, prflx, relay.
+    pub fn name(self) -> &'static str {
+        match self {
+            CandidateKind::Host => "host",
+            CandidateKind::ServerReflexive => "srflx",
+            CandidateKind::PeerReflexive => "prflx",
+            CandidateKind::Relay => "relay",
+            CandidateKind::Unknown => "unknown",
+        }
+    }
+
+    /// The kind named in a candidate line (`… typ host …`).
+    pub fn of_line(line: &str) -> CandidateKind {
+        let mut words = line.split_whitespace();
+        while let Some(word) = words.next() {
+            if word == "typ" {
+                return match words.next() {
+                    Some("host") => CandidateKind::Host,
+                    Some("srflx") => CandidateKind::ServerReflexive,
+                    Some("prflx") => CandidateKind::PeerReflexive,
+                    Some("relay") => CandidateKind::Relay,
+                    _ => CandidateKind::Unknown,
+                };
+            }
+        }
+        CandidateKind::Unknown
+    }
+}
+
+fn candidate_type(typ: RTCIceCandidateType) -> CandidateKind {
+    match typ {
+        RTCIceCandidateType::Host => CandidateKind::Host,
+        RTCIceCandidateType::Srflx => CandidateKind::ServerReflexive,
+        RTCIceCandidateType::Prflx => CandidateKind::PeerReflexive,
+        RTCIceCandidateType::Relay => CandidateKind::Relay,
+        _ => CandidateKind::Unknown,
+    }
+}
+
+/// The candidate pair the connection uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Path {
+    pub local: CandidateKind,
+    pub remote: CandidateKind,
+}
+
+impl Path {
+    /// True when a TURN relay carries the bytes.
+    pub fn is_relayed(&self) -> bool {
+        self.local == CandidateKind::Relay || self.remote == CandidateKind::Relay
     }
 }
 
@@ -363,12 +528,17 @@ impl Link {
         self.max_message
     }
 
-    /// Sends one frame; waits while the bounded send buffer is full.
+    /// Sends one frame; waits while the bounded send buffer is full, but not past the end of
+    /// the connection (webrtc-rs would wait for buffer space that never comes).
     pub async fn send(&self, frame: Vec<u8>) -> Result<(), Failure> {
-        self.channel
-            .send(BytesMut::from(bytes::Bytes::from(frame)))
-            .await
-            .map_err(|_| Failure::new(Kind::PeerGone, "the connection to the other side was lost"))
+        let lost = || Failure::new(Kind::PeerGone, "the connection to the other side was lost");
+        let mut state = self.state.clone();
+        tokio::select! {
+            sent = self.channel.send(BytesMut::from(bytes::Bytes::from(frame))) => {
+                sent.map_err(|_| lost())
+            }
+            _ = ended(&mut state) => Err(lost()),
+        }
     }
 
     /// The next message, or [`LinkEvent::Closed`]. Cancel-safe.

@@ -87,11 +87,11 @@ async fn hostile_sender(
     }
     let mut peer = Peer::new(&PeerOptions {
         bind: vec!["127.0.0.1".parse().unwrap()],
-        sctp_mtu: None,
+        ..PeerOptions::default()
     })
     .await
     .unwrap();
-    let sdp = peer.offer().await.unwrap();
+    let sdp = peer.offer(false).await.unwrap();
     let kind = SdpKind::Offer;
     conversation.send(&Message::Sdp { kind, sdp }).unwrap();
     flush(&mut conversation, rendezvous).await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use rtc::stun;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -30,6 +31,11 @@ async fn join(url: &str, room: &str, side: &str) -> Client {
     ws
 }
 
+/// Whether `text` is a `joined` message (which may name ICE servers).
+fn is_joined(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v["type"] == "joined")
+}
+
 async fn next_text(ws: &mut Client) -> String {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
@@ -45,9 +51,9 @@ fn a_third_client_in_a_full_room_is_refused() {
     let signal = Signal::start();
     runtime().block_on(async {
         let mut a = join(&signal.url, "77", "send").await;
-        assert_eq!(next_text(&mut a).await, r#"{"type":"joined"}"#);
+        assert!(is_joined(&next_text(&mut a).await));
         let mut b = join(&signal.url, "77", "receive").await;
-        assert_eq!(next_text(&mut b).await, r#"{"type":"joined"}"#);
+        assert!(is_joined(&next_text(&mut b).await));
         assert_eq!(next_text(&mut b).await, r#"{"type":"paired"}"#);
         assert_eq!(next_text(&mut a).await, r#"{"type":"paired"}"#);
 
@@ -86,7 +92,7 @@ fn the_room_is_forgotten_when_either_side_leaves() {
         assert_eq!(next_text(&mut b).await, r#"{"type":"peer-left"}"#);
         // The number is free again.
         let mut c = join(&signal.url, "78", "send").await;
-        assert_eq!(next_text(&mut c).await, r#"{"type":"joined"}"#);
+        assert!(is_joined(&next_text(&mut c).await));
     });
 }
 
@@ -142,6 +148,166 @@ fn a_room_times_out_from_its_first_client_not_its_last() {
             joined_late.elapsed() < Duration::from_millis(1600),
             "the late member got the room's remaining time, not a fresh one"
         );
+    });
+}
+
+/// The port of a `ws://127.0.0.1:PORT` URL.
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A STUN Binding request (built with the same codec as the server, webrtc-rs's).
+fn binding_request() -> stun::message::Message {
+    use stun::message::{Message, TransactionId, BINDING_REQUEST};
+    let mut request = Message::new();
+    request
+        .build(&[Box::new(TransactionId::new()), Box::new(BINDING_REQUEST)])
+        .unwrap();
+    request
+}
+
+#[test]
+fn the_server_answers_stun_binding_requests_on_its_own_port() {
+    use stun::message::{Getter, Message, BINDING_SUCCESS};
+    use stun::xoraddr::XorMappedAddress;
+
+    let signal = Signal::start();
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port_of(&signal.url)));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(STEP)).unwrap();
+    // Something that is not a Binding request first: it must get no answer, so the first
+    // datagram back is the answer to the request.
+    socket.send_to(b"GET / HTTP/1.1\r\n\r\n", server).unwrap();
+    let request = binding_request();
+    socket.send_to(&request.raw, server).unwrap();
+
+    let mut buffer = [0u8; 1500];
+    let (len, from) = socket.recv_from(&mut buffer).expect("a STUN answer");
+    assert_eq!(from, server);
+    let mut response = Message::new();
+    response.raw = buffer[..len].to_vec();
+    response.decode().unwrap();
+    assert_eq!(response.typ, BINDING_SUCCESS);
+    assert_eq!(response.transaction_id, request.transaction_id);
+    let mut mapped = XorMappedAddress::default();
+    mapped.get_from(&response).unwrap();
+    assert_eq!(
+        std::net::SocketAddr::new(mapped.ip, mapped.port),
+        socket.local_addr().unwrap()
+    );
+}
+
+#[test]
+fn no_stun_means_no_answer_and_no_stun_port() {
+    let signal = Signal::start_with(&["--no-stun"]);
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port_of(&signal.url)));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Asserting an absence: a short wait is all there is (a STUN answer on loopback takes
+    // well under a millisecond).
+    socket
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    socket.send_to(&binding_request().raw, server).unwrap();
+    let mut buffer = [0u8; 1500];
+    // Either nothing comes, or the port-unreachable error of a closed UDP port.
+    assert!(socket.recv_from(&mut buffer).is_err());
+
+    runtime().block_on(async {
+        let mut a = join(&signal.url, "81", "send").await;
+        assert_eq!(next_text(&mut a).await, r#"{"type":"joined"}"#);
+    });
+}
+
+/// `mp signal` handing out TURN credentials for `turn:127.0.0.1:3478`, its secret given in
+/// the environment (so `ps` does not show it).
+struct TurnSignal {
+    url: String,
+    _server: Running,
+}
+
+const TURN_SECRET: &str = "north-wind";
+
+impl TurnSignal {
+    fn start() -> TurnSignal {
+        let server = spawn(
+            mp().args(["signal", "--listen", "127.0.0.1:0"])
+                .args(["--turn", "turn:127.0.0.1:3478", "--turn-ttl", "600"])
+                .env("MP_TURN_SECRET", TURN_SECRET),
+        );
+        let url = server.wait_line("mp signal: listening on ", STEP);
+        TurnSignal {
+            url,
+            _server: server,
+        }
+    }
+}
+
+/// base64(HMAC-SHA1(secret, username)), computed here without mp's own code.
+fn turn_credential(username: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(TURN_SECRET.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[test]
+fn joined_names_the_stun_port_and_a_turn_credential_that_verifies() {
+    let signal = TurnSignal::start();
+    runtime().block_on(async {
+        let mut usernames = Vec::new();
+        for room in ["82", "83"] {
+            let mut ws = join(&signal.url, room, "send").await;
+            let joined: serde_json::Value =
+                serde_json::from_str(&next_text(&mut ws).await).unwrap();
+            assert_eq!(joined["type"], "joined");
+            assert_eq!(joined["stun_port"], port_of(&signal.url));
+            let turn = &joined["turn"];
+            assert_eq!(turn["urls"], serde_json::json!(["turn:127.0.0.1:3478"]));
+            let username = turn["username"].as_str().unwrap().to_string();
+            let (expiry, tag) = username.split_once(':').unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let expiry: u64 = expiry.parse().unwrap();
+            assert!(
+                (now + 600 - 60..=now + 600).contains(&expiry),
+                "{expiry} vs {now}"
+            );
+            assert!(!tag.is_empty());
+            assert_eq!(turn["credential"], turn_credential(&username));
+            usernames.push(username);
+        }
+        assert_ne!(usernames[0], usernames[1], "each client has its own");
+    });
+}
+
+#[test]
+fn the_client_offers_what_the_server_announced_as_ice_servers() {
+    use mp::rendezvous::{IceServer, Rendezvous};
+    use mp::signal::client::{Join, SignalClient};
+
+    let signal = TurnSignal::start();
+    runtime().block_on(async {
+        let Join::Joined(client) =
+            SignalClient::join(&signal.url, "84", mp::protocol::pake::Side::Sender)
+                .await
+                .unwrap()
+        else {
+            panic!("the room is free");
+        };
+        let servers = client.ice_servers();
+        assert_eq!(servers.len(), 2, "{servers:?}");
+        assert_eq!(
+            servers[0],
+            IceServer {
+                urls: vec![format!("stun:127.0.0.1:{}", port_of(&signal.url))],
+                ..Default::default()
+            }
+        );
+        assert_eq!(servers[1].urls, vec!["turn:127.0.0.1:3478".to_string()]);
+        assert_eq!(servers[1].credential, turn_credential(&servers[1].username));
     });
 }
 

@@ -49,6 +49,9 @@ pub const ACK_INTERVAL: Duration = Duration::from_secs(1);
 /// Receiver: how long to wait for the sender to close after DONE.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// Most ICE candidates taken from the peer: a host has a few per interface and server.
+pub const MAX_CANDIDATES: usize = 64;
+
 /// A deadline and the failure it means when it passes.
 pub struct Timer {
     pub at: Instant,

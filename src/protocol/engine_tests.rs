@@ -62,6 +62,20 @@ struct World {
     /// Set by tests to rewrite or drop what the sender puts on the link.
     tamper: Option<Tamper>,
     link_max_message: usize,
+    /// When true, placing is asked for but not done (the test finishes it).
+    hold_placing: bool,
+    place_asked: bool,
+    /// Trickled candidates each side was asked to add.
+    candidates_at_sender: Vec<String>,
+    candidates_at_receiver: Vec<String>,
+}
+
+fn candidate(name: &str) -> super::message::Candidate {
+    super::message::Candidate {
+        candidate: format!("candidate:{name} 1 udp 1 10.0.0.1 9 typ host"),
+        mid: Some("0".into()),
+        mline: None,
+    }
 }
 
 impl World {
@@ -88,6 +102,10 @@ impl World {
             sender_frames: Vec::new(),
             tamper: None,
             link_max_message: super::frame::MAX_MESSAGE,
+            hold_placing: false,
+            place_asked: false,
+            candidates_at_sender: Vec::new(),
+            candidates_at_receiver: Vec::new(),
         }
     }
 
@@ -132,9 +150,17 @@ impl World {
                 self.receiver.handle(self.now, receiver::Input::Envelope(e))
             }
             sender::Output::CloseRendezvous => {}
-            sender::Output::CreateOffer => self
-                .sender
-                .handle(self.now, sender::Input::LocalSdp("offer".into())),
+            sender::Output::CreateOffer { trickle } => {
+                assert!(trickle, "both engines list the trickle feature");
+                // One candidate is gathered before the SDP is ready, one after.
+                self.sender
+                    .handle(self.now, sender::Input::LocalCandidate(candidate("s1")));
+                self.sender
+                    .handle(self.now, sender::Input::LocalSdp("offer".into()));
+                self.sender
+                    .handle(self.now, sender::Input::LocalCandidate(candidate("s2")));
+            }
+            sender::Output::AddCandidate(c) => self.candidates_at_sender.push(c.candidate),
             sender::Output::ApplyAnswer(sdp) => {
                 assert_eq!(sdp, "answer");
                 let max_message = self.link_max_message;
@@ -151,7 +177,7 @@ impl World {
                     })
                     .collect();
                 self.sender
-                    .handle(self.now, sender::Input::Prefixes(hashes));
+                    .handle(self.now, sender::Input::Prefixes(Ok(hashes)));
             }
             sender::Output::StartReading { plan, max_data } => {
                 self.max_data = max_data;
@@ -220,16 +246,23 @@ impl World {
             receiver::Output::ShowText(_) => self
                 .receiver
                 .handle(self.now, receiver::Input::TextShown(Ok(()))),
-            receiver::Output::Answer(sdp) => {
-                assert_eq!(sdp, "offer");
+            receiver::Output::Answer { offer, trickle } => {
+                assert_eq!(offer, "offer");
+                assert!(trickle);
+                self.receiver
+                    .handle(self.now, receiver::Input::LocalCandidate(candidate("r1")));
                 self.receiver
                     .handle(self.now, receiver::Input::LocalSdp("answer".into()));
             }
+            receiver::Output::AddCandidate(c) => self.candidates_at_receiver.push(c.candidate),
             receiver::Output::Write(write) => self.writes.push_back(write),
             receiver::Output::Place => {
-                self.placed = true;
-                self.receiver
-                    .handle(self.now, receiver::Input::Placed(Ok(())));
+                self.place_asked = true;
+                if !self.hold_placing {
+                    self.placed = true;
+                    self.receiver
+                        .handle(self.now, receiver::Input::Placed(Ok(())));
+                }
             }
             receiver::Output::Discard => self.discarded = true,
             receiver::Output::Frame(frame) => {
@@ -380,6 +413,10 @@ fn an_honest_transfer_moves_every_byte_and_ends_with_done() {
     assert!(matches!(world.receiver_done, Some(Ok(_))));
     assert_eq!(world.written[&0], content);
     assert!(world.placed);
+    // Candidates trickled both ways, each after its side's SDP, none lost.
+    assert_eq!(world.candidates_at_receiver.len(), 2);
+    assert!(world.candidates_at_receiver[0].starts_with("candidate:s1"));
+    assert_eq!(world.candidates_at_sender.len(), 1);
 }
 
 #[test]
@@ -556,17 +593,31 @@ fn undecodable_unknown_and_out_of_place_frames_are_violations() {
 }
 
 #[test]
-fn data_after_the_last_file_is_a_violation() {
-    let mut world = World::single("f", b"hi");
-    world.pair();
-    world.settle();
-    // The honest stream is complete; a hostile extra DATA arrives while placing or closing.
-    world.receiver.handle(
-        world.now,
-        receiver::Input::Frame(Frame::Data(b"x").encode()),
-    );
-    world.run(Duration::from_secs(5));
-    assert!(world.receiver_done.is_some());
+fn nothing_the_sender_says_after_the_last_file_undoes_a_verified_transfer() {
+    // While the receiver places the files: junk, a KEEPALIVE, a FAIL (the sender's Ctrl-C),
+    // and the receiver's own Ctrl-C.
+    for late in [
+        Frame::Data(b"x").encode(),
+        Frame::Keepalive.encode(),
+        Frame::Fail(FailKind::Interrupted, "interrupted".into()).encode(),
+    ] {
+        let mut world = World::single("f", b"hi");
+        world.hold_placing = true;
+        world.pair();
+        world.settle();
+        assert!(world.place_asked, "the receiver never started placing");
+        world
+            .receiver
+            .handle(world.now, receiver::Input::Frame(late));
+        world.receiver.handle(world.now, receiver::Input::Interrupt);
+        world
+            .receiver
+            .handle(world.now, receiver::Input::Placed(Ok(())));
+        world.placed = true;
+        world.run(Duration::from_secs(5));
+        assert_eq!(world.receiver_report().received, 2);
+        assert!(!world.discarded);
+    }
 }
 
 #[test]
@@ -781,7 +832,7 @@ fn timeouts_before_the_link_are_the_engines() {
             sender::Output::Envelope(e) => world
                 .receiver
                 .handle(world.now, receiver::Input::Envelope(e)),
-            sender::Output::CreateOffer => world
+            sender::Output::CreateOffer { .. } => world
                 .sender
                 .handle(world.now, sender::Input::LocalSdp("offer".into())),
             sender::Output::ApplyAnswer(_) => break,
@@ -795,7 +846,7 @@ fn timeouts_before_the_link_are_the_engines() {
                 receiver::Output::Ask { .. } => world
                     .receiver
                     .handle(world.now, receiver::Input::Accept { kept: vec![] }),
-                receiver::Output::Answer(_) => world
+                receiver::Output::Answer { .. } => world
                     .receiver
                     .handle(world.now, receiver::Input::LocalSdp("answer".into())),
                 receiver::Output::Timeout(_) => break,
@@ -889,7 +940,7 @@ fn a_receiver_leaving_the_rendezvous_while_connecting_gets_a_short_grace() {
             sender::Output::Envelope(e) => world
                 .receiver
                 .handle(world.now, receiver::Input::Envelope(e)),
-            sender::Output::CreateOffer => world
+            sender::Output::CreateOffer { .. } => world
                 .sender
                 .handle(world.now, sender::Input::LocalSdp("offer".into())),
             sender::Output::ApplyAnswer(_) => break,
@@ -903,7 +954,7 @@ fn a_receiver_leaving_the_rendezvous_while_connecting_gets_a_short_grace() {
                 receiver::Output::Ask { .. } => world
                     .receiver
                     .handle(world.now, receiver::Input::Accept { kept: vec![] }),
-                receiver::Output::Answer(_) => world
+                receiver::Output::Answer { .. } => world
                     .receiver
                     .handle(world.now, receiver::Input::LocalSdp("answer".into())),
                 receiver::Output::Timeout(_) => break,

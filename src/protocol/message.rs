@@ -44,8 +44,23 @@ pub enum Message {
     /// Either way: a WebRTC session description (`kind` is `"offer"` or `"answer"`), with its
     /// ICE candidates gathered into it.
     Sdp { kind: SdpKind, sdp: String },
+    /// Either way, after its own SDP and before the data channel opens, when both hellos list
+    /// the `trickle` feature: one more ICE candidate of the sender of this message.
+    Candidate(Candidate),
     /// Either way: something failed; the other side should stop.
     Abort { reason: String },
+}
+
+/// One ICE candidate (RFC 8839 `candidate-attribute`, with or without the `candidate:`
+/// prefix), and the media section it belongs to (`mid`, `mline`: optional, as a browser gives
+/// them; `mp` has one section).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub candidate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mline: Option<u16>,
 }
 
 /// A prefix the receiver kept: the first `offset` bytes of manifest entry `index`.
@@ -163,6 +178,7 @@ impl Message {
             Message::Resume { .. } => "resume",
             Message::Sdp { .. } => "sdp",
             Message::Abort { .. } => "abort",
+            Message::Candidate(_) => "candidate",
         }
     }
 }
@@ -226,6 +242,15 @@ mod tests {
         assert_eq!(
             String::from_utf8(Message::Resume { files: vec![0] }.to_bytes()).unwrap(),
             r#"{"type":"resume","files":[0]}"#
+        );
+        let candidate = Message::Candidate(Candidate {
+            candidate: "candidate:1 1 udp 2130706431 10.0.0.2 5000 typ host".into(),
+            mid: Some("0".into()),
+            mline: None,
+        });
+        assert_eq!(
+            String::from_utf8(candidate.to_bytes()).unwrap(),
+            r#"{"type":"candidate","candidate":"candidate:1 1 udp 2130706431 10.0.0.2 5000 typ host","mid":"0"}"#
         );
         let offer = Message::Offer {
             manifest: Manifest {

@@ -23,9 +23,10 @@ use super::engine::{self, earliest, unexpected, violation, Stop, Timer};
 use super::frame::{Frame, Taken, Window, ACK_EVERY, ACK_EVERY_MESSAGES, MAX_DATA};
 use super::hex;
 use super::manifest::{display, Manifest, ManifestError, Summary};
-use super::message::{Kept, Message, OfferAssembly, SdpKind, MAX_TEXT};
+use super::message::{Candidate, Kept, Message, OfferAssembly, SdpKind, MAX_TEXT};
 use super::pake::Side;
-use super::session::Conversation;
+use super::sender::Trickle;
+use super::session::{Conversation, TRICKLE};
 use crate::error::{Failure, Kind};
 
 /// A prefix kept from an earlier attempt: the first `offset` bytes of entry `index`, whose
@@ -54,6 +55,8 @@ pub enum Input {
     TextShown(Result<(), Failure>),
     /// The WebRTC answer asked for with [`Output::Answer`].
     LocalSdp(String),
+    /// A local ICE candidate, gathered after the SDP was made (when trickling).
+    LocalCandidate(Candidate),
     /// The data channel is open.
     LinkOpen,
     /// The direct connection could not be made.
@@ -108,8 +111,12 @@ pub enum Output {
     },
     /// Show this text; answer with [`Input::TextShown`].
     ShowText(String),
-    /// Make the WebRTC peer and answer this offer; reply with [`Input::LocalSdp`].
-    Answer(String),
+    /// Make the WebRTC peer and answer this offer; reply with [`Input::LocalSdp`]. With
+    /// `trickle`, the answer is wanted at once and local candidates follow as
+    /// [`Input::LocalCandidate`].
+    Answer { offer: String, trickle: bool },
+    /// Add the sender's ICE candidate to the peer connection.
+    AddCandidate(Candidate),
     /// Hand this to the writer.
     Write(Write),
     /// Every file is verified: sync and move the entries to their final names; reply with
@@ -191,6 +198,10 @@ pub struct Receiver {
     kept: Vec<KeptPrefix>,
     /// Files that continue after a kept prefix, with its length.
     agreed: HashMap<usize, u64>,
+    ice: Trickle,
+    /// The sender's candidates that came before our answer (the peer connection cannot take
+    /// them before it has the offer).
+    early: Vec<Candidate>,
     stream: Stream,
 }
 
@@ -233,6 +244,8 @@ impl Receiver {
             manifest: None,
             kept: Vec::new(),
             agreed: HashMap::new(),
+            ice: Trickle::default(),
+            early: Vec::new(),
             stream: Stream::default(),
         }
     }
@@ -315,12 +328,30 @@ impl Receiver {
                     kind: SdpKind::Answer,
                     sdp,
                 })?;
+                self.ice.sdp_sent = true;
+                for candidate in std::mem::take(&mut self.ice.waiting) {
+                    self.send(&Message::Candidate(candidate))?;
+                }
+                for candidate in std::mem::take(&mut self.early) {
+                    self.outputs.push_back(Output::AddCandidate(candidate));
+                }
                 self.phase = Phase::Connecting;
                 self.timer = Some(Timer::new(
                     self.now + engine::CONNECT_TIMEOUT,
                     Kind::Connect,
                     "no direct connection could be established with the sender",
                 ));
+                Ok(())
+            }
+            Input::LocalCandidate(candidate) => {
+                let before_link = matches!(self.phase, Phase::AwaitLocalSdp | Phase::Connecting);
+                if self.ice.on && before_link {
+                    if self.ice.sdp_sent {
+                        self.send(&Message::Candidate(candidate))?;
+                    } else {
+                        self.ice.waiting.push(candidate);
+                    }
+                }
                 Ok(())
             }
             Input::LinkOpen if self.phase == Phase::Connecting => {
@@ -330,16 +361,9 @@ impl Receiver {
             Input::LinkFailed(why) => Err(Stop::tell(why)),
             Input::LinkClosed => self.on_link_closed(),
             Input::Frame(bytes) if self.phase == Phase::Streaming => self.on_frame(bytes),
-            // After the last file nothing more may come; the sender only waits for DONE.
-            Input::Frame(bytes) if matches!(self.phase, Phase::Placing | Phase::Closing) => {
-                match Frame::decode(&bytes) {
-                    Ok(Frame::Keepalive) => Ok(()),
-                    Ok(Frame::Fail(..)) if self.phase == Phase::Closing => Ok(()),
-                    _ => Err(Stop::tell(violation(
-                        "the sender sent data after the last file",
-                    ))),
-                }
-            }
+            // Every file is verified: whatever the sender says now (a FAIL after its Ctrl-C,
+            // a KEEPALIVE, junk) cannot undo that, and placing runs to its end.
+            Input::Frame(_) if matches!(self.phase, Phase::Placing | Phase::Closing) => Ok(()),
             Input::Taken(taken) => {
                 self.on_taken(taken);
                 Ok(())
@@ -361,6 +385,12 @@ impl Receiver {
                 Ok(())
             }
             Input::Placed(Err(why)) => Err(Stop::tell(why)),
+            // Placing is short and leaves either everything or nothing half-named: finish it.
+            Input::Interrupt if self.phase == Phase::Placing => Ok(()),
+            Input::Interrupt if self.phase == Phase::Closing => {
+                self.finish_ok();
+                Ok(())
+            }
             Input::Interrupt => Err(Stop::tell(Failure::new(Kind::Interrupted, "interrupted"))),
             Input::Timeout => self.on_timeout(),
             _ => Err(Stop::internal("receiver engine: an input out of turn")),
@@ -416,6 +446,7 @@ impl Receiver {
         let Some(message) = message else {
             let within = if !was_confirmed && conversation.is_confirmed() {
                 self.phase = Phase::AwaitOffer;
+                self.ice.on = conversation.features().iter().any(|f| f == TRICKLE);
                 engine::STEP_TIMEOUT
             } else {
                 engine::HANDSHAKE_TIMEOUT
@@ -483,13 +514,30 @@ impl Receiver {
                     sdp,
                 },
             ) => {
-                self.outputs.push_back(Output::Answer(sdp));
+                self.outputs.push_back(Output::Answer {
+                    offer: sdp,
+                    trickle: self.ice.on,
+                });
                 self.phase = Phase::AwaitLocalSdp;
                 self.timer = Some(Timer::new(
                     self.now + engine::LOCAL_SDP_TIMEOUT,
                     Kind::Connect,
                     "WebRTC did not produce an answer (ICE gathering did not complete)",
                 ));
+                Ok(())
+            }
+            (Phase::AwaitLocalSdp | Phase::Connecting, Message::Candidate(candidate))
+                if self.ice.on =>
+            {
+                self.ice.taken += 1;
+                if self.ice.taken > engine::MAX_CANDIDATES {
+                    return Err(Stop::tell(violation("too many ICE candidates")));
+                }
+                if self.phase == Phase::AwaitLocalSdp {
+                    self.early.push(candidate);
+                } else {
+                    self.outputs.push_back(Output::AddCandidate(candidate));
+                }
                 Ok(())
             }
             (phase, message) => Err(Stop::tell(unexpected(&message, phase.waiting_for()))),
@@ -777,7 +825,8 @@ impl Receiver {
         // What a sender that broke the rules wrote is not kept, nor what cannot be finished
         // for lack of space; an interrupted or lost transfer keeps its data for a resume.
         let worthless = failure.kind == Kind::Integrity || crate::error::is_disk_full(&failure);
-        if on_link && worthless {
+        let verified = matches!(self.phase, Phase::Placing | Phase::Closing);
+        if on_link && worthless && !verified {
             self.outputs.push_back(Output::Discard);
         }
         self.finish(Err(failure));

@@ -21,10 +21,13 @@ use super::engine::{self, earliest, unexpected, violation, Stop, Timer};
 use super::frame::{Frame, Taken, Window, MAX_MESSAGE};
 use super::hex;
 use super::manifest::{display, Manifest};
-use super::message::{offer_messages, Kept, Message, Prefix, SdpKind};
+use super::message::{offer_messages, Candidate, Kept, Message, Prefix, SdpKind};
 use super::pake::Side;
-use super::session::Conversation;
+use super::session::{Conversation, TRICKLE};
 use crate::error::{Failure, Kind};
+
+/// The smallest data-channel message a peer must accept (a FAIL with its reason fits).
+pub const MIN_MESSAGE: usize = 2048;
 
 /// What is sent.
 pub enum Offer {
@@ -44,6 +47,8 @@ pub enum Input {
     RendezvousClosed(Failure),
     /// The WebRTC offer asked for with [`Output::CreateOffer`].
     LocalSdp(String),
+    /// A local ICE candidate, gathered after the SDP was made (when trickling).
+    LocalCandidate(Candidate),
     /// The data channel is open; the peer accepts messages of at most `max_message` bytes.
     LinkOpen { max_message: usize },
     /// The direct connection could not be made.
@@ -53,8 +58,8 @@ pub enum Input {
     /// A data-channel message from the receiver.
     Frame(Vec<u8>),
     /// The sender's own prefix hashes asked for with [`Output::HashPrefixes`], in the same
-    /// order (`None`: the file is shorter than the offset now).
-    Prefixes(Vec<Option<[u8; 32]>>),
+    /// order (`None`: the file is shorter than the offset now), or why they could not be read.
+    Prefixes(Result<Vec<Option<[u8; 32]>>, Failure>),
     /// The next piece read by the pump (see [`Output::StartReading`]).
     Chunk(Chunk),
     /// The user pressed Ctrl-C.
@@ -87,8 +92,12 @@ pub enum Output {
     Envelope(Vec<u8>),
     /// The rendezvous is no longer needed: leave it.
     CloseRendezvous,
-    /// Make the WebRTC peer and its offer; answer with [`Input::LocalSdp`].
-    CreateOffer,
+    /// Make the WebRTC peer and its offer; answer with [`Input::LocalSdp`]. With `trickle`,
+    /// the offer is wanted at once, and local candidates follow as [`Input::LocalCandidate`];
+    /// without, the offer carries every candidate.
+    CreateOffer { trickle: bool },
+    /// Add the receiver's ICE candidate to the peer connection.
+    AddCandidate(Candidate),
     /// Apply the receiver's SDP answer.
     ApplyAnswer(String),
     /// Hash the first `offset` bytes of each file; answer with [`Input::Prefixes`].
@@ -165,7 +174,21 @@ pub struct Sender {
     agreed: HashMap<usize, u64>,
     /// The receiver's `resume` answer is still to come.
     resume_pending: bool,
+    ice: Trickle,
     stream: Stream,
+}
+
+/// Trickled ICE candidates, both ways.
+#[derive(Default)]
+pub(crate) struct Trickle {
+    /// Both hellos listed `trickle`.
+    pub on: bool,
+    /// Our SDP went out: our candidates may follow it.
+    pub sdp_sent: bool,
+    /// Our candidates gathered before our SDP went out.
+    pub waiting: Vec<Candidate>,
+    /// The peer's candidates taken so far.
+    pub taken: usize,
 }
 
 /// The data phase's state.
@@ -206,6 +229,7 @@ impl Sender {
             kept: Vec::new(),
             agreed: HashMap::new(),
             resume_pending: false,
+            ice: Trickle::default(),
             stream: Stream::default(),
         }
     }
@@ -323,6 +347,10 @@ impl Sender {
                     kind: SdpKind::Offer,
                     sdp,
                 })?;
+                self.ice.sdp_sent = true;
+                for candidate in std::mem::take(&mut self.ice.waiting) {
+                    self.send(&Message::Candidate(candidate))?;
+                }
                 self.phase = if self.resume_pending {
                     Phase::AwaitResume
                 } else {
@@ -332,7 +360,18 @@ impl Sender {
                 Ok(())
             }
             Input::LocalSdp(_) => Err(Stop::internal("sender engine: an SDP nobody asked for")),
-            Input::Prefixes(hashes) if self.phase == Phase::Hashing => {
+            Input::LocalCandidate(candidate) => {
+                if self.ice.on && self.phase != Phase::Streaming {
+                    if self.ice.sdp_sent {
+                        self.send(&Message::Candidate(candidate))?;
+                    } else {
+                        self.ice.waiting.push(candidate);
+                    }
+                }
+                Ok(())
+            }
+            Input::Prefixes(Err(why)) if self.phase == Phase::Hashing => Err(Stop::tell(why)),
+            Input::Prefixes(Ok(hashes)) if self.phase == Phase::Hashing => {
                 if hashes.len() != self.kept.len() {
                     return Err(Stop::internal(
                         "sender engine: prefix hashes do not match the request",
@@ -469,12 +508,24 @@ impl Sender {
                 ));
                 Ok(())
             }
+            (Phase::Connecting, Message::Candidate(candidate)) if self.ice.on => {
+                self.ice.taken += 1;
+                if self.ice.taken > engine::MAX_CANDIDATES {
+                    return Err(Stop::tell(violation("too many ICE candidates")));
+                }
+                self.outputs.push_back(Output::AddCandidate(candidate));
+                Ok(())
+            }
             (phase, message) => Err(Stop::tell(unexpected(&message, phase.waiting_for()))),
         }
     }
 
     /// Both sides hold the same code: make the offer.
     fn confirmed(&mut self) -> Result<(), Stop> {
+        self.ice.on = self
+            .conversation
+            .as_ref()
+            .is_some_and(|c| c.features().iter().any(|f| f == TRICKLE));
         match &self.offer {
             Offer::Text(text) => {
                 let text = Message::Text { text: text.clone() };
@@ -536,7 +587,9 @@ impl Sender {
 
     fn create_offer(&mut self) {
         self.phase = Phase::AwaitLocalSdp;
-        self.outputs.push_back(Output::CreateOffer);
+        self.outputs.push_back(Output::CreateOffer {
+            trickle: self.ice.on,
+        });
         self.timer = Some(Timer::new(
             self.now + engine::LOCAL_SDP_TIMEOUT,
             Kind::Connect,
@@ -575,6 +628,15 @@ impl Sender {
             self.outputs.push_back(Output::Event(Event::AlreadyThere {
                 bytes: already_there,
             }));
+        }
+        if max_message < MIN_MESSAGE {
+            self.fail(
+                violation(&format!(
+                    "the receiver accepts data-channel messages of only {max_message} bytes"
+                )),
+                true,
+            );
+            return;
         }
         let max_data = max_message.min(MAX_MESSAGE) - 1;
         self.outputs

@@ -24,8 +24,14 @@ use crate::error::{Failure, Kind};
 pub const VERSION: u32 = 2;
 
 /// Optional features this implementation offers in its `hello`. A feature is used only when
-/// both hellos list it; unknown ones are ignored. Version 2 defines none yet.
-pub const FEATURES: &[&str] = &[];
+/// both hellos list it; unknown ones are ignored.
+///
+/// - `trickle`: SDPs are sent at once, and ICE candidates follow one by one in `candidate`
+///   messages, so a slow STUN or TURN server never holds up a connection on one network.
+pub const FEATURES: &[&str] = &[TRICKLE];
+
+/// The feature name of trickled ICE candidates.
+pub const TRICKLE: &str = "trickle";
 
 /// Why the session failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -406,7 +412,10 @@ mod version_tests {
         ours.receive(&their_pake).unwrap();
         ours.receive(&sealer.seal(hello).unwrap()).unwrap();
         assert!(ours.is_confirmed());
-        assert!(ours.features().is_empty());
+        assert!(
+            ours.features().is_empty(),
+            "only features both list are used"
+        );
         let abort = sealer
             .seal(br#"{"type":"abort","reason":"disk \u001b[2J full"}"#)
             .unwrap();

@@ -3,6 +3,10 @@
 //! A joined [`SignalClient`] is the WebSocket [`Rendezvous`]. Everything it carries after
 //! joining is already sealed by the engines; it only moves bytes and turns server replies into
 //! [`Failure`]s. It sets no timeouts of its own once joined: the engines own those.
+//!
+//! The server's `joined` may name ICE servers: its STUN port (on the host of the URL this
+//! client connected to) and a TURN server with a credential. [`Rendezvous::ice_servers`]
+//! returns them.
 
 use std::time::Duration;
 
@@ -12,10 +16,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
+use super::wire::{ClientMessage, ErrorKind, ServerMessage, TurnServer, MAX_MESSAGE};
 use crate::error::{fail, Failure, Kind};
 use crate::protocol::pake::Side;
-use crate::rendezvous::Rendezvous;
+use crate::rendezvous::{IceServer, Rendezvous};
 
 /// How long sending one message to the server may take.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,10 +45,59 @@ pub fn check_url(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The host of a `ws://` or `wss://` URL as a STUN URL writes it: a name, an IPv4 address or
+/// an IPv6 address in brackets; without user information or port.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let host = if host_port.starts_with('[') {
+        &host_port[..=host_port.find(']')?]
+    } else {
+        host_port.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The ICE servers a `joined` from the server at `url` announces: `stun:<host of url>:<port>`
+/// and the TURN server, if it has `turn:`/`turns:` URLs and a credential.
+pub fn announced_ice_servers(
+    url: &str,
+    stun_port: Option<u16>,
+    turn: Option<TurnServer>,
+) -> Vec<IceServer> {
+    let mut servers = Vec::new();
+    if let (Some(host), Some(port)) = (url_host(url), stun_port.filter(|&p| p != 0)) {
+        servers.push(IceServer {
+            urls: vec![format!("stun:{host}:{port}")],
+            ..Default::default()
+        });
+    }
+    if let Some(turn) = turn {
+        let urls: Vec<String> = turn
+            .urls
+            .into_iter()
+            .filter(|u| super::turn::parse_url(u).is_ok())
+            .collect();
+        if !urls.is_empty() && !turn.username.is_empty() && !turn.credential.is_empty() {
+            servers.push(IceServer {
+                urls,
+                username: turn.username,
+                credential: turn.credential,
+            });
+        }
+    }
+    servers
+}
+
 /// A joined room on the signaling server.
 pub struct SignalClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     url: String,
+    /// What the server's `joined` announced.
+    ice_servers: Vec<IceServer>,
 }
 
 /// The outcome of a join attempt that the caller may want to retry elsewhere.
@@ -80,6 +133,7 @@ impl SignalClient {
         let mut client = SignalClient {
             ws,
             url: url.to_string(),
+            ice_servers: Vec::new(),
         };
         let join = ClientMessage::Join {
             room: room.to_string(),
@@ -95,7 +149,10 @@ impl SignalClient {
             )
         })?;
         match reply? {
-            ServerMessage::Joined => Ok(Join::Joined(Box::new(client))),
+            ServerMessage::Joined { stun_port, turn } => {
+                client.ice_servers = announced_ice_servers(url, stun_port, turn);
+                Ok(Join::Joined(Box::new(client)))
+            }
             ServerMessage::Error {
                 kind: ErrorKind::RoomFull | ErrorKind::SideTaken,
                 ..
@@ -194,6 +251,10 @@ impl Rendezvous for SignalClient {
     async fn close(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
     }
+
+    fn ice_servers(&self) -> Vec<IceServer> {
+        self.ice_servers.clone()
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +279,61 @@ mod tests {
             "",
         ] {
             assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_stun_url_names_the_host_the_client_connected_to() {
+        for (url, want) in [
+            ("ws://127.0.0.1:8080", "stun:127.0.0.1:3478"),
+            (
+                "wss://signal.example.org/mp?x=1",
+                "stun:signal.example.org:3478",
+            ),
+            ("ws://[::1]:1/", "stun:[::1]:3478"),
+            (
+                "wss://user:pw@signal.example.org:443",
+                "stun:signal.example.org:3478",
+            ),
+        ] {
+            let servers = announced_ice_servers(url, Some(3478), None);
+            assert_eq!(
+                servers,
+                vec![IceServer {
+                    urls: vec![want.into()],
+                    ..Default::default()
+                }],
+                "{url}"
+            );
+        }
+        assert!(announced_ice_servers("ws://h:1", None, None).is_empty());
+        assert!(announced_ice_servers("ws://h:1", Some(0), None).is_empty());
+        assert!(announced_ice_servers("ws://[::1:1", Some(1), None).is_empty());
+    }
+
+    #[test]
+    fn an_announced_turn_server_is_kept_only_when_usable() {
+        let turn = |urls: &[&str], username: &str| TurnServer {
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+            username: username.into(),
+            credential: "c".into(),
+        };
+        let servers = announced_ice_servers(
+            "ws://h:1",
+            Some(1),
+            Some(turn(&["turn:relay:3478", "http://elsewhere"], "9:t")),
+        );
+        assert_eq!(servers.len(), 2);
+        assert_eq!(
+            servers[1],
+            IceServer {
+                urls: vec!["turn:relay:3478".into()],
+                username: "9:t".into(),
+                credential: "c".into(),
+            }
+        );
+        for bad in [turn(&["stun:x:1"], "9:t"), turn(&["turn:relay:3478"], "")] {
+            assert!(announced_ice_servers("ws://h:1", None, Some(bad)).is_empty());
         }
     }
 }

@@ -3,7 +3,11 @@
 //! - [`wire`]: the JSON control messages both ends share.
 //! - [`server`]: rooms of two that relay opaque binary messages.
 //! - [`client`]: joining a room and exchanging binary messages with the peer.
+//! - [`stun`]: the server's STUN service, on UDP at the port of its WebSocket listener.
+//! - [`turn`]: short-lived credentials for a TURN server that shares a secret with the server.
 
 pub mod client;
 pub mod server;
+pub mod stun;
+pub mod turn;
 pub mod wire;

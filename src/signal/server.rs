@@ -3,19 +3,24 @@
 //! The server keeps everything in memory, writes nothing to disk and logs no client address.
 //! A room is created by its first client, holds at most one sender and one receiver, and is
 //! forgotten as soon as either leaves or the room outlives its timeout.
+//!
+//! Each client's `joined` names the ICE servers it may use: the server's own STUN service
+//! ([`super::stun`], on UDP at the listener's port) and, when configured, a TURN server with a
+//! credential minted for that client ([`super::turn`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use super::turn::Turn;
 use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
 
 /// How the server is run.
@@ -27,6 +32,10 @@ pub struct Config {
     pub join_timeout: Duration,
     /// Most connections open at once.
     pub max_clients: usize,
+    /// The UDP port of the STUN service, announced in `joined`.
+    pub stun_port: Option<u16>,
+    /// The TURN server whose credentials `joined` hands out.
+    pub turn: Option<Arc<Turn>>,
 }
 
 impl Default for Config {
@@ -35,6 +44,8 @@ impl Default for Config {
             room_timeout: Duration::from_secs(600),
             join_timeout: Duration::from_secs(10),
             max_clients: 100_000,
+            stun_port: None,
+            turn: None,
         }
     }
 }
@@ -65,6 +76,60 @@ struct Room {
 struct Rooms {
     map: Mutex<HashMap<String, Room>>,
     next_id: AtomicU64,
+}
+
+/// The server's sockets: TCP for WebSocket, and UDP at the same address and port for STUN.
+pub struct Listeners {
+    pub tcp: TcpListener,
+    pub stun: Option<UdpSocket>,
+}
+
+/// How often a free port is drawn again when `--listen` asked for port 0 and the port the
+/// system gave for TCP is taken on UDP.
+const BIND_ATTEMPTS: usize = 10;
+
+/// Listens on `addr` over TCP and, with `stun`, over UDP on the same address and port.
+pub async fn bind(addr: SocketAddr, stun: bool) -> std::io::Result<Listeners> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tcp = TcpListener::bind(addr).await?;
+        if !stun {
+            return Ok(Listeners { tcp, stun: None });
+        }
+        let local = tcp.local_addr()?;
+        match UdpSocket::bind(local).await {
+            Ok(udp) => {
+                return Ok(Listeners {
+                    tcp,
+                    stun: Some(udp),
+                })
+            }
+            Err(err)
+                if addr.port() == 0
+                    && err.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < BIND_ATTEMPTS =>
+            {
+                continue
+            }
+            Err(err) => {
+                return Err(std::io::Error::new(
+                    err.kind(),
+                    format!("UDP, for STUN (--no-stun turns it off): {err}"),
+                ))
+            }
+        }
+    }
+}
+
+/// Serves STUN (if bound) and WebSocket clients until the process ends; `joined` announces
+/// the STUN port.
+pub async fn run(listeners: Listeners, mut config: Config) -> std::io::Result<()> {
+    if let Some(udp) = listeners.stun {
+        config.stun_port = Some(udp.local_addr()?.port());
+        tokio::spawn(super::stun::serve(udp));
+    }
+    serve(listeners.tcp, config).await
 }
 
 /// Serves on `listener` until the process ends.
@@ -186,7 +251,14 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
             return;
         }
     };
-    let mut announce = vec![WsMessage::text(ServerMessage::Joined.to_text())];
+    let joined = ServerMessage::Joined {
+        stun_port: config.stun_port,
+        turn: config
+            .turn
+            .as_ref()
+            .map(|turn| turn.mint(SystemTime::now())),
+    };
+    let mut announce = vec![WsMessage::text(joined.to_text())];
     if let Some(other) = &peer {
         // Tell the first member who its peer is; both learn they are paired.
         let _ = other.send(Event::Paired(tx.clone())).await;

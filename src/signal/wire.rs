@@ -5,12 +5,17 @@
 //!
 //! ```text
 //! client → server   {"type":"join","room":"7","side":"send"}        first message, once
-//! server → client   {"type":"joined"}                                 waiting for the other side
+//! server → client   {"type":"joined","stun_port":8080,"turn":{…}}    waiting for the other side
 //!                   {"type":"paired"}                                 the other side is here
 //!                   {"type":"peer-left"}                              the other side went away
 //!                   {"type":"error","kind":"room-full","message":…}   refused; the server closes
 //! either way        binary frames                                     relayed to the other side
 //! ```
+//!
+//! `joined` may carry ICE servers for the client: `stun_port`, the UDP port of the server's
+//! own STUN service on the host the client connected to, and `turn`, one TURN server with a
+//! credential minted for this client. Both are optional; a client that knows neither ignores
+//! them (unknown fields are tolerated in every server message).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,10 +35,48 @@ pub enum ClientMessage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMessage {
-    Joined,
+    Joined {
+        /// UDP port of the STUN service at the host of the URL the client connected to.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "or_none"
+        )]
+        stun_port: Option<u16>,
+        /// A TURN server and a short-lived credential for this client.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "or_none"
+        )]
+        turn: Option<TurnServer>,
+    },
     Paired,
     PeerLeft,
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// An optional field that a client does without when it does not understand it, so a server
+/// that one day changes its shape does not lock older clients out of their rooms.
+fn or_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// A TURN server as `joined` announces it: `turn:`/`turns:` URLs and a credential in the
+/// TURN REST API form (see [`super::turn`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnServer {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
 }
 
 /// Why the server refused or ended a session.
@@ -68,6 +111,12 @@ impl ClientMessage {
 }
 
 impl ServerMessage {
+    /// `joined` with no ICE server to announce.
+    pub const JOINED: ServerMessage = ServerMessage::Joined {
+        stun_port: None,
+        turn: None,
+    };
+
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).expect("server messages always serialise")
     }
@@ -90,6 +139,62 @@ mod tests {
             }
             .to_text(),
             r#"{"type":"error","kind":"room-full","message":"x"}"#
+        );
+    }
+
+    #[test]
+    fn joined_announces_ice_servers_only_when_there_are_some() {
+        assert_eq!(ServerMessage::JOINED.to_text(), r#"{"type":"joined"}"#);
+        let full = ServerMessage::Joined {
+            stun_port: Some(8080),
+            turn: Some(TurnServer {
+                urls: vec!["turn:relay.example.org:3478".into()],
+                username: "1700003600:00ff".into(),
+                credential: "abc=".into(),
+            }),
+        };
+        let text = full.to_text();
+        assert_eq!(
+            text,
+            r#"{"type":"joined","stun_port":8080,"turn":{"urls":["turn:relay.example.org:3478"],"username":"1700003600:00ff","credential":"abc="}}"#
+        );
+        assert_eq!(serde_json::from_str::<ServerMessage>(&text).unwrap(), full);
+        // From an older server, and with fields a newer one may add.
+        for old in [
+            r#"{"type":"joined"}"#,
+            r#"{"type":"joined","future":{"x":1}}"#,
+            r#"{"type":"joined","stun_port":"8080","turn":{"urls":"turn:x"}}"#,
+            r#"{"type":"joined","stun_port":70000,"turn":null}"#,
+        ] {
+            assert_eq!(
+                serde_json::from_str::<ServerMessage>(old).unwrap(),
+                ServerMessage::JOINED
+            );
+        }
+    }
+
+    #[test]
+    fn clients_from_before_ice_servers_still_understand_joined() {
+        // `ServerMessage` as released before `joined` had fields.
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(tag = "type", rename_all = "kebab-case")]
+        enum OldServerMessage {
+            Joined,
+            Paired,
+            PeerLeft,
+            Error { kind: ErrorKind, message: String },
+        }
+        let full = ServerMessage::Joined {
+            stun_port: Some(3478),
+            turn: Some(TurnServer {
+                urls: vec!["turns:relay.example.org:5349".into()],
+                username: "1:2".into(),
+                credential: "c".into(),
+            }),
+        };
+        assert_eq!(
+            serde_json::from_str::<OldServerMessage>(&full.to_text()).unwrap(),
+            OldServerMessage::Joined
         );
     }
 

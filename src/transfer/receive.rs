@@ -22,12 +22,14 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::layout::Layout;
-use super::{finished, make_sdp, next_frame, next_met, open_link, take_over_interrupt, Met};
+use super::{finished, make_sdp, new_peer, next_candidate, next_frame, next_met, open_link};
+use super::{show_path, Interrupts, Met, Tried, STALLED_SEND, STOP_SEND};
 use super::{Made, NetOptions, Opened, Work};
 use crate::error::{local_io_failure, Failure, Kind};
-use crate::peer::{Link, LinkEvent, Peer};
-use crate::protocol::frame::Taken;
+use crate::peer::{Link, LinkEvent, Peer, RemoteCandidates};
+use crate::protocol::frame::{Taken, ACK_EVERY};
 use crate::protocol::manifest::{display, Manifest, Summary};
+use crate::protocol::message::Candidate;
 use crate::protocol::pake::Side;
 use crate::protocol::receiver::{Event, Input, KeptPrefix, Output, Receiver, Report, Write};
 use crate::rendezvous::{self, Rendezvous};
@@ -64,7 +66,6 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     ui.status("Waiting for the sender…");
     ui.event("waiting", json!({}));
     let engine = Receiver::new(code, Instant::now(), args.net.wait);
-    let started = Instant::now();
     let mut pump = Pump {
         engine,
         rendezvous: Some(rendezvous),
@@ -74,11 +75,15 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
         progress: None,
         peer: None,
         link: None,
+        candidates: None,
+        remote: None,
+        tried: Tried::default(),
         offer: None,
         sink: None,
         prefixes: HashMap::new(),
         writer: None,
         discard: false,
+        connected_at: None,
     };
     let result = pump.run().await;
     if let Some(progress) = &pump.progress {
@@ -94,9 +99,11 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     ui.event(
         "finished",
         json!({
-            "bytes": report.received,
+            "bytes": report.received + report.already_there,
             "already_there": report.already_there,
-            "seconds": crate::ui::seconds(started.elapsed()),
+            "seconds": crate::ui::seconds(
+                pump.connected_at.map_or(std::time::Duration::ZERO, |at| at.elapsed())
+            ),
         }),
     );
     let resumed = if report.already_there > 0 {
@@ -138,6 +145,10 @@ struct Pump {
     progress: Option<Progress>,
     peer: Option<Peer>,
     link: Option<Link>,
+    /// Local ICE candidates as they are gathered, and where the peer's go.
+    candidates: Option<mpsc::UnboundedReceiver<Candidate>>,
+    remote: Option<RemoteCandidates>,
+    tried: Tried,
     offer: Option<(Manifest, Summary)>,
     sink: Option<Sink>,
     /// Hash states after each kept prefix, for the writer to continue from.
@@ -145,6 +156,7 @@ struct Pump {
     writer: Option<Writer>,
     /// The engine asked to remove what was staged.
     discard: bool,
+    connected_at: Option<Instant>,
 }
 
 /// The writing thread, and the way to talk to it.
@@ -158,10 +170,10 @@ struct Writer {
 
 impl Pump {
     async fn run(&mut self) -> Result<Report, Failure> {
-        take_over_interrupt();
         // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
-        let interrupt = tokio::signal::ctrl_c();
-        tokio::pin!(interrupt);
+        let mut interrupts = Interrupts::listen();
+        // Set by Ctrl-C: from then on, every remaining step is short.
+        let mut stopping = false;
         let mut asking: Work<Decision> = None;
         let mut making_sdp: Work<Made> = None;
         let mut opening: Work<Opened> = None;
@@ -191,8 +203,16 @@ impl Pump {
                         let shown = show_text(&self.ui, text);
                         self.handle(Input::TextShown(shown));
                     }
-                    Output::Answer(offer) => {
-                        making_sdp = Some(make_sdp(&self.args.net, Some(offer)))
+                    Output::Answer { offer, trickle } => {
+                        self.tried.sdp(&offer, false);
+                        match new_peer(&self.args.net, &self.rendezvous, &mut self.tried).await {
+                            Ok(mut peer) => {
+                                self.candidates = peer.take_candidates();
+                                self.remote = Some(peer.remote_candidates());
+                                making_sdp = Some(make_sdp(peer, Some(offer), trickle));
+                            }
+                            Err(why) => self.handle(Input::LinkFailed(why)),
+                        }
                     }
                     Output::Write(write) => self.write(Command::Write(write)),
                     Output::Place => self.write(Command::Place),
@@ -202,12 +222,35 @@ impl Pump {
                         // peer said last (a FAIL, a DONE) is still delivered before
                         // `LinkEvent::Closed`, and decides.
                         if let Some(link) = &mut self.link {
-                            if link.send(frame).await.is_err() {
+                            // A full send buffer must not make the loop deaf: Ctrl-C and the
+                            // engine's own deadlines still end the wait.
+                            let bound = if stopping { STOP_SEND } else { STALLED_SEND };
+                            let sent = tokio::select! {
+                                sent = link.send(frame) => sent.is_ok(),
+                                _ = interrupts.next(), if !stopping => {
+                                    stopping = true;
+                                    self.engine.handle(Instant::now(), Input::Interrupt);
+                                    false
+                                }
+                                _ = tokio::time::sleep(bound) => false,
+                            };
+                            if !sent {
                                 link.going_away();
                             }
                         }
                     }
+                    Output::Event(Event::Connected) => {
+                        show_path(self.peer.as_ref(), &self.ui).await;
+                        self.show(Event::Connected);
+                    }
                     Output::Event(event) => self.show(event),
+                    Output::AddCandidate(candidate) => {
+                        self.tried.candidate(&candidate.candidate, false);
+                        if let Some(remote) = &self.remote {
+                            // One the connection cannot use does no harm: others may work.
+                            let _ = remote.add(candidate).await;
+                        }
+                    }
                 }
             };
             let input = tokio::select! {
@@ -241,6 +284,7 @@ impl Pump {
                 },
                 made = finished(&mut making_sdp) => match made {
                     Ok((peer, sdp)) => {
+                        self.tried.sdp(&sdp, true);
                         opening = Some(open_link(peer));
                         Input::LocalSdp(sdp)
                     }
@@ -256,6 +300,10 @@ impl Pump {
                         Err(why) => Input::LinkFailed(why),
                     }
                 },
+                candidate = next_candidate(&mut self.candidates) => {
+                    self.tried.candidate(&candidate.candidate, true);
+                    Input::LocalCandidate(candidate)
+                },
                 event = next_frame(&mut self.link) => match event {
                     LinkEvent::Message(frame) => Input::Frame(frame),
                     LinkEvent::Closed => {
@@ -269,7 +317,10 @@ impl Pump {
                     WriterReport::Failed(why) => Input::WriteFailed(why),
                     WriterReport::Placed(placed) => Input::Placed(placed),
                 },
-                _ = &mut interrupt => Input::Interrupt,
+                _ = interrupts.next(), if !stopping => {
+                    stopping = true;
+                    Input::Interrupt
+                }
                 _ = tokio::time::sleep_until(deadline.into()) => Input::Timeout,
             };
             self.handle(input);
@@ -286,7 +337,7 @@ impl Pump {
         if let Some(mut rendezvous) = self.rendezvous.take() {
             rendezvous.close().await;
         }
-        result
+        result.map_err(|failure| self.tried.explain(failure))
     }
 
     fn handle(&mut self, input: Input) {
@@ -307,7 +358,7 @@ impl Pump {
         match event {
             Event::Paired => {}
             Event::Connected => {
-                self.ui.event("connected", json!({}));
+                self.connected_at = Some(Instant::now());
                 let (manifest, summary) = self.offer.as_ref().expect("an offer was accepted");
                 self.progress = Some(self.ui.progress(summary.bytes, &manifest.title(summary)));
             }
@@ -355,13 +406,16 @@ impl Pump {
 
     /// After the loop: stop the writer, and keep or remove what was staged.
     fn clean_up(&mut self, result: Result<Report, Failure>) -> Result<Report, Failure> {
+        // The writer stops after its current command; a stalled stdout must not hang us, and
+        // nothing is removed while it may still write.
+        let mut writer_stopped = true;
         if let Some(writer) = self.writer.take() {
             drop(writer.commands);
-            // The writer stops after its current command; a stalled stdout must not hang us.
             let deadline = Instant::now() + std::time::Duration::from_secs(5);
             while !writer.thread.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
+            writer_stopped = writer.thread.is_finished();
         }
         let failure = match result {
             Ok(report) => return Ok(report),
@@ -371,7 +425,7 @@ impl Pump {
             return Err(failure);
         };
         // A stream cannot be resumed: nothing of it is worth keeping.
-        if self.discard || manifest.is_stream() {
+        if (self.discard || manifest.is_stream()) && writer_stopped {
             layout.discard_all();
             if self.discard && crate::error::is_disk_full(&failure) {
                 let message = format!("{}; the partial data was removed", failure.message);
@@ -600,18 +654,36 @@ impl FileWriter {
         inbox: std::sync::mpsc::Receiver<Command>,
         outbox: mpsc::UnboundedSender<WriterReport>,
     ) {
-        for command in inbox {
-            let report = match command {
-                Command::Write(write) => self.write(write, &outbox),
-                Command::Place => {
-                    let placed = self.place();
-                    let _ = outbox.send(WriterReport::Placed(placed));
+        let mut reported = self.taken;
+        while let Ok(mut command) = inbox.recv() {
+            // Take in everything already queued, then say how much in one report: one wake-up
+            // of the pump per batch, not per frame.
+            loop {
+                let done = match command {
+                    Command::Write(write) => self.write(write, &outbox),
+                    Command::Place => {
+                        let placed = self.place();
+                        let _ = outbox.send(WriterReport::Placed(placed));
+                        return;
+                    }
+                };
+                if let Err(why) = done {
+                    let _ = outbox.send(WriterReport::Failed(why));
                     return;
                 }
-            };
-            if let Err(why) = report {
-                let _ = outbox.send(WriterReport::Failed(why));
-                return;
+                match inbox.try_recv() {
+                    Ok(next) if self.taken.bytes - reported.bytes < ACK_EVERY => command = next,
+                    Ok(next) => {
+                        let _ = outbox.send(WriterReport::Taken(self.taken));
+                        reported = self.taken;
+                        command = next;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.taken != reported {
+                let _ = outbox.send(WriterReport::Taken(self.taken));
+                reported = self.taken;
             }
         }
     }
@@ -667,7 +739,6 @@ impl FileWriter {
                 self.taken.messages += 1;
             }
         }
-        let _ = outbox.send(WriterReport::Taken(self.taken));
         Ok(())
     }
 

@@ -10,18 +10,20 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::source::{Origin, Source};
-use super::{finished, make_sdp, next_frame, next_met, open_link, take_over_interrupt, Met};
+use super::{finished, make_sdp, new_peer, next_candidate, next_frame, next_met, open_link};
+use super::{show_path, Interrupts, Met, Tried, STALLED_SEND, STOP_SEND};
 use super::{Made, NetOptions, Opened, Work};
 use crate::error::{fail, local_io_failure, Failure, Kind};
-use crate::peer::{Link, LinkEvent, Peer};
+use crate::peer::{Link, LinkEvent, Peer, RemoteCandidates};
 use crate::protocol::frame::DATA_TYPE;
+use crate::protocol::message::Candidate;
 use crate::protocol::message::{Kept, Message, MAX_TEXT};
 use crate::protocol::pake::Side;
 use crate::protocol::seal::MAX_MESSAGE;
@@ -96,24 +98,30 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
     ui.event("waiting", json!({}));
     let is_text = source.is_none();
     let engine = Sender::new(code, offer, Instant::now(), args.net.wait);
-    let progress = ui.progress(total, &title);
-    let started = Instant::now();
-    let pump = Pump {
+    let mut pump = Pump {
         engine,
         rendezvous: Some(rendezvous),
         paired: false,
         net: args.net,
         source,
         ui: ui.clone(),
-        progress: progress.clone(),
+        title: title.clone(),
+        total,
+        progress: None,
+        connected_at: None,
         peer: None,
         link: None,
+        candidates: None,
+        remote: None,
+        tried: Tried::default(),
         reader: None,
         hash_request: Vec::new(),
         prefixes: HashMap::new(),
     };
     let result = pump.run().await;
-    progress.finish();
+    if let Some(progress) = &pump.progress {
+        progress.finish();
+    }
     let report = result?;
     if is_text {
         ui.event("finished", json!({}));
@@ -123,9 +131,9 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
     ui.event(
         "finished",
         json!({
-            "bytes": report.sent,
+            "bytes": report.sent + report.already_there,
             "already_there": report.already_there,
-            "seconds": crate::ui::seconds(started.elapsed()),
+            "seconds": crate::ui::seconds(pump.connected_at.map_or(Duration::ZERO, |at| at.elapsed())),
         }),
     );
     let resumed = if report.already_there > 0 {
@@ -145,9 +153,17 @@ struct Pump {
     net: NetOptions,
     source: Option<Source>,
     ui: Ui,
-    progress: Progress,
+    title: String,
+    total: Option<u64>,
+    /// Shown once connected.
+    progress: Option<Progress>,
+    connected_at: Option<Instant>,
     peer: Option<Peer>,
     link: Option<Link>,
+    /// Local ICE candidates as they are gathered, and where the peer's go.
+    candidates: Option<mpsc::UnboundedReceiver<Candidate>>,
+    remote: Option<RemoteCandidates>,
+    tried: Tried,
     reader: Option<mpsc::Receiver<Chunk>>,
     /// The prefixes the engine asked to hash, in its order.
     hash_request: Vec<Kept>,
@@ -156,11 +172,11 @@ struct Pump {
 }
 
 impl Pump {
-    async fn run(mut self) -> Result<crate::protocol::sender::Report, Failure> {
-        take_over_interrupt();
+    async fn run(&mut self) -> Result<crate::protocol::sender::Report, Failure> {
         // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
-        let interrupt = tokio::signal::ctrl_c();
-        tokio::pin!(interrupt);
+        let mut interrupts = Interrupts::listen();
+        // Set by Ctrl-C: from then on, every remaining step is short.
+        let mut stopping = false;
         let mut making_sdp: Work<Made> = None;
         let mut opening: Work<Opened> = None;
         let mut hashing: Work<Result<Vec<Hashed>, Failure>> = None;
@@ -176,8 +192,18 @@ impl Pump {
                             rendezvous.close().await;
                         }
                     }
-                    Output::CreateOffer => making_sdp = Some(make_sdp(&self.net, None)),
+                    Output::CreateOffer { trickle } => {
+                        match new_peer(&self.net, &self.rendezvous, &mut self.tried).await {
+                            Ok(mut peer) => {
+                                self.candidates = peer.take_candidates();
+                                self.remote = Some(peer.remote_candidates());
+                                making_sdp = Some(make_sdp(peer, None, trickle));
+                            }
+                            Err(why) => self.handle(Input::LinkFailed(why)),
+                        }
+                    }
                     Output::ApplyAnswer(answer) => {
+                        self.tried.sdp(&answer, false);
                         let mut peer = self.peer.take().expect("an offer was made");
                         match peer.apply_answer(answer).await {
                             Ok(()) => opening = Some(open_link(peer)),
@@ -198,12 +224,36 @@ impl Pump {
                         // peer said last (a FAIL, a DONE) is still delivered before
                         // `LinkEvent::Closed`, and decides.
                         if let Some(link) = &mut self.link {
-                            if link.send(frame).await.is_err() {
+                            // A full send buffer must not make the loop deaf: Ctrl-C and the
+                            // engine's own deadlines still end the wait.
+                            let bound = if stopping { STOP_SEND } else { STALLED_SEND };
+                            let sent = tokio::select! {
+                                sent = link.send(frame) => sent.is_ok(),
+                                _ = interrupts.next(), if !stopping => {
+                                    stopping = true;
+                                    self.engine.handle(Instant::now(), Input::Interrupt);
+                                    false
+                                }
+                                _ = tokio::time::sleep(bound) => false,
+                            };
+                            if !sent {
                                 link.going_away();
                             }
                         }
                     }
+                    Output::Event(Event::Connected) => {
+                        show_path(self.peer.as_ref(), &self.ui).await;
+                        self.connected_at = Some(Instant::now());
+                        self.progress = Some(self.ui.progress(self.total, &self.title));
+                    }
                     Output::Event(event) => self.show(event),
+                    Output::AddCandidate(candidate) => {
+                        self.tried.candidate(&candidate.candidate, false);
+                        if let Some(remote) = &self.remote {
+                            // One the connection cannot use does no harm: others may work.
+                            let _ = remote.add(candidate).await;
+                        }
+                    }
                 }
             };
             let wants_chunk = self.engine.wants_chunk() && self.reader.is_some();
@@ -222,6 +272,7 @@ impl Pump {
                 },
                 made = finished(&mut making_sdp) => match made {
                     Ok((peer, sdp)) => {
+                        self.tried.sdp(&sdp, true);
                         self.peer = Some(peer);
                         Input::LocalSdp(sdp)
                     }
@@ -237,6 +288,10 @@ impl Pump {
                         }
                         Err(why) => Input::LinkFailed(why),
                     }
+                },
+                candidate = next_candidate(&mut self.candidates) => {
+                    self.tried.candidate(&candidate.candidate, true);
+                    Input::LocalCandidate(candidate)
                 },
                 event = next_frame(&mut self.link) => match event {
                     LinkEvent::Message(frame) => Input::Frame(frame),
@@ -254,12 +309,15 @@ impl Pump {
                             }
                             hashes.push(hash);
                         }
-                        Input::Prefixes(hashes)
+                        Input::Prefixes(Ok(hashes))
                     }
-                    Err(why) => Input::Chunk(Chunk::Failed(why)),
+                    Err(why) => Input::Prefixes(Err(why)),
                 },
                 chunk = next_chunk(&mut self.reader), if wants_chunk => chunk,
-                _ = &mut interrupt => Input::Interrupt,
+                _ = interrupts.next(), if !stopping => {
+                    stopping = true;
+                    Input::Interrupt
+                }
                 _ = tokio::time::sleep_until(deadline.into()) => Input::Timeout,
             };
             self.handle(input);
@@ -277,7 +335,7 @@ impl Pump {
             // A last abort must leave before the connection closes.
             rendezvous.close().await;
         }
-        result
+        result.map_err(|failure| self.tried.explain(failure))
     }
 
     fn handle(&mut self, input: Input) {
@@ -301,16 +359,22 @@ impl Pump {
             Event::Accepted { resuming } => {
                 self.ui.event("accepted", json!({ "resuming": resuming }))
             }
-            Event::Connected => self.ui.event("connected", json!({})),
-            Event::AlreadyThere { bytes } | Event::Sent { bytes } => self.progress.inc(bytes),
+            Event::Connected => {}
+            Event::AlreadyThere { bytes } | Event::Sent { bytes } => {
+                if let Some(progress) = &self.progress {
+                    progress.inc(bytes);
+                }
+            }
         }
     }
 
-    fn origins(&self, kept: &[Kept]) -> Vec<Option<PathBuf>> {
+    /// Where the kept files' bytes come from, and whether each was found inside a folder.
+    fn origins(&self, kept: &[Kept]) -> Vec<Option<(PathBuf, bool)>> {
         let source = self.source.as_ref().expect("files are offered");
         kept.iter()
             .map(|k| match source.origins.get(k.index) {
-                Some(Some(Origin::Path(path) | Origin::Walked(path))) => Some(path.clone()),
+                Some(Some(Origin::Path(path))) => Some((path.clone(), false)),
+                Some(Some(Origin::Walked(path))) => Some((path.clone(), true)),
                 _ => None,
             })
             .collect()
@@ -348,18 +412,18 @@ async fn next_chunk(reader: &mut Option<mpsc::Receiver<Chunk>>) -> Input {
 /// Hashes the first `offset` bytes of each file (on a blocking thread): the proof sent to the
 /// receiver, and the hash state the reader continues from. `None` for a file now shorter.
 async fn hash_prefixes(
-    paths: Vec<Option<PathBuf>>,
+    paths: Vec<Option<(PathBuf, bool)>>,
     kept: Vec<Kept>,
 ) -> Result<Vec<Hashed>, Failure> {
     let work = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(kept.len());
         for (path, kept) in paths.into_iter().zip(kept) {
-            let Some(path) = path else {
+            let Some((path, walked)) = path else {
                 out.push((None, None));
                 continue;
             };
             let cannot = |e| local_io_failure(&format!("cannot read {}", path.display()), e);
-            let mut file = std::fs::File::open(&path).map_err(cannot)?;
+            let mut file = open_source(&path, walked)?;
             let mut hasher = Sha256::new();
             let copied =
                 std::io::copy(&mut (&mut file).take(kept.offset), &mut hasher).map_err(cannot)?;
@@ -442,6 +506,27 @@ fn read_files(
     }
 }
 
+/// Opens a file to send: a file found inside a folder is opened without following a link and
+/// without blocking on a FIFO swapped in after the walk; either must still be a regular file.
+fn open_source(path: &std::path::Path, walked: bool) -> Result<std::fs::File, Failure> {
+    let cannot = |e| local_io_failure(&format!("cannot read {}", path.display()), e);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    if walked {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(Failure::new(
+            Kind::LocalIo,
+            format!("{} is no longer a regular file", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
 /// Reads one file of `expected` bytes from `start`; returns its SHA-256, or `None` when the
 /// transfer ended meanwhile.
 #[allow(clippy::too_many_arguments)]
@@ -457,21 +542,7 @@ fn read_path(
 ) -> Result<Option<[u8; 32]>, Failure> {
     let what = format!("cannot read {}", path.display());
     let cannot = |e| local_io_failure(&what, e);
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    if walked {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Not through a link, and without blocking on a FIFO swapped in after the walk.
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let mut file = options.open(path).map_err(cannot)?;
-    if !file.metadata().map_err(cannot)?.is_file() {
-        return Err(Failure::new(
-            Kind::LocalIo,
-            format!("{} is no longer a regular file", path.display()),
-        ));
-    }
+    let mut file = open_source(path, walked)?;
     let changed = || {
         Failure::new(
             Kind::LocalIo,
@@ -517,24 +588,21 @@ fn read_stream(
         if want == 0 {
             return Ok(Some((read, hasher.finalize().into())));
         }
-        let mut frame = vec![0u8; 1 + want];
-        frame[0] = DATA_TYPE;
-        let mut filled = 1;
-        // Fill the frame completely unless the input ends: fewer, larger messages.
-        while filled < frame.len() {
-            match input.read(&mut frame[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
+        // Filled without zeroing first: the payload is read straight into the frame.
+        let mut frame = Vec::with_capacity(1 + want);
+        frame.push(DATA_TYPE);
+        let read_now = loop {
+            match (&mut *input).take(want as u64).read_to_end(&mut frame) {
+                Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(local_io_failure(what, e)),
             }
-        }
-        if filled == 1 {
+        };
+        if read_now == 0 {
             return Ok(Some((read, hasher.finalize().into())));
         }
-        frame.truncate(filled);
         hasher.update(&frame[1..]);
-        read += (filled - 1) as u64;
+        read += read_now as u64;
         if tx.blocking_send(Chunk::Data { index, frame }).is_err() {
             return Ok(None);
         }
