@@ -51,7 +51,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             break
         }
         'mp;send' {
-            [CompletionResult]::new('--text', '--text', [CompletionResultType]::ParameterName, 'Send this short text instead of files; the receiver prints it')
+            [CompletionResult]::new('--text', '--text', [CompletionResultType]::ParameterName, 'Send this short text instead of files; the receiver prints it (`-`: read it from standard input)')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The name the receiver gets for standard input (`mp send -`)')
             [CompletionResult]::new('--code', '--code', [CompletionResultType]::ParameterName, 'Use this code instead of a generated one (`<number>-<anything>`)')
             [CompletionResult]::new('--signal', '--signal', [CompletionResultType]::ParameterName, 'Signaling server URL (ws:// or wss://)')

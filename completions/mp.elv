@@ -46,7 +46,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --help 'Print help'
         }
         &'mp;send'= {
-            cand --text 'Send this short text instead of files; the receiver prints it'
+            cand --text 'Send this short text instead of files; the receiver prints it (`-`: read it from standard input)'
             cand --name 'The name the receiver gets for standard input (`mp send -`)'
             cand --code 'Use this code instead of a generated one (`<number>-<anything>`)'
             cand --signal 'Signaling server URL (ws:// or wss://)'

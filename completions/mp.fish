@@ -43,7 +43,7 @@ complete -c mp -n "__fish_mp_using_subcommand signal" -l no-stun -d 'Do not answ
 complete -c mp -n "__fish_mp_using_subcommand signal" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand signal" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand signal" -s h -l help -d 'Print help'
-complete -c mp -n "__fish_mp_using_subcommand send" -l text -d 'Send this short text instead of files; the receiver prints it' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l text -d 'Send this short text instead of files; the receiver prints it (`-`: read it from standard input)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l name -d 'The name the receiver gets for standard input (`mp send -`)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l code -d 'Use this code instead of a generated one (`<number>-<anything>`)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l signal -d 'Signaling server URL (ws:// or wss://)' -r

@@ -159,7 +159,8 @@ pub struct SendArgs {
     #[arg(required_unless_present = "text", conflicts_with = "text")]
     pub paths: Vec<PathBuf>,
 
-    /// Send this short text instead of files; the receiver prints it.
+    /// Send this short text instead of files; the receiver prints it (`-`: read it from
+    /// standard input).
     #[arg(long, value_name = "TEXT")]
     pub text: Option<String>,
 
@@ -177,8 +178,10 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
-    /// The code the sender printed, e.g. 7-guitar-ocean.
-    pub code: String,
+    /// The code the sender printed, e.g. 7-guitar-ocean (asked for on the terminal when left
+    /// out, so it does not show in the process list; MP_CODE for scripts).
+    #[arg(env = "MP_CODE", hide_env_values = true)]
+    pub code: Option<String>,
 
     /// Accept the offer without asking.
     #[arg(short, long)]

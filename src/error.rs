@@ -202,6 +202,34 @@ impl Failure {
         self
     }
 
+    /// What the peer is told about this failure: as precise as the cause allows without
+    /// giving away a local path or detail ("the receiver's disk is full", "permission
+    /// denied"), else the generic meaning of its kind.
+    pub fn public_reason(&self) -> String {
+        if self.kind == Kind::LocalIo {
+            let io =
+                std::error::Error::source(self).and_then(|e| e.downcast_ref::<std::io::Error>());
+            if let Some(io) = io {
+                let why = match io.kind() {
+                    std::io::ErrorKind::StorageFull => Some("the disk is full"),
+                    std::io::ErrorKind::PermissionDenied => Some("permission denied"),
+                    std::io::ErrorKind::BrokenPipe => Some("its output was closed (broken pipe)"),
+                    std::io::ErrorKind::ReadOnlyFilesystem => Some("the file system is read-only"),
+                    std::io::ErrorKind::NotFound => Some("a file or folder is missing"),
+                    std::io::ErrorKind::QuotaExceeded => Some("the disk quota is exceeded"),
+                    std::io::ErrorKind::FileTooLarge => {
+                        Some("a file is too large for the file system")
+                    }
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    return format!("a local file could not be read or written: {why}");
+                }
+            }
+        }
+        self.kind.public_reason().to_string()
+    }
+
     /// Takes any error: a [`Failure`] inside it is kept as is; anything else is internal.
     pub fn from_any(err: anyhow::Error) -> Failure {
         match err.downcast::<Failure>() {
@@ -292,6 +320,27 @@ mod tests {
             assert_eq!(seen, expected, "{kind:?}");
         }
         assert!(!Kind::Declined.public_reason().contains('/'));
+    }
+
+    #[test]
+    fn the_peer_is_told_the_real_reason_without_local_details() {
+        let denied = local_io_failure(
+            "cannot write /home/ana/secret/x",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        let reason = denied.public_reason();
+        assert_eq!(
+            reason,
+            "a local file could not be read or written: permission denied"
+        );
+        assert!(!reason.contains("/home"));
+        let pipe = Failure::new(Kind::LocalIo, "standard output was closed")
+            .caused_by(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(pipe.public_reason().contains("broken pipe"));
+        assert_eq!(
+            Failure::new(Kind::Declined, "transfer declined").public_reason(),
+            "declined"
+        );
     }
 
     #[test]

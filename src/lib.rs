@@ -18,6 +18,7 @@ pub mod cli;
 pub mod error;
 pub mod generate;
 pub mod peer;
+pub mod prompt;
 pub mod protocol;
 pub mod rendezvous;
 pub mod signal;

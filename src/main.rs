@@ -8,7 +8,7 @@ use clap::Parser;
 use mp::cli::{Cli, Command, NetArgs};
 use mp::error::{self, fail, Failure, Kind};
 use mp::transfer::NetOptions;
-use mp::{generate, signal, transfer, ui};
+use mp::{generate, prompt, signal, transfer, ui};
 
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace.
@@ -102,6 +102,7 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
         Command::Send(args) => {
             let (net, hint) = net_options(args.net)?;
             let what = match (args.text, args.paths.as_slice()) {
+                (Some(text), _) if text == "-" => transfer::send::What::Text(read_text().await?),
                 (Some(text), _) => transfer::send::What::Text(text),
                 (None, [single]) if single.as_os_str() == "-" => {
                     transfer::send::What::Stdin(args.name)
@@ -121,9 +122,13 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
         }
         Command::Receive(args) => {
             let (net, _) = net_options(args.net)?;
+            let code = match args.code {
+                Some(code) => code,
+                None => prompt::ask_code().await?,
+            };
             let receive = transfer::receive::ReceiveArgs {
                 net,
-                code: args.code,
+                code,
                 output: args.output,
                 yes: args.yes,
                 overwrite: args.overwrite,
@@ -133,6 +138,22 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
         Command::Generate { dir } => generate::write_all(&dir)
             .map_err(|e| error::local_io(&format!("cannot write into {}", dir.display()), e)),
     }
+}
+
+/// The text of `--text -`: standard input, up to the limit (more is refused by the sender).
+async fn read_text() -> anyhow::Result<String> {
+    let read = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut text = String::new();
+        let limit = mp::protocol::message::MAX_TEXT as u64 + 1;
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_string(&mut text)
+            .map(|_| text)
+    })
+    .await?;
+    read.map_err(|e| error::local_io("cannot read the text from standard input", e))
 }
 
 /// Resolves the shared network options; also returns the URL to show in the receive hint when

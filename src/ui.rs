@@ -242,7 +242,31 @@ pub fn seconds(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
+/// " in 3.2 s (301 MiB/s)": how long moving `bytes` took, for the final line.
+pub fn pace(bytes: u64, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    if seconds < 0.001 {
+        return String::new();
+    }
+    let per_second = (bytes as f64 / seconds) as u64;
+    format!(" in {seconds:.1} s ({}/s)", size(per_second))
+}
+
 /// "2.40 MiB"
 pub fn size(bytes: u64) -> String {
     HumanBytes(bytes).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_line_says_how_fast() {
+        assert_eq!(
+            pace(300 * 1024 * 1024, Duration::from_secs(2)),
+            " in 2.0 s (150.00 MiB/s)"
+        );
+        assert_eq!(pace(5, Duration::ZERO), "");
+    }
 }

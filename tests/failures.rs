@@ -15,25 +15,54 @@ fn file_in(dir: &std::path::Path, name: &str, content: &[u8]) -> std::path::Path
 }
 
 #[test]
-fn wrong_code_fails_fast_on_both_sides_and_writes_nothing() {
+fn a_wrong_code_fails_the_receiver_and_the_sender_waits_for_the_right_one() {
     let signal = Signal::start();
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
     let path = file_in(src.path(), "secret.txt", b"secret");
 
-    let sender = spawn(&mut send(&signal, "42-guitar-ocean", &path));
-    let receiver = spawn(receive(&signal, "42-guitar-oceans", dst.path()).arg("--yes"));
-    let received = receiver.wait(Duration::from_secs(20));
-    let sent = sender.wait(Duration::from_secs(20));
+    let sender = spawn(send(&signal, "42-guitar-ocean", &path).arg("--json"));
+    sender.wait_event("waiting", STEP);
+    let wrong = spawn(receive(&signal, "42-guitar-oceans", dst.path()).arg("--yes"));
+    let received = wrong.wait(Duration::from_secs(20));
     received.assert_code(exit::WRONG_CODE);
-    sent.assert_code(exit::WRONG_CODE);
     assert!(
         received.last_line().contains("wrong code"),
         "{}",
         received.stderr
     );
-    assert!(sent.last_line().contains("wrong code"), "{}", sent.stderr);
     assert!(received.elapsed < Duration::from_secs(10));
+    assert!(list(dst.path()).is_empty(), "nothing written");
+    // The sender was told, and still waits: the right receiver gets the file.
+    let told = sender.wait_event("wrong-code", STEP);
+    assert_eq!(told["tries_left"], 2);
+    sender.wait_nth_event("waiting", 2, STEP);
+    let right = spawn(receive(&signal, "42 Guitar ocean", dst.path()).arg("--yes"));
+    right.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    assert_eq!(
+        std::fs::read(dst.path().join("secret.txt")).unwrap(),
+        b"secret"
+    );
+}
+
+#[test]
+fn three_wrong_codes_end_the_sender() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "secret.txt", b"secret");
+    let sender = spawn(send(&signal, "43-guitar-ocean", &path).arg("--json"));
+    for (n, guess) in ["43-guitar-oceans", "43-guitar-ocea", "43-guitar"]
+        .into_iter()
+        .enumerate()
+    {
+        sender.wait_nth_event("waiting", n + 1, STEP);
+        let wrong = spawn(receive(&signal, guess, dst.path()).arg("--yes"));
+        wrong.wait(LIMIT).assert_code(exit::WRONG_CODE);
+    }
+    let sent = sender.wait(LIMIT);
+    sent.assert_code(exit::WRONG_CODE);
     assert!(list(dst.path()).is_empty(), "nothing written");
 }
 
@@ -306,4 +335,56 @@ fn wss_urls_speak_tls() {
         0x16,
         "the client opened with a TLS record"
     );
+}
+
+/// A small tmpfs mounted on a fresh folder, unmounted on drop (needs root, as the network
+/// tests do).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs and needs root (mount said {status})"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn no_room_for_the_offer_is_said_before_the_question_and_the_sender_hears_why() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("big.bin");
+    std::fs::write(&path, random_bytes(3 << 20, 11)).unwrap();
+    let disk = SmallDisk::new("1m");
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let received = spawn(receive(&signal, &code, disk.dir.path()).arg("--yes")).wait(LIMIT);
+    let sent = sender.wait(LIMIT);
+    received.assert_code(exit::LOCAL_IO);
+    assert!(
+        received.last_line().contains("not enough room"),
+        "{}",
+        received.stderr
+    );
+    sent.assert_code(exit::DECLINED);
+    assert!(sent.last_line().contains("disk is full"), "{}", sent.stderr);
+    assert!(list(disk.dir.path()).is_empty(), "nothing written");
 }

@@ -316,10 +316,23 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
         .args(["send", "--json", "--signal", &signal.url, "--code", &code])
         .arg(&path);
     let sender = spawn(&mut sender);
-    let received = spawn(receive(&signal, &code, dst.path()).arg("--yes")).wait(LIMIT);
+    let received = spawn(receive(&signal, &code, dst.path()).args(["--yes", "--json"])).wait(LIMIT);
     let sent = sender.wait(LIMIT);
     received.assert_code(exit::SUCCESS);
     sent.assert_code(exit::SUCCESS);
+    // The receiver knew before accepting how much was already there.
+    let offer = events(&received.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "offer")
+        .expect("an offer event");
+    assert_eq!(offer["already_here"], kept, "{offer}");
+    // The sender reports what it sent and what was already there.
+    let finished = events(&sent.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "finished")
+        .expect("a finished event");
+    assert_eq!(finished["already_there"], kept, "{finished}");
+    assert_eq!(finished["bytes"], content.len() as u64, "{finished}");
     let accepted = events(&sent.stdout)
         .into_iter()
         .find(|e| e["event"] == "accepted")
@@ -523,4 +536,70 @@ fn quiet_prints_only_the_code_and_errors() {
     sent.assert_code(exit::SUCCESS);
     assert_eq!(sent.stderr, format!("Code: {code}\n"));
     assert_eq!(received.stderr, "");
+}
+
+#[test]
+fn the_code_is_asked_for_on_the_terminal_with_its_words_completed() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("asked.txt");
+    std::fs::write(&path, b"typed, not in ps").unwrap();
+    let sender = spawn(&mut send(&signal, "61-guitar-ocean", &path));
+    // A person at a terminal: `script` gives mp a pty; they type the room and part of a word,
+    // press Tab, and finish the code.
+    let command = format!(
+        "{} receive --signal {} --yes -o {}",
+        mp_bin().display(),
+        signal.url,
+        dst.path().display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"])
+        .env("MP_BIND", "127.0.0.1")
+        .env_remove("MP_SIGNAL")
+        .env_remove("MP_CODE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut receiver = spawn(&mut cmd);
+    receiver.wait_text("Code: ", STEP);
+    receiver.write_stdin(b"61-guit\t-ocean\r");
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    assert_eq!(
+        std::fs::read(dst.path().join("asked.txt")).unwrap(),
+        b"typed, not in ps"
+    );
+}
+
+#[test]
+fn without_a_terminal_a_missing_code_says_how_to_pass_one() {
+    let out = spawn(mp().args(["receive", "--signal", "ws://127.0.0.1:9"])).wait(LIMIT);
+    out.assert_code(exit::USAGE);
+    assert!(out.last_line().contains("MP_CODE"), "{}", out.stderr);
+}
+
+#[test]
+fn a_text_can_come_from_standard_input() {
+    let signal = Signal::start();
+    let code = fresh_code();
+    let mut cmd = mp();
+    cmd.args([
+        "send",
+        "--signal",
+        &signal.url,
+        "--code",
+        &code,
+        "--text",
+        "-",
+    ])
+    .stdin(Stdio::piped());
+    let mut sender = spawn(&mut cmd);
+    sender.write_stdin(b"from a pipe\n");
+    sender.close_stdin();
+    let received = spawn(mp().args(["receive", "--signal", &signal.url, &code])).wait(LIMIT);
+    received.assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    assert_eq!(received.stdout, b"from a pipe\n");
 }

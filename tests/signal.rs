@@ -406,6 +406,8 @@ fn transfer_through(relay: &EvilRelay, name: &str) -> (Outcome, Outcome, tempfil
     let mut sender = mp();
     sender
         .args(["send", "--signal", &relay.url, "--code", "5-purple-otter"])
+        // A failed key exchange makes the sender wait for another receiver: not for long here.
+        .args(["--timeout", "5"])
         .arg(&path);
     let mut receiver = mp();
     receiver

@@ -36,10 +36,15 @@ pub enum CodeError {
 }
 
 impl Code {
-    /// Parses a code typed by a person or passed by a script. Surrounding white space is ignored;
-    /// everything else is significant (the code is a password).
+    /// Parses a code typed by a person or passed by a script. Surrounding white space is ignored.
+    ///
+    /// A code made of a number and words of the built-in list (a generated code) is forgiven
+    /// its case and its separators: `7 Guitar ocean` is `7-guitar-ocean`. Both sides apply the
+    /// same rule, and the words carry the same entropy either way. Anything else is significant
+    /// as typed (a custom code is a password).
     pub fn parse(text: &str) -> Result<Code, CodeError> {
-        let full = text.trim();
+        let normal = normalise_generated(text.trim());
+        let full = normal.as_deref().unwrap_or(text.trim());
         if full.len() > MAX_CODE_LEN {
             return Err(CodeError::TooLong);
         }
@@ -95,6 +100,30 @@ impl Code {
     }
 }
 
+/// The words generated codes are made of (for completing a code as it is typed).
+pub fn words() -> impl Iterator<Item = &'static str> {
+    WORDS.lines()
+}
+
+/// `7-guitar-ocean` for any spelling of a generated code (case, spaces or dashes), else
+/// `None`.
+fn normalise_generated(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text
+        .split(|c: char| c == '-' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .collect();
+    let (room, words) = parts.split_first()?;
+    if words.is_empty() || !room.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let words: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let listed = |word: &String| WORDS.lines().any(|listed| listed == word);
+    if !words.iter().all(listed) {
+        return None;
+    }
+    Some(format!("{room}-{}", words.join("-")))
+}
+
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.full)
@@ -104,6 +133,33 @@ impl std::fmt::Display for Code {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_codes_forgive_case_and_separators_custom_ones_do_not() {
+        let canonical = Code::parse("7-guitar-ocean").unwrap();
+        for typed in [
+            "7 guitar ocean",
+            "7-Guitar-OCEAN",
+            " 7  guitar-ocean ",
+            "007 guitar ocean",
+        ] {
+            assert_eq!(Code::parse(typed).unwrap(), canonical, "{typed:?}");
+        }
+        // A custom code stays exactly as typed: its case is part of the password.
+        assert_ne!(
+            Code::parse("7-MySecret").unwrap(),
+            Code::parse("7-mysecret").unwrap()
+        );
+        // One word off the list: not a generated code, so nothing is changed.
+        assert_eq!(
+            Code::parse("17-XMBER-album").unwrap().as_str(),
+            "17-XMBER-album"
+        );
+        assert!(
+            Code::parse("7 my secret").is_err(),
+            "a custom code needs its dash"
+        );
+    }
     use rand::SeedableRng;
 
     #[test]

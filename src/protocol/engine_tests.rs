@@ -773,7 +773,7 @@ fn a_decline_and_a_peer_failure_reach_the_other_side_with_their_kind() {
     world.run(Duration::from_secs(1));
     let (kind, message) = world.sender_failure();
     assert_eq!(kind, Kind::Declined);
-    assert_eq!(message, "the receiver declined: declined");
+    assert_eq!(message, "the receiver declined the transfer");
 
     // The receiver's disk fills mid-way: the sender hears "local I/O", the receiver discards.
     let mut world = World::single("f", &[5u8; 100_000]);
@@ -904,7 +904,10 @@ fn every_unsafe_offer_is_rejected_before_the_user_is_asked() {
         );
         let (kind, message) = world.sender_failure();
         assert_eq!(kind, Kind::Declined, "{path:?}");
-        assert!(message.contains("refused as unsafe"), "{path:?}: {message}");
+        assert!(
+            message.contains("refused the transfer: the offer was refused as unsafe"),
+            "{path:?}: {message}"
+        );
         assert!(!world.placed && world.written.is_empty());
     }
 }

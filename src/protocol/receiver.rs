@@ -308,7 +308,7 @@ impl Receiver {
             },
             Input::Accept { kept } if self.phase == Phase::Deciding => self.on_accept(kept),
             Input::Decline(why) if self.phase == Phase::Deciding => {
-                let reason = why.kind.public_reason().to_string();
+                let reason = why.public_reason();
                 self.send(&Message::Reject { reason })?;
                 Err(Stop::quiet(why))
             }
@@ -811,7 +811,7 @@ impl Receiver {
             Phase::Streaming | Phase::Placing | Phase::Closing
         );
         if tell {
-            let reason = failure.kind.public_reason().to_string();
+            let reason = failure.public_reason();
             if on_link {
                 self.outputs.push_back(Output::Frame(
                     Frame::Fail(failure.kind.fail_kind(), reason).encode(),

@@ -30,6 +30,7 @@ use crate::error::{Failure, Kind};
 pub const MIN_MESSAGE: usize = 2048;
 
 /// What is sent.
+#[derive(Clone)]
 pub enum Offer {
     /// Files and folders (validated by the caller).
     Files(Manifest),
@@ -232,6 +233,11 @@ impl Sender {
             ice: Trickle::default(),
             stream: Stream::default(),
         }
+    }
+
+    /// True once both sides proved they hold the same code.
+    pub fn is_confirmed(&self) -> bool {
+        self.conversation.as_ref().is_some_and(|c| c.is_confirmed())
     }
 
     /// True when the pump may hand over the next [`Chunk`]: the data phase runs, nothing is
@@ -465,10 +471,14 @@ impl Sender {
             return Ok(());
         };
         match (self.phase, message) {
-            (Phase::AwaitAccept, Message::Reject { reason }) => Err(Stop::quiet(Failure::new(
-                Kind::Declined,
-                format!("the receiver declined: {}", display(&reason)),
-            ))),
+            (Phase::AwaitAccept, Message::Reject { reason }) => {
+                let message = if reason == Kind::Declined.public_reason() {
+                    "the receiver declined the transfer".to_string()
+                } else {
+                    format!("the receiver refused the transfer: {}", display(&reason))
+                };
+                Err(Stop::quiet(Failure::new(Kind::Declined, message)))
+            }
             (Phase::AwaitAccept, Message::Accept { resume }) => self.on_accept(resume),
             (Phase::AwaitLocalSdp | Phase::AwaitResume, Message::Resume { files })
                 if self.resume_pending =>
@@ -723,7 +733,7 @@ impl Sender {
     /// Ends the transfer with `failure`; `tell`: let the peer know why.
     fn fail(&mut self, failure: Failure, tell: bool) {
         if tell {
-            let reason = failure.kind.public_reason().to_string();
+            let reason = failure.public_reason();
             if self.phase == Phase::Streaming {
                 self.outputs.push_back(Output::Frame(
                     Frame::Fail(failure.kind.fail_kind(), reason).encode(),

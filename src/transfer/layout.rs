@@ -193,6 +193,55 @@ impl Layout {
         Ok(())
     }
 
+    /// Bytes an earlier, interrupted transfer of the same offer left in the staging folder (the
+    /// lengths only, nothing is read): what a resume would not need to receive again.
+    pub fn kept_bytes(&self, manifest: &Manifest) -> u64 {
+        manifest
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let size = entry.size.filter(|_| entry.is_file())?;
+                let meta = self.staged(&entry.path).symlink_metadata().ok()?;
+                (meta.is_file() && meta.len() <= size).then_some(meta.len())
+            })
+            .sum()
+    }
+
+    /// Checks, before anyone says yes, that the target folder can take `needed` more bytes: it
+    /// is writable by this user and its file system has that much room.
+    pub fn check_room(&self, needed: u64) -> anyhow::Result<()> {
+        let folder = shown(&self.out_dir);
+        #[cfg(unix)]
+        {
+            use rustix::fs::{access, statvfs, Access};
+            if let Err(err) = access(&self.out_dir, Access::WRITE_OK | Access::EXEC_OK) {
+                return Err(local_io(
+                    &format!("cannot write into {folder}"),
+                    std::io::Error::from(err),
+                ));
+            }
+            if let Ok(stats) = statvfs(&self.out_dir) {
+                let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+                if free < needed {
+                    let short = std::io::Error::from(std::io::ErrorKind::StorageFull);
+                    return Err(crate::error::Failure::new(
+                        Kind::LocalIo,
+                        format!(
+                            "not enough room in {folder}: the offer needs {}, {} is free",
+                            crate::ui::size(needed),
+                            crate::ui::size(free)
+                        ),
+                    )
+                    .caused_by(short)
+                    .into());
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (needed, folder);
+        Ok(())
+    }
+
     /// Prefixes kept by an earlier, interrupted transfer of the same offer: for each file
     /// entry with a non-empty staged copy no longer than announced, its index, length and
     /// the SHA-256 state after it. Reads those prefixes (on the calling thread).

@@ -108,6 +108,28 @@ impl NetOptions {
     }
 }
 
+/// Refuses `--relay` without any TURN server (from the flags or the rendezvous) before anyone
+/// is kept waiting. webrtc-rs uses `turn:` URLs over UDP only.
+pub(crate) fn check_relay(net: &NetOptions, rendezvous: &dyn Rendezvous) -> Result<(), Failure> {
+    let options = net.peer_options(rendezvous.ice_servers());
+    if options.relay && !has_usable_turn(&options.ice_servers) {
+        return Err(Failure::new(
+            Kind::Usage,
+            "--relay needs a TURN server: give one with --turn, --turn-user and --turn-password, \
+             or use a signaling server that hands one out (mp signal --turn)",
+        ));
+    }
+    Ok(())
+}
+
+fn has_usable_turn(servers: &[IceServer]) -> bool {
+    servers.iter().any(|s| {
+        s.urls
+            .iter()
+            .any(|u| u.starts_with("turn:") && !u.contains("transport=tcp"))
+    })
+}
+
 /// Makes the peer connection (not yet an SDP): with the STUN and TURN servers of the command
 /// line or of the rendezvous.
 pub(crate) async fn new_peer(
@@ -120,17 +142,7 @@ pub(crate) async fn new_peer(
         .map(|r| r.ice_servers())
         .unwrap_or_default();
     let options = net.peer_options(recommended);
-    let has_turn = options
-        .ice_servers
-        .iter()
-        .any(|s| s.urls.iter().any(|u| u.starts_with("turn")));
-    if options.relay && !has_turn {
-        return Err(Failure::new(
-            Kind::Usage,
-            "--relay needs a TURN server: give one with --turn, --turn-user and --turn-password, \
-             or use a signaling server that hands one out (mp signal --turn)",
-        ));
-    }
+    let has_turn = has_usable_turn(&options.ice_servers);
     tried.turn = has_turn;
     tried.relay_only = options.relay;
     tried.loopback_only = !options.bind.is_empty() && options.bind.iter().all(IpAddr::is_loopback);

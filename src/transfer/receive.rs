@@ -63,6 +63,7 @@ enum Sink {
 pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let (rendezvous, code) =
         rendezvous::join(&args.net.signal, Some(&args.code), Side::Receiver).await?;
+    super::check_relay(&args.net, rendezvous.as_ref())?;
     ui.status("Waiting for the sender…");
     ui.event("waiting", json!({}));
     let engine = Receiver::new(code, Instant::now(), args.net.wait);
@@ -111,6 +112,9 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     } else {
         String::new()
     };
+    let pace = pump.connected_at.map_or(String::new(), |at| {
+        crate::ui::pace(report.received, at.elapsed())
+    });
     match &pump.sink {
         Some(Sink::Files(layout)) => {
             let place = match manifest.roots().as_slice() {
@@ -123,11 +127,14 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
                 shown(&place)
             };
             ui.status(&format!(
-                "Received {name} ({}{resumed}) into {place}.",
+                "Received {name} ({}{resumed}) into {place}{pace}.",
                 size(report.received)
             ))
         }
-        _ => ui.status(&format!("Received {name} ({}).", size(report.received))),
+        _ => ui.status(&format!(
+            "Received {name} ({}){pace}.",
+            size(report.received)
+        )),
     }
     Ok(())
 }
@@ -488,6 +495,7 @@ async fn decide(
     ui: Ui,
 ) -> Decision {
     let to_stdout = output.as_deref() == Some(std::path::Path::new("-"));
+    let mut already_here = 0;
     let sink = if to_stdout {
         if summary.files != 1 || summary.folders != 0 {
             return Err(Failure::new(
@@ -501,6 +509,12 @@ async fn decide(
         layout
             .check_free(&manifest, overwrite)
             .map_err(Failure::from_any)?;
+        // What the answer would need, checked before the question: a missing permission or a
+        // full disk must not cost a fresh code after "y".
+        let kept = layout.kept_bytes(&manifest);
+        let needed = summary.bytes.unwrap_or(0).saturating_sub(kept);
+        layout.check_room(needed).map_err(Failure::from_any)?;
+        already_here = kept;
         for warning in layout.warnings() {
             ui.warn(&warning);
         }
@@ -512,15 +526,23 @@ async fn decide(
             "files": summary.files,
             "folders": summary.folders,
             "bytes": summary.bytes,
+            "already_here": already_here,
             "paths": manifest.entries.iter().take(100).map(|e| &e.path).collect::<Vec<_>>(),
         }),
     );
     if !yes {
         list(&manifest);
-        let accepted = ui
-            .confirm(describe(&manifest, &summary))
-            .await
-            .map_err(Failure::from_any)?;
+        let mut question = describe(&manifest, &summary);
+        if already_here > 0 {
+            let to_go = summary.bytes.unwrap_or(0).saturating_sub(already_here);
+            question = format!(
+                "{} ({} already here from an interrupted transfer, {} to go)?",
+                question.trim_end_matches('?'),
+                size(already_here),
+                size(to_go)
+            );
+        }
+        let accepted = ui.confirm(question).await.map_err(Failure::from_any)?;
         if !accepted {
             return Err(Failure::new(Kind::Declined, "transfer declined"));
         }

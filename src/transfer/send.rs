@@ -34,6 +34,9 @@ use crate::ui::{size, Progress, Ui};
 /// A prefix's hash and the hash state after it (both `None` when the file is shorter).
 type Hashed = (Option<[u8; 32]>, Option<Sha256>);
 
+/// Failed key exchanges (someone with a wrong code) before the sender gives up.
+const KEY_EXCHANGE_TRIES: u32 = 3;
+
 /// Chunks read ahead of the engine.
 const READ_AHEAD: usize = 8;
 
@@ -92,33 +95,66 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
         total = summary.bytes;
     }
 
-    let (rendezvous, code) =
+    let (mut rendezvous, code) =
         rendezvous::join(&args.net.signal, args.code.as_deref(), Side::Sender).await?;
+    super::check_relay(&args.net, rendezvous.as_ref())?;
     ui.show_code(&code, args.signal_hint.as_deref());
     ui.event("waiting", json!({}));
     let is_text = source.is_none();
-    let engine = Sender::new(code, offer, Instant::now(), args.net.wait);
-    let mut pump = Pump {
-        engine,
-        rendezvous: Some(rendezvous),
-        paired: false,
-        net: args.net,
-        source,
-        ui: ui.clone(),
-        title: title.clone(),
-        total,
-        progress: None,
-        connected_at: None,
-        peer: None,
-        link: None,
-        candidates: None,
-        remote: None,
-        tried: Tried::default(),
-        reader: None,
-        hash_request: Vec::new(),
-        prefixes: HashMap::new(),
+    let started = Instant::now();
+    let mut source = source;
+    let mut tries_left = KEY_EXCHANGE_TRIES;
+    // A receiver who mistyped the code fails the key exchange: wait for the right one, a few
+    // times at most, so a guesser's odds stay tiny.
+    let (pump, result) = loop {
+        let wait = args.net.wait.saturating_sub(started.elapsed());
+        let engine = Sender::new(code.clone(), offer.clone(), Instant::now(), wait);
+        let mut pump = Pump {
+            engine,
+            rendezvous: Some(rendezvous),
+            paired: false,
+            net: args.net.clone(),
+            source: source.take(),
+            ui: ui.clone(),
+            title: title.clone(),
+            total,
+            progress: None,
+            connected_at: None,
+            peer: None,
+            link: None,
+            candidates: None,
+            remote: None,
+            tried: Tried::default(),
+            reader: None,
+            hash_request: Vec::new(),
+            prefixes: HashMap::new(),
+        };
+        let result = pump.run().await;
+        let retry = match &result {
+            Err(failure) => {
+                pump.paired
+                    && !pump.engine.is_confirmed()
+                    && matches!(failure.kind, Kind::WrongCode | Kind::PeerGone)
+            }
+            Ok(_) => false,
+        };
+        tries_left -= 1;
+        if !retry || tries_left == 0 {
+            break (pump, result);
+        }
+        ui.warn(&format!(
+            "someone tried to receive with a wrong code; still waiting for the receiver \
+             ({tries_left} more failed tries end this)"
+        ));
+        ui.event("wrong-code", json!({ "tries_left": tries_left }));
+        source = pump.source.take();
+        rendezvous =
+            match rendezvous::join(&args.net.signal, Some(code.as_str()), Side::Sender).await {
+                Ok((rendezvous, _)) => rendezvous,
+                Err(failure) => break (pump, Err(failure)),
+            };
+        ui.event("waiting", json!({}));
     };
-    let result = pump.run().await;
     if let Some(progress) = &pump.progress {
         progress.finish();
     }
@@ -141,7 +177,13 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
     } else {
         String::new()
     };
-    ui.status(&format!("Sent {title} ({}{resumed}).", size(report.sent)));
+    let pace = pump.connected_at.map_or(String::new(), |at| {
+        crate::ui::pace(report.sent, at.elapsed())
+    });
+    ui.status(&format!(
+        "Sent {title} ({}{resumed}){pace}.",
+        size(report.sent)
+    ));
     Ok(())
 }
 

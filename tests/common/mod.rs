@@ -345,6 +345,17 @@ impl Running {
             .any(|event| event["event"] == name)
     }
 
+    /// Waits for the `n`th (1-based) JSON event named `name`, for events that repeat (a sender
+    /// that waits again after a wrong code says `waiting` each time).
+    pub fn wait_nth_event(&self, name: &str, n: usize, timeout: Duration) -> Value {
+        self.wait_for(&format!("event {name:?} number {n}"), timeout, |seen| {
+            seen.lines()
+                .filter_map(as_event)
+                .filter(|event| event["event"] == name)
+                .nth(n - 1)
+        })
+    }
+
     /// Waits for the first complete line, on stdout or stderr, that starts with `prefix` and
     /// returns the rest of it (e.g. the code after `"Code: "`).
     pub fn wait_line(&self, prefix: &str, timeout: Duration) -> String {
@@ -369,6 +380,11 @@ impl Running {
     pub fn write_stdin(&mut self, bytes: &[u8]) {
         let stdin = self.child.stdin.as_mut().expect("stdin is piped");
         stdin.write_all(bytes).expect("write to stdin");
+    }
+
+    /// Closes the process's standard input (end of file for what it reads there).
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
     }
 
     /// Waits for the process to exit, at most `limit` after it started; a process still
