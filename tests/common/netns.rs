@@ -33,10 +33,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{mp_bin, spawn, Running, STEP};
+use super::{mp_bin, spawn, tail, Running, STEP};
 
 /// The "public" address: `mp signal` and coturn listen here, inside [`Internet::public`].
 pub const PUBLIC_IP: &str = "203.0.113.1";
@@ -44,6 +44,9 @@ pub const PUBLIC_IP: &str = "203.0.113.1";
 /// A second address of the public namespace, on which coturn also listens: with two addresses
 /// it answers RFC 5780 NAT behaviour discovery (`turnutils_natdiscovery`).
 pub const ALT_PUBLIC_IP: &str = "203.0.113.2";
+
+/// The public namespace's default gateway, which drops everything.
+const UPSTREAM: &str = "192.0.2.1";
 
 /// Every namespace this kit creates starts with this, followed by the test process's id.
 const PREFIX: &str = "mpreach-";
@@ -91,6 +94,34 @@ fn run(cmd: &mut Command) -> String {
         outcome.stderr
     );
     String::from_utf8_lossy(&outcome.stdout).into_owned()
+}
+
+/// The binary under test, pinned for this test process: a hard link (else a copy) made at first
+/// use, in the target's folder for test files. A build of another checkout into a shared
+/// target folder then cannot swap the binary between two tests of one run.
+fn pinned_mp() -> &'static Path {
+    static PINNED: OnceLock<PathBuf> = OnceLock::new();
+    PINNED.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Pins of test processes that are gone.
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.strip_suffix("-mp"))
+            {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let pin = dir.join(format!("{PREFIX}{}-mp", std::process::id()));
+        let _ = std::fs::remove_file(&pin);
+        std::fs::hard_link(mp_bin(), &pin)
+            .or_else(|_| std::fs::copy(mp_bin(), &pin).map(drop))
+            .unwrap_or_else(|e| panic!("cannot pin {}: {e}", mp_bin().display()));
+        pin
+    })
 }
 
 static NEXT_NETNS: AtomicU32 = AtomicU32::new(1);
@@ -148,7 +179,7 @@ impl Netns {
     /// to use every interface of the namespace: no `MP_BIND`, and none of the other `MP_*`
     /// variables of the caller's environment (signal, STUN, TURN, relay, tuning).
     pub fn mp(&self) -> Command {
-        let mut cmd = self.command(mp_bin());
+        let mut cmd = self.command(pinned_mp());
         for var in [
             "MP_SIGNAL",
             "MP_BIND",
@@ -414,6 +445,29 @@ impl Internet {
         public.bridge("br0");
         public.addr("br0", &format!("{PUBLIC_IP}/24"));
         public.addr("br0", &format!("{ALT_PUBLIC_IP}/24"));
+        // The rest of the Internet: a default route to a gateway that swallows everything (a
+        // veth whose other end accepts nothing). Without it a packet to an address that is not
+        // here, such as a host's private address, fails at once with "network unreachable",
+        // which nothing out there would say, and which makes coturn close the allocation.
+        public.ip(&[
+            "link", "add", "up0", "type", "veth", "peer", "name", "up1",
+        ]);
+        public.up("up0");
+        public.up("up1");
+        public.ip(&[
+            "route", "add", "default", "via", UPSTREAM, "dev", "up0", "onlink",
+        ]);
+        public.ip(&[
+            "neigh",
+            "add",
+            UPSTREAM,
+            "lladdr",
+            "02:00:00:00:00:01",
+            "dev",
+            "up0",
+            "nud",
+            "permanent",
+        ]);
         Internet {
             public,
             next: std::cell::Cell::new(10),
@@ -439,6 +493,7 @@ impl Internet {
         let netns = Netns::new(role);
         netns.disable_ipv6();
         let ip = self.plug(&netns, "eth0");
+        netns.default_route(PUBLIC_IP);
         Host { netns, ip }
     }
 
@@ -447,6 +502,7 @@ impl Internet {
         let router = Netns::new(&format!("{role}-router"));
         router.disable_ipv6();
         let public_ip = self.plug(&router, "wan");
+        router.default_route(PUBLIC_IP);
         let net = public_ip.octets()[3];
         let host = Netns::new(role);
         host.disable_ipv6();
@@ -525,7 +581,7 @@ pub struct Coturn {
     pub url: String,
     pub secret: String,
     _process: Running,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Coturn {
@@ -553,7 +609,7 @@ impl Coturn {
             .args(["--listening-port", &TURN_PORT.to_string()])
             .args(["--min-port", "49152", "--max-port", "49252"])
             .args(["--no-cli", "--no-tls", "--no-dtls"])
-            .args(["--log-file", "stdout", "--simple-log"]);
+            .args(["--log-file", &path("turn.log"), "--simple-log", "-v"]);
         let mut process = spawn(&mut cmd);
         let deadline = Instant::now() + STEP;
         while !netns.listens_udp(TURN_PORT) {
@@ -579,13 +635,27 @@ impl Coturn {
             url,
             secret: secret.to_string(),
             _process: process,
-            _dir: dir,
+            dir,
         }
     }
 
     /// A user name and password that coturn accepts for `ttl` from now.
     pub fn credentials(&self, tag: &str, ttl: Duration) -> (String, String) {
         turn_credentials(&self.secret, tag, ttl)
+    }
+
+    /// What coturn logged so far (the last 4000 bytes; sessions are logged, `-v`).
+    pub fn log(&self) -> String {
+        tail(&std::fs::read(self.dir.path().join("turn.log")).unwrap_or_default())
+    }
+}
+
+impl Drop for Coturn {
+    /// Shows coturn's log when the test fails: what it relayed, and why a session closed.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- coturn's log:\n{}", self.log());
+        }
     }
 }
 
