@@ -174,9 +174,15 @@ fn symmetric_nats_go_through_the_turn_server_that_signal_hands_out() {
     let b = net.home("b", Nat::Symmetric);
     let turn = net.coturn(SECRET);
     let signal = net.signal(&["--turn", &turn.url, "--turn-secret", SECRET]);
-    let pair = Pair::start(&signal, (&a.host.netns, &[]), (&b.host.netns, &[]), SLOW_SIZE);
+    let pair = Pair::start(
+        &signal,
+        (&a.host.netns, &[]),
+        (&b.host.netns, &[]),
+        SLOW_SIZE,
+    );
     pair.finish("3: two symmetric NATs, TURN from mp signal", SLOW_LIMIT)
         .assert_path("relay");
+    show_relay_drops("3", &net);
 }
 
 /// Shape 4: `--relay` on an open network, where a direct path exists: both sides still go
@@ -201,6 +207,16 @@ fn relay_flag_relays_even_on_an_open_network() {
     let pair = Pair::start(&signal, (&a.netns, &flags), (&b.netns, &flags), SLOW_SIZE);
     pair.finish("4: --relay on an open network", SLOW_LIMIT)
         .assert_path("relay");
+    show_relay_drops("4", &net);
+}
+
+/// Prints how many packets coturn's namespace dropped for a full socket buffer: the loss that
+/// makes relayed transfers slow.
+fn show_relay_drops(shape: &str, net: &Internet) {
+    eprintln!(
+        "reach: {shape}: the relay's namespace dropped {} UDP packets (receive buffer full)",
+        net.public.udp_receive_drops()
+    );
 }
 
 /// Shape 5: symmetric NATs and no TURN server: no path at all. Both sides give up after the

@@ -321,6 +321,20 @@ impl Netns {
         !self.run(&ss, &["-Hlnu", &filter]).trim().is_empty()
     }
 
+    /// UDP packets this namespace's stack dropped because a socket's receive buffer was full
+    /// (`RcvbufErrors` in /proc/net/snmp): loss that no rule made.
+    pub fn udp_receive_drops(&self) -> u64 {
+        let snmp = self.run("cat", &["/proc/net/snmp"]);
+        let mut udp = snmp.lines().filter(|line| line.starts_with("Udp: "));
+        let (names, values) = (udp.next().unwrap_or(""), udp.next().unwrap_or(""));
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == "RcvbufErrors")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or_else(|| panic!("no RcvbufErrors in /proc/net/snmp:\n{snmp}"))
+    }
+
     /// Ids of the processes in this namespace.
     fn pids(&self) -> Vec<i32> {
         pids_in(&self.ip, &self.name)
@@ -449,9 +463,7 @@ impl Internet {
         // veth whose other end accepts nothing). Without it a packet to an address that is not
         // here, such as a host's private address, fails at once with "network unreachable",
         // which nothing out there would say, and which makes coturn close the allocation.
-        public.ip(&[
-            "link", "add", "up0", "type", "veth", "peer", "name", "up1",
-        ]);
+        public.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
         public.up("up0");
         public.up("up1");
         public.ip(&[
