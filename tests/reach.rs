@@ -251,16 +251,21 @@ fn symmetric_nats_without_turn_fail_in_time_and_say_turn_would_help() {
     let limit = CONNECT_TIMEOUT + Duration::from_secs(15);
     let received = receiver.wait(limit);
     let sent = sender.wait(limit);
-    for (side, outcome) in [("receiver", &received), ("sender", &sent)] {
+    let sides = [("receiver", &received), ("sender", &sent)];
+    for (side, outcome) in sides {
+        eprintln!(
+            "reach: 5: two symmetric NATs, no TURN: the {side} exited {} after {:.1} s: {}",
+            outcome.code(),
+            outcome.elapsed.as_secs_f64(),
+            outcome.last_line()
+        );
+    }
+    for (side, outcome) in sides {
         outcome.assert_code(exit::CONNECT);
         assert!(
             outcome.last_line().contains("TURN"),
             "the {side}'s last line should say that a TURN server would help: {:?}",
             outcome.last_line()
-        );
-        eprintln!(
-            "reach: 5: two symmetric NATs, no TURN: the {side} gave up after {:.1} s",
-            outcome.elapsed.as_secs_f64()
         );
     }
     assert!(list(dst.path()).is_empty(), "nothing was written");
