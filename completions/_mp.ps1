@@ -31,8 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Run a signaling server that pairs senders and receivers')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send files, folders, stdin or a text; prints the code to give to the receiver')
             [CompletionResult]::new('receive', 'receive', [CompletionResultType]::ParameterValue, 'Receive what the sender offers, given its code')
-            [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Write shell completions and man pages (for packagers and this repository)')
-            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            [CompletionResult]::new('partial', 'partial', [CompletionResultType]::ParameterValue, 'List the partial data interrupted transfers left in a folder, or remove it')
             break
         }
         'mp;signal' {
@@ -61,7 +60,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--turn', '--turn', [CompletionResultType]::ParameterName, 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password')
             [CompletionResult]::new('--turn-user', '--turn-user', [CompletionResultType]::ParameterName, 'User name for --turn')
             [CompletionResult]::new('--turn-password', '--turn-password', [CompletionResultType]::ParameterName, 'Password for --turn')
-            [CompletionResult]::new('--sctp-mtu', '--sctp-mtu', [CompletionResultType]::ParameterName, 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)')
+            [CompletionResult]::new('--skip-unsafe', '--skip-unsafe', [CompletionResultType]::ParameterName, 'Leave out files and folders whose names the receiver would refuse (a control character, say) instead of stopping; each is named in a warning')
             [CompletionResult]::new('--relay', '--relay', [CompletionResultType]::ParameterName, 'Only ever connect through a TURN relay, so the other side never learns this machine''s address')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
@@ -80,7 +79,6 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--turn', '--turn', [CompletionResultType]::ParameterName, 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password')
             [CompletionResult]::new('--turn-user', '--turn-user', [CompletionResultType]::ParameterName, 'User name for --turn')
             [CompletionResult]::new('--turn-password', '--turn-password', [CompletionResultType]::ParameterName, 'Password for --turn')
-            [CompletionResult]::new('--sctp-mtu', '--sctp-mtu', [CompletionResultType]::ParameterName, 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Accept the offer without asking')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Accept the offer without asking')
             [CompletionResult]::new('--overwrite', '--overwrite', [CompletionResultType]::ParameterName, 'Replace existing files and merge into existing folders (never through a symbolic link)')
@@ -92,35 +90,13 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
-        'mp;generate' {
+        'mp;partial' {
+            [CompletionResult]::new('--remove', '--remove', [CompletionResultType]::ParameterName, 'Remove them (only those that belong to you and no receiver is using)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            break
-        }
-        'mp;help' {
-            [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Run a signaling server that pairs senders and receivers')
-            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send files, folders, stdin or a text; prints the code to give to the receiver')
-            [CompletionResult]::new('receive', 'receive', [CompletionResultType]::ParameterValue, 'Receive what the sender offers, given its code')
-            [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Write shell completions and man pages (for packagers and this repository)')
-            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
-            break
-        }
-        'mp;help;signal' {
-            break
-        }
-        'mp;help;send' {
-            break
-        }
-        'mp;help;receive' {
-            break
-        }
-        'mp;help;generate' {
-            break
-        }
-        'mp;help;help' {
             break
         }
     })

@@ -16,11 +16,8 @@ _mp() {
             ",$1")
                 cmd="mp"
                 ;;
-            mp,generate)
-                cmd="mp__subcmd__generate"
-                ;;
-            mp,help)
-                cmd="mp__subcmd__help"
+            mp,partial)
+                cmd="mp__subcmd__partial"
                 ;;
             mp,receive)
                 cmd="mp__subcmd__receive"
@@ -31,21 +28,6 @@ _mp() {
             mp,signal)
                 cmd="mp__subcmd__signal"
                 ;;
-            mp__subcmd__help,generate)
-                cmd="mp__subcmd__help__subcmd__generate"
-                ;;
-            mp__subcmd__help,help)
-                cmd="mp__subcmd__help__subcmd__help"
-                ;;
-            mp__subcmd__help,receive)
-                cmd="mp__subcmd__help__subcmd__receive"
-                ;;
-            mp__subcmd__help,send)
-                cmd="mp__subcmd__help__subcmd__send"
-                ;;
-            mp__subcmd__help,signal)
-                cmd="mp__subcmd__help__subcmd__signal"
-                ;;
             *)
                 ;;
         esac
@@ -53,7 +35,7 @@ _mp() {
 
     case "${cmd}" in
         mp)
-            opts="-q -h -V --quiet --json --help --version signal send receive generate help"
+            opts="-q -h -V --quiet --json --help --version signal send receive partial"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -66,93 +48,9 @@ _mp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        mp__subcmd__generate)
-            opts="-q -h --quiet --json --help"
+        mp__subcmd__partial)
+            opts="-q -h --remove --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        mp__subcmd__help)
-            opts="signal send receive generate help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        mp__subcmd__help__subcmd__generate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        mp__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        mp__subcmd__help__subcmd__receive)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        mp__subcmd__help__subcmd__send)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        mp__subcmd__help__subcmd__signal)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -165,7 +63,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__receive)
-            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --sctp-mtu --quiet --json --help"
+            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,10 +105,6 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --sctp-mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -219,8 +113,8 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --text --name --code --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --sctp-mtu --quiet --json --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+            opts="-q -h --text --name --skip-unsafe --code --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
+            if [[ ${cur} == -* ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -265,15 +159,11 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --sctp-mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
             esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            COMPREPLY=( $(compgen -f -- "${cur}") )
             return 0
             ;;
         mp__subcmd__signal)

@@ -28,8 +28,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand signal 'Run a signaling server that pairs senders and receivers'
             cand send 'Send files, folders, stdin or a text; prints the code to give to the receiver'
             cand receive 'Receive what the sender offers, given its code'
-            cand generate 'Write shell completions and man pages (for packagers and this repository)'
-            cand help 'Print this message or the help of the given subcommand(s)'
+            cand partial 'List the partial data interrupted transfers left in a folder, or remove it'
         }
         &'mp;signal'= {
             cand --listen 'Address and port to listen on'
@@ -56,7 +55,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --turn 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password'
             cand --turn-user 'User name for --turn'
             cand --turn-password 'Password for --turn'
-            cand --sctp-mtu 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)'
+            cand --skip-unsafe 'Leave out files and folders whose names the receiver would refuse (a control character, say) instead of stopping; each is named in a warning'
             cand --relay 'Only ever connect through a TURN relay, so the other side never learns this machine''s address'
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
@@ -74,7 +73,6 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --turn 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password'
             cand --turn-user 'User name for --turn'
             cand --turn-password 'Password for --turn'
-            cand --sctp-mtu 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)'
             cand -y 'Accept the offer without asking'
             cand --yes 'Accept the offer without asking'
             cand --overwrite 'Replace existing files and merge into existing folders (never through a symbolic link)'
@@ -85,29 +83,13 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
-        &'mp;generate'= {
+        &'mp;partial'= {
+            cand --remove 'Remove them (only those that belong to you and no receiver is using)'
             cand -q 'Print only errors and the code'
             cand --quiet 'Print only errors and the code'
             cand --json 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
             cand -h 'Print help'
             cand --help 'Print help'
-        }
-        &'mp;help'= {
-            cand signal 'Run a signaling server that pairs senders and receivers'
-            cand send 'Send files, folders, stdin or a text; prints the code to give to the receiver'
-            cand receive 'Receive what the sender offers, given its code'
-            cand generate 'Write shell completions and man pages (for packagers and this repository)'
-            cand help 'Print this message or the help of the given subcommand(s)'
-        }
-        &'mp;help;signal'= {
-        }
-        &'mp;help;send'= {
-        }
-        &'mp;help;receive'= {
-        }
-        &'mp;help;generate'= {
-        }
-        &'mp;help;help'= {
         }
     ]
     $completions[$command]

@@ -31,8 +31,7 @@ complete -c mp -n "__fish_mp_needs_command" -s V -l version -d 'Print version'
 complete -c mp -n "__fish_mp_needs_command" -f -a "signal" -d 'Run a signaling server that pairs senders and receivers'
 complete -c mp -n "__fish_mp_needs_command" -f -a "send" -d 'Send files, folders, stdin or a text; prints the code to give to the receiver'
 complete -c mp -n "__fish_mp_needs_command" -f -a "receive" -d 'Receive what the sender offers, given its code'
-complete -c mp -n "__fish_mp_needs_command" -f -a "generate" -d 'Write shell completions and man pages (for packagers and this repository)'
-complete -c mp -n "__fish_mp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mp -n "__fish_mp_needs_command" -f -a "partial" -d 'List the partial data interrupted transfers left in a folder, or remove it'
 complete -c mp -n "__fish_mp_using_subcommand signal" -l listen -d 'Address and port to listen on' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l room-timeout -d 'Seconds a room may live, from its first client, before the server closes it' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l max-clients -d 'Most connections served at once' -r
@@ -53,7 +52,7 @@ complete -c mp -n "__fish_mp_using_subcommand send" -l stun -d 'STUN server(s) f
 complete -c mp -n "__fish_mp_using_subcommand send" -l turn -d 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l turn-user -d 'User name for --turn' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l turn-password -d 'Password for --turn' -r
-complete -c mp -n "__fish_mp_using_subcommand send" -l sctp-mtu -d 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l skip-unsafe -d 'Leave out files and folders whose names the receiver would refuse (a control character, say) instead of stopping; each is named in a warning'
 complete -c mp -n "__fish_mp_using_subcommand send" -l relay -d 'Only ever connect through a TURN relay, so the other side never learns this machine\'s address'
 complete -c mp -n "__fish_mp_using_subcommand send" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand send" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
@@ -66,18 +65,13 @@ complete -c mp -n "__fish_mp_using_subcommand receive" -l stun -d 'STUN server(s
 complete -c mp -n "__fish_mp_using_subcommand receive" -l turn -d 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l turn-user -d 'User name for --turn' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l turn-password -d 'Password for --turn' -r
-complete -c mp -n "__fish_mp_using_subcommand receive" -l sctp-mtu -d 'SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only loopback addresses)' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -s y -l yes -d 'Accept the offer without asking'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l overwrite -d 'Replace existing files and merge into existing folders (never through a symbolic link)'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l relay -d 'Only ever connect through a TURN relay, so the other side never learns this machine\'s address'
 complete -c mp -n "__fish_mp_using_subcommand receive" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand receive" -s h -l help -d 'Print help'
-complete -c mp -n "__fish_mp_using_subcommand generate" -s q -l quiet -d 'Print only errors and the code'
-complete -c mp -n "__fish_mp_using_subcommand generate" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
-complete -c mp -n "__fish_mp_using_subcommand generate" -s h -l help -d 'Print help'
-complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "signal" -d 'Run a signaling server that pairs senders and receivers'
-complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "send" -d 'Send files, folders, stdin or a text; prints the code to give to the receiver'
-complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "receive" -d 'Receive what the sender offers, given its code'
-complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "generate" -d 'Write shell completions and man pages (for packagers and this repository)'
-complete -c mp -n "__fish_mp_using_subcommand help; and not __fish_seen_subcommand_from signal send receive generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mp -n "__fish_mp_using_subcommand partial" -l remove -d 'Remove them (only those that belong to you and no receiver is using)'
+complete -c mp -n "__fish_mp_using_subcommand partial" -s q -l quiet -d 'Print only errors and the code'
+complete -c mp -n "__fish_mp_using_subcommand partial" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
+complete -c mp -n "__fish_mp_using_subcommand partial" -s h -l help -d 'Print help'

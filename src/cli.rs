@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueHint};
 
 const ABOUT: &str = "Send files directly between two machines over WebRTC.";
 
@@ -22,6 +22,7 @@ the transfer.";
 /// `mp`: Meeting Point.
 #[derive(Debug, Parser)]
 #[command(name = "mp", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(disable_help_subcommand = true)]
 #[command(after_help = exit_codes())]
 pub struct Cli {
     /// Print only errors and the code.
@@ -52,12 +53,14 @@ as either leaves."
     /// Receive what the sender offers, given its code.
     #[command(after_help = receive_help())]
     Receive(ReceiveArgs),
-    /// Write shell completions and man pages (for packagers and this repository).
-    #[command(hide = true)]
-    Generate {
-        /// Folder that receives `completions/` and `man/`.
-        #[arg(default_value = ".")]
+    /// List the partial data interrupted transfers left in a folder, or remove it.
+    Partial {
+        /// The folder to look in (default: the current folder).
+        #[arg(default_value = ".", value_hint = ValueHint::DirPath)]
         dir: PathBuf,
+        /// Remove them (only those that belong to you and no receiver is using).
+        #[arg(long)]
+        remove: bool,
     },
 }
 
@@ -145,18 +148,12 @@ pub struct NetArgs {
     /// address.
     #[arg(long, env = "MP_RELAY")]
     pub relay: bool,
-
-    /// SCTP packet size in bytes, for tuning (default: 1191, or 16000 when --bind names only
-    /// loopback addresses).
-    #[arg(long, env = "MP_SCTP_MTU", value_name = "BYTES", hide = true,
-          value_parser = clap::value_parser!(u32).range(512..=16000))]
-    pub sctp_mtu: Option<u32>,
 }
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Files and folders to send, or `-` for standard input.
-    #[arg(required_unless_present = "text", conflicts_with = "text")]
+    #[arg(required_unless_present = "text", conflicts_with = "text", value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 
     /// Send this short text instead of files; the receiver prints it (`-`: read it from
@@ -167,6 +164,11 @@ pub struct SendArgs {
     /// The name the receiver gets for standard input (`mp send -`).
     #[arg(long, value_name = "NAME", default_value = "stdin")]
     pub name: String,
+
+    /// Leave out files and folders whose names the receiver would refuse (a control character,
+    /// say) instead of stopping; each is named in a warning.
+    #[arg(long)]
+    pub skip_unsafe: bool,
 
     /// Use this code instead of a generated one (`<number>-<anything>`).
     #[arg(long, value_name = "CODE")]
@@ -189,7 +191,7 @@ pub struct ReceiveArgs {
 
     /// Where to write: an existing folder, a new name for the single file or folder offered,
     /// or `-` for standard output (a single file or stream only).
-    #[arg(short, long, value_name = "PATH")]
+    #[arg(short, long, value_name = "PATH", value_hint = ValueHint::AnyPath)]
     pub output: Option<PathBuf>,
 
     /// Replace existing files and merge into existing folders (never through a symbolic link).

@@ -8,7 +8,7 @@ use clap::Parser;
 use mp::cli::{Cli, Command, NetArgs};
 use mp::error::{self, fail, Failure, Kind};
 use mp::transfer::NetOptions;
-use mp::{generate, prompt, signal, transfer, ui};
+use mp::{prompt, signal, transfer, ui};
 
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace.
@@ -117,6 +117,7 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                 what,
                 code: args.code,
                 signal_hint: hint,
+                skip_unsafe: args.skip_unsafe,
             };
             transfer::send::run(send, ui).await
         }
@@ -135,8 +136,7 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
             };
             transfer::receive::run(receive, ui).await
         }
-        Command::Generate { dir } => generate::write_all(&dir)
-            .map_err(|e| error::local_io(&format!("cannot write into {}", dir.display()), e)),
+        Command::Partial { dir, remove } => transfer::partial::run(&dir, remove, &ui),
     }
 }
 
@@ -174,12 +174,26 @@ fn net_options(args: NetArgs) -> anyhow::Result<(NetOptions, Option<String>)> {
             signal,
             wait: Duration::from_secs(args.timeout),
             bind: args.bind,
-            sctp_mtu: args.sctp_mtu,
+            sctp_mtu: sctp_mtu()?,
             ice_servers: ice_servers(&args.stun, &args.turn, args.turn_user, args.turn_password),
             relay: args.relay,
         },
         hint,
     ))
+}
+
+/// The SCTP packet size from `MP_SCTP_MTU` (tuning, for measurements; not a flag).
+fn sctp_mtu() -> anyhow::Result<Option<u32>> {
+    let Ok(text) = std::env::var("MP_SCTP_MTU") else {
+        return Ok(None);
+    };
+    match text.parse::<u32>() {
+        Ok(mtu) if (512..=16_000).contains(&mtu) => Ok(Some(mtu)),
+        _ => Err(fail(
+            Kind::Usage,
+            format!("MP_SCTP_MTU={text:?}: expected a packet size from 512 to 16000 bytes"),
+        )),
+    }
 }
 
 /// The STUN and TURN servers given with --stun and --turn.

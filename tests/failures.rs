@@ -388,3 +388,26 @@ fn no_room_for_the_offer_is_said_before_the_question_and_the_sender_hears_why() 
     assert!(sent.last_line().contains("disk is full"), "{}", sent.stderr);
     assert!(list(disk.dir.path()).is_empty(), "nothing written");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_device_is_never_replaced_even_with_overwrite() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "data.bin", b"not for the null device");
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let received = spawn(
+        receive(&signal, &code, std::path::Path::new("/dev/null")).args(["--yes", "--overwrite"]),
+    )
+    .wait(LIMIT);
+    sender.wait(LIMIT);
+    received.assert_code(exit::EXISTS);
+    assert!(received.last_line().contains("-o -"), "{}", received.stderr);
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata("/dev/null").unwrap();
+    assert!(
+        meta.file_type().is_char_device(),
+        "/dev/null is still a device"
+    );
+}

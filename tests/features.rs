@@ -603,3 +603,31 @@ fn a_text_can_come_from_standard_input() {
     sender.wait(LIMIT).assert_code(exit::SUCCESS);
     assert_eq!(received.stdout, b"from a pipe\n");
 }
+
+#[test]
+fn partial_data_left_by_an_interruption_is_listed_and_removed() {
+    let Midway {
+        signal: _signal,
+        src: _src,
+        dst,
+        sender: _sender,
+        receiver,
+    } = Midway::start();
+    receiver.interrupt();
+    let received = receiver.wait(LIMIT);
+    received.assert_code(exit::INTERRUPTED);
+    assert!(
+        received.last_line().contains("mp partial --remove"),
+        "the message says how to remove it: {}",
+        received.stderr
+    );
+    let listed = spawn(mp().arg("partial").arg(dst.path())).wait(LIMIT);
+    listed.assert_code(exit::SUCCESS);
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(listing.contains(".mp-partial-"), "{listing}");
+    assert!(listing.contains("MiB"), "its size is shown: {listing}");
+    spawn(mp().args(["partial", "--remove"]).arg(dst.path()))
+        .wait(LIMIT)
+        .assert_code(exit::SUCCESS);
+    assert!(list(dst.path()).is_empty(), "{:?}", list(dst.path()));
+}

@@ -7,9 +7,7 @@ use common::*;
 #[test]
 fn completions_and_man_pages_are_up_to_date() {
     let fresh = tempfile::tempdir().unwrap();
-    spawn(mp().arg("generate").arg(fresh.path()))
-        .wait(LIMIT)
-        .assert_code(0);
+    mp::generate::write_all(fresh.path()).unwrap();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for dir in ["completions", "man"] {
         let names = list(&fresh.path().join(dir));
@@ -20,7 +18,7 @@ fn completions_and_man_pages_are_up_to_date() {
             let have = std::fs::read(repo.join(dir).join(&name)).unwrap();
             assert!(
                 want == have,
-                "{dir}/{name} is stale: run `cargo run -- generate .` and commit the result"
+                "{dir}/{name} is stale: run `cargo run --example generate` and commit the result"
             );
         }
     }
@@ -51,4 +49,30 @@ fn readme_exit_code_table_matches_the_code() {
         );
         assert!(readme.contains(&row), "README lacks the row {row:?}");
     }
+}
+
+#[test]
+fn man_pages_show_values_and_environment_and_name_no_missing_page() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let main = std::fs::read_to_string(repo.join("man/mp.1")).unwrap();
+    assert!(
+        !main.contains("mp\\-help"),
+        "mp.1 names a page that does not exist"
+    );
+    let send = std::fs::read_to_string(repo.join("man/mp-send.1")).unwrap();
+    assert!(send.contains(".SH ENVIRONMENT"), "{send}");
+    assert!(send.contains("MP_SIGNAL"), "{send}");
+    assert!(
+        send.contains("\\fB\\-\\-signal\\fR \\fIURL\\fR"),
+        "the synopsis shows option values"
+    );
+    let bash = std::fs::read_to_string(repo.join("completions/mp.bash")).unwrap();
+    assert!(
+        !bash.contains("generate") && !bash.contains("sctp"),
+        "nothing hidden offered"
+    );
+    assert!(
+        bash.contains("compgen -f -- \"${cur}\""),
+        "mp send completes paths"
+    );
 }

@@ -167,6 +167,19 @@ impl Layout {
             let Ok(meta) = destination.symlink_metadata() else {
                 continue;
             };
+            let kind = meta.file_type();
+            if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
+                // A device, a FIFO or a socket: never replaced, not even with --overwrite.
+                return Err(fail(
+                    Kind::Exists,
+                    format!(
+                        "{} is not a regular file or folder, and mp never replaces one; to \
+                         write the data to standard output, use -o - (e.g. -o - > {})",
+                        shown(&destination),
+                        shown(&destination)
+                    ),
+                ));
+            }
             if !overwrite {
                 return Err(fail(
                     Kind::Exists,

@@ -11,6 +11,7 @@
 //! says it is done. It decides nothing about the protocol.
 
 pub mod layout;
+pub mod partial;
 pub mod receive;
 pub mod send;
 pub mod source;

@@ -443,7 +443,8 @@ impl Pump {
         layout.remove_if_empty();
         if layout.staging().exists() {
             let message = format!(
-                "{}; partial data kept in {}: receive the same offer into the same place to resume",
+                "{}; partial data kept in {}: receive the same offer into the same place to \
+                 resume, or remove it with `mp partial --remove`",
                 failure.message,
                 shown(layout.staging())
             );

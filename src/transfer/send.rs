@@ -55,6 +55,8 @@ pub struct SendArgs {
     pub code: Option<String>,
     /// Shown in the receive hint when the URL did not come from the environment.
     pub signal_hint: Option<String>,
+    /// Leave out names inside folders that the receiver would refuse.
+    pub skip_unsafe: bool,
 }
 
 pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
@@ -77,7 +79,8 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
         }
         What::Paths(paths) => {
             // A large tree takes a while to walk: keep it off the runtime (Ctrl-C stays live).
-            let source = tokio::task::spawn_blocking(move || Source::paths(&paths)).await??;
+            let skip = args.skip_unsafe;
+            let source = tokio::task::spawn_blocking(move || Source::paths(&paths, skip)).await??;
             (Offer::Files(source.manifest.clone()), Some(source))
         }
     };

@@ -54,8 +54,10 @@ impl Source {
         })
     }
 
-    /// Walks the given files and folders.
-    pub fn paths(paths: &[PathBuf]) -> anyhow::Result<Source> {
+    /// Walks the given files and folders. A name inside a folder that the receiver would
+    /// refuse (a control character, say) stops the walk with a message that names it, or is
+    /// left out (with a warning) when `skip_unsafe`.
+    pub fn paths(paths: &[PathBuf], skip_unsafe: bool) -> anyhow::Result<Source> {
         let mut source = Source {
             manifest: Manifest {
                 entries: Vec::new(),
@@ -64,6 +66,7 @@ impl Source {
             skipped: Vec::new(),
         };
         let mut roots = HashSet::new();
+        let mut walker = Walker { skip_unsafe };
         for path in paths {
             let meta = std::fs::metadata(path)
                 .map_err(|e| local_io(&format!("cannot read {}", path.display()), e))?;
@@ -76,7 +79,7 @@ impl Source {
             }
             if meta.is_dir() {
                 source.push(Entry::dir(&name), &meta, None);
-                source.walk(path, &name)?;
+                walker.walk(&mut source, path, &name)?;
             } else if meta.is_file() {
                 source.push(
                     Entry::file(&name, meta.len()),
@@ -98,8 +101,15 @@ impl Source {
         self.manifest.entries.push(entry);
         self.origins.push(origin);
     }
+}
 
-    fn walk(&mut self, dir: &Path, prefix: &str) -> anyhow::Result<()> {
+/// How a folder is walked.
+struct Walker {
+    skip_unsafe: bool,
+}
+
+impl Walker {
+    fn walk(&mut self, source: &mut Source, dir: &Path, prefix: &str) -> anyhow::Result<()> {
         let unreadable = |e| local_io(&format!("cannot read {}", dir.display()), e);
         let mut children: Vec<_> = std::fs::read_dir(dir)
             .map_err(unreadable)?
@@ -107,7 +117,7 @@ impl Source {
             .map_err(unreadable)?;
         children.sort_by_key(|c| c.file_name());
         for child in children {
-            if self.manifest.entries.len() > MAX_ENTRIES {
+            if source.manifest.entries.len() > MAX_ENTRIES {
                 return Err(fail(
                     Kind::Usage,
                     format!("too many files (at most {MAX_ENTRIES} per transfer)"),
@@ -115,27 +125,46 @@ impl Source {
             }
             let path = child.path();
             let Some(name) = child.file_name().to_str().map(str::to_string) else {
-                self.skipped
+                source
+                    .skipped
                     .push(format!("{} (name is not UTF-8)", crate::ui::shown(&path)));
                 continue;
             };
             let relative = format!("{prefix}/{name}");
+            if let Err(why) = crate::protocol::manifest::check_path(&relative) {
+                if self.skip_unsafe {
+                    source.skipped.push(format!(
+                        "{} (a name the receiver would refuse)",
+                        display(&relative)
+                    ));
+                    continue;
+                }
+                return Err(fail(
+                    Kind::Usage,
+                    format!(
+                        "cannot send {}: the receiver would refuse this name ({why}); rename \
+                         it, or leave it out with --skip-unsafe",
+                        display(&relative)
+                    ),
+                ));
+            }
             // symlink_metadata: a link is reported as a link, never followed.
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| local_io(&format!("cannot read {}", path.display()), e))?;
             if meta.is_dir() {
-                self.push(Entry::dir(&relative), &meta, None);
-                self.walk(&path, &relative)?;
+                source.push(Entry::dir(&relative), &meta, None);
+                self.walk(source, &path, &relative)?;
             } else if meta.is_file() {
                 let origin = Some(Origin::Walked(path));
-                self.push(Entry::file(&relative, meta.len()), &meta, origin);
+                source.push(Entry::file(&relative, meta.len()), &meta, origin);
             } else {
                 let what = if meta.file_type().is_symlink() {
                     "symbolic link"
                 } else {
                     "special file"
                 };
-                self.skipped
+                source
+                    .skipped
                     .push(format!("{} ({what})", display(&relative)));
             }
         }
@@ -179,6 +208,31 @@ fn mode(_meta: &std::fs::Metadata) -> Option<u32> {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
+    #[test]
+    fn a_name_the_receiver_would_refuse_is_named_or_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("d");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("bad\nname"), b"x").unwrap();
+        std::fs::write(root.join("ok"), b"y").unwrap();
+        let refused = Source::paths(std::slice::from_ref(&root), false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(refused.contains("d/bad\\u{a}name"), "{refused}");
+        assert!(refused.contains("--skip-unsafe"), "{refused}");
+        let source = Source::paths(&[root], true).unwrap();
+        let paths: Vec<&str> = source
+            .manifest
+            .entries
+            .iter()
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(paths, ["d", "d/ok"]);
+        assert_eq!(source.skipped.len(), 1);
+    }
+
     #[test]
     fn walks_a_tree_in_a_stable_order_and_skips_links() {
         let dir = tempfile::tempdir().unwrap();
@@ -188,7 +242,7 @@ mod tests {
         std::fs::write(root.join("sub/a.txt"), b"a").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
-        let source = Source::paths(&[root]).unwrap();
+        let source = Source::paths(&[root], false).unwrap();
         let paths: Vec<&str> = source
             .manifest
             .entries
@@ -216,7 +270,7 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         std::fs::write(a.path().join("x"), b"1").unwrap();
         std::fs::write(b.path().join("x"), b"2").unwrap();
-        assert!(Source::paths(&[a.path().join("x"), b.path().join("x")]).is_err());
+        assert!(Source::paths(&[a.path().join("x"), b.path().join("x")], false).is_err());
     }
 
     #[test]
