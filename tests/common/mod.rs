@@ -35,6 +35,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -332,6 +334,15 @@ impl Running {
                 .filter_map(as_event)
                 .find(|event| event["event"] == name)
         })
+    }
+
+    /// Whether the process has written the JSON event `name` so far; does not wait.
+    pub fn has_event(&self, name: &str) -> bool {
+        self.output
+            .lock()
+            .lines()
+            .filter_map(as_event)
+            .any(|event| event["event"] == name)
     }
 
     /// Waits for the `n`th (1-based) JSON event named `name`, for events that repeat (a sender
