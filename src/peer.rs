@@ -223,7 +223,13 @@ impl Peer {
             )
             .build();
         let udp_addrs: Vec<SocketAddr> = if options.bind.is_empty() {
-            vec![SocketAddr::from(([0, 0, 0, 0], 0))]
+            // Every interface, IPv4 and (where the host has it) IPv6.
+            let mut any = vec![SocketAddr::from(([0, 0, 0, 0], 0))];
+            let v6 = SocketAddr::from(([0u16; 8], 0));
+            if std::net::UdpSocket::bind(v6).is_ok() {
+                any.push(v6);
+            }
+            any
         } else {
             options
                 .bind

@@ -442,7 +442,10 @@ impl Receiver {
             .as_mut()
             .ok_or_else(|| Stop::internal("receiver engine: an envelope before pairing"))?;
         let was_confirmed = conversation.is_confirmed();
-        let message = conversation.receive(envelope).map_err(Stop::quiet)?;
+        let connecting = self.phase == Phase::Connecting;
+        let message = conversation
+            .receive(envelope)
+            .map_err(|failure| Stop::quiet(gave_up(failure, connecting)))?;
         let Some(message) = message else {
             let within = if !was_confirmed && conversation.is_confirmed() {
                 self.phase = Phase::AwaitOffer;
@@ -867,4 +870,17 @@ fn integrity(message: String) -> Failure {
 /// 64 lowercase hex digits.
 fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The sender's `abort` while the connection is being made means it could not connect
+/// either: the same failure on both sides (exit 9), with the sender's words.
+fn gave_up(failure: Failure, connecting: bool) -> Failure {
+    if connecting && failure.kind == Kind::PeerGone {
+        let message = format!(
+            "no direct connection could be established with the sender ({})",
+            failure.message
+        );
+        return Failure::new(Kind::Connect, message);
+    }
+    failure
 }

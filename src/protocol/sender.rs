@@ -461,7 +461,10 @@ impl Sender {
             .as_mut()
             .ok_or_else(|| Stop::internal("sender engine: an envelope before pairing"))?;
         let was_confirmed = conversation.is_confirmed();
-        let message = conversation.receive(envelope).map_err(Stop::quiet)?;
+        let connecting = self.phase == Phase::Connecting;
+        let message = conversation
+            .receive(envelope)
+            .map_err(|failure| Stop::quiet(gave_up(failure, connecting)))?;
         let Some(message) = message else {
             if !was_confirmed && conversation.is_confirmed() {
                 self.confirmed()?;
@@ -765,4 +768,17 @@ impl Phase {
             _ => "nothing",
         }
     }
+}
+
+/// The receiver's `abort` while the connection is being made means it could not connect
+/// either: the same failure on both sides (exit 9), with the receiver's words.
+fn gave_up(failure: Failure, connecting: bool) -> Failure {
+    if connecting && failure.kind == Kind::PeerGone {
+        let message = format!(
+            "no direct connection could be established with the receiver ({})",
+            failure.message
+        );
+        return Failure::new(Kind::Connect, message);
+    }
+    failure
 }
