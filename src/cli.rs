@@ -170,6 +170,13 @@ pub struct SendArgs {
     /// Use this code instead of a generated one (`<number>-<anything>`).
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
+    /// Do not draw the QR code of the link on the terminal.
+    #[arg(long)]
+    pub no_qr: bool,
+    /// Also write the QR code of the link to FILE, as SVG or PNG (by its extension), with the
+    /// code written beneath, for printing.
+    #[arg(long, value_name = "FILE")]
+    pub qr: Option<PathBuf>,
 
     #[command(flatten)]
     pub net: NetArgs,
@@ -177,7 +184,9 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
-    /// The code the sender printed, e.g. 7-guitar-ocean.
+    /// The code the sender printed, e.g. 7-guitar-ocean, or the link it printed
+    /// (http://host:port/#7-guitar-ocean), which also names the signaling server.
+    #[arg(value_name = "CODE|LINK")]
     pub code: String,
 
     /// Accept the offer without asking.
@@ -217,7 +226,10 @@ fn send_help() -> String {
         "Folders are sent whole, with their empty folders and permission bits. Symbolic links \
 inside a folder are not followed: they are skipped, with a warning. A symbolic link named on \
 the command line is followed.\n\nExamples:\n  mp send report.pdf\n  mp send photos/ notes.txt\n  \
-tar c dir | mp send - --name dir.tar\n  mp send --text 'the wifi password is hunter2'\n\n{}",
+tar c dir | mp send - --name dir.tar\n  mp send --text 'the wifi password is hunter2'\n  \
+mp send --qr code.png report.pdf\n\nThe link (and its QR code) opens the web page of the signaling \
+server with the code after the #, which browsers never send to a server: a phone can receive \
+with no mp installed.\n\n{}",
         exit_codes()
     )
 }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod generate;
 pub mod peer;
 pub mod protocol;
+pub mod qr;
 pub mod rendezvous;
 pub mod signal;
 pub mod transfer;

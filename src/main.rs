@@ -101,6 +101,22 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
         }
         Command::Send(args) => {
             let (net, hint) = net_options(args.net)?;
+            if let Some(file) = args.qr.as_deref() {
+                if mp::qr::extension(file).is_none() {
+                    return Err(fail(
+                        Kind::Usage,
+                        format!(
+                            "--qr {}: the file name must end in .svg or .png",
+                            ui::shown(file)
+                        ),
+                    ));
+                }
+            }
+            let ui = ui.with_qr(ui::QrOptions {
+                page: signal::web::page_url(&net.signal),
+                show: !args.no_qr,
+                file: args.qr,
+            });
             let what = match (args.text, args.paths.as_slice()) {
                 (Some(text), _) => transfer::send::What::Text(text),
                 (None, [single]) if single.as_os_str() == "-" => {
@@ -119,11 +135,21 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
             };
             transfer::send::run(send, ui).await
         }
-        Command::Receive(args) => {
+        Command::Receive(mut args) => {
+            // A link names the server and carries the code; --signal on the command line
+            // still wins over the link, the link over MP_SIGNAL.
+            let mut code = args.code;
+            if let Some((signal, from_link)) = signal::web::parse_link(&code) {
+                let given = args.net.signal.as_ref();
+                if given.is_none_or(|s| std::env::var("MP_SIGNAL").is_ok_and(|v| &v == s)) {
+                    args.net.signal = Some(signal);
+                }
+                code = from_link;
+            }
             let (net, _) = net_options(args.net)?;
             let receive = transfer::receive::ReceiveArgs {
                 net,
-                code: args.code,
+                code,
                 output: args.output,
                 yes: args.yes,
                 overwrite: args.overwrite,
