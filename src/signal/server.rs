@@ -163,7 +163,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
                 .max_frame_size(Some(MAX_MESSAGE));
             // A WebSocket (any path) is a signaling client; a plain GET gets the web peer.
             let accepted = super::web::accept(stream, ws_config, config.join_timeout).await;
-            let super::web::Accepted::WebSocket(mut ws) = accepted else {
+            let Some(mut ws) = accepted else {
                 return;
             };
             let Ok(_permit) = permit else {

@@ -73,17 +73,14 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// What the first request on a connection turned out to be.
-pub enum Accepted {
-    /// A WebSocket, handshake done.
-    WebSocket(WebSocketStream<TcpStream>),
-    /// A plain HTTP request, answered (or a broken one, dropped).
-    Served,
-}
-
-/// Reads the request head and either completes a WebSocket handshake or serves the page.
-/// The whole exchange must finish within `timeout`.
-pub async fn accept(mut stream: TcpStream, config: WebSocketConfig, timeout: Duration) -> Accepted {
+/// Reads the request head and either completes a WebSocket handshake (`Some`: a signaling
+/// client) or serves the page (`None`, as for a broken request). The whole exchange must
+/// finish within `timeout`.
+pub async fn accept(
+    mut stream: TcpStream,
+    config: WebSocketConfig,
+    timeout: Duration,
+) -> Option<WebSocketStream<TcpStream>> {
     let work = async {
         let (head, rest) = read_head(&mut stream).await?;
         let request = Request::parse(&head)?;
@@ -95,18 +92,18 @@ pub async fn accept(mut stream: TcpStream, config: WebSocketConfig, timeout: Dur
             }
             let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config))
                 .await;
-            return Some(Accepted::WebSocket(ws));
+            return Some(Some(ws));
         }
         let response = request.http_response();
         stream.write_all(&response).await.ok()?;
         let _ = stream.shutdown().await;
-        Some(Accepted::Served)
+        Some(None)
     };
     tokio::time::timeout(timeout, work)
         .await
         .ok()
         .flatten()
-        .unwrap_or(Accepted::Served)
+        .flatten()
 }
 
 /// Reads up to the blank line that ends the head; returns the head and what followed it.
