@@ -219,7 +219,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --text --name --code --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --sctp-mtu --quiet --json --help"
+            opts="-q -h --text --name --code --no-qr --qr --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --sctp-mtu --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,6 +234,10 @@ _mp() {
                     return 0
                     ;;
                 --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --qr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
