@@ -260,6 +260,70 @@ fn a_wrong_code_is_an_error_on_the_page() {
 }
 
 #[test]
+fn texts_declines_and_a_vanished_sender_on_the_page() {
+    let _one = serial();
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let browser = Browser::launch();
+    let tab = browser.tab(src.path());
+    tab.before_load(NO_PICKER);
+
+    // A text is shown, neutralised, and confirmed.
+    let code = fresh_code();
+    let sender = spawn(facing_browser(&mut mp()).args([
+        "send",
+        "--signal",
+        &signal.url,
+        "--code",
+        &code,
+        "--text",
+        "the wifi password is hunter2\u{202e}",
+    ]));
+    tab.navigate(&format!("{}#{code}", page(&signal)));
+    tab.wait_state("done", STEP);
+    assert_eq!(
+        tab.text("text-body"),
+        "the wifi password is hunter2\\u{202e}"
+    );
+    sender.wait(STEP).assert_code(exit::SUCCESS);
+
+    // Declining is the sender's "declined".
+    let path = src.path().join("a.txt");
+    std::fs::write(&path, b"hello").unwrap();
+    let code = fresh_code();
+    let sender = spawn(facing_browser(&mut send(&signal, &code, &path)));
+    sender.wait_line("Code: ", STEP);
+    tab.navigate(&format!("{}#{code}", page(&signal)));
+    tab.wait_state("offer", STEP);
+    tab.click("decline");
+    tab.wait_for(
+        "document.getElementById('error').dataset.kind === 'declined'",
+        STEP,
+    );
+    sender.wait(STEP).assert_code(exit::DECLINED);
+
+    // A sender that vanishes while the page asks: the page says the other side left.
+    let code = fresh_code();
+    let mut sender = spawn(facing_browser(&mut send(&signal, &code, &path)));
+    sender.wait_line("Code: ", STEP);
+    tab.navigate(&format!("{}#{code}", page(&signal)));
+    tab.wait_state("offer", STEP);
+    sender.kill();
+    drop(sender);
+    std::thread::sleep(Duration::from_millis(300));
+    tab.click("accept");
+    tab.wait_for("document.body.dataset.state === 'error'", STEP);
+    assert_eq!(
+        tab.eval("document.getElementById('error').dataset.kind"),
+        "peer-gone",
+        "{}",
+        tab.describe()
+    );
+    assert!(tab.text("error").contains("left"), "{}", tab.describe());
+    assert_no_csp_violation(&tab);
+}
+
+#[test]
 fn the_page_streams_to_a_chosen_file() {
     // With the File System Access API (a desktop Chromium on https or localhost) each file is
     // written as it arrives. The picker is answered with a file in the origin's private

@@ -330,7 +330,7 @@ impl Tab<'_> {
     pub fn wait_state(&self, state: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let now = self.eval("document.body.dataset.state");
+            let now = self.eval("document.body && document.body.dataset.state");
             if now == json!(state) {
                 return;
             }
