@@ -324,6 +324,48 @@ fn texts_declines_and_a_vanished_sender_on_the_page() {
 }
 
 #[test]
+fn the_page_resumes_what_mp_receive_kept() {
+    // mp receive keeps a staged prefix when interrupted; offered the same file again (the page
+    // as sender), it asks to resume, the page hashes its own prefix, and only the rest travels.
+    let _one = serial();
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let data = random_bytes(24 * 1024 * 1024, 6);
+    let path = src.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let browser = Browser::launch();
+    let tab = browser.tab(src.path());
+    let offer = |tab: &Tab| {
+        tab.navigate(&page(&signal));
+        tab.wait_state("home", STEP);
+        tab.set_files("file-input", &[&path]);
+        tab.click("send-button");
+        tab.wait_state("sharing", STEP);
+        tab.text("share-code")
+    };
+
+    let code = offer(&tab);
+    let mut first = spawn(facing_browser(&mut receive(&signal, &code, dst.path())).arg("--yes"));
+    wait_until_staged(dst.path(), "big.bin", 2 * 1024 * 1024);
+    first.kill();
+    drop(first);
+    tab.wait_for("document.body.dataset.state === 'error'", STEP);
+
+    let code = offer(&tab);
+    let second =
+        spawn(facing_browser(&mut receive(&signal, &code, dst.path())).args(["--yes", "--json"]));
+    let finished = second.wait_event("finished", LIMIT);
+    assert!(
+        finished["already_there"].as_u64().unwrap() >= 1024 * 1024,
+        "nothing was resumed: {finished}"
+    );
+    second.wait(STEP).assert_code(exit::SUCCESS);
+    assert!(std::fs::read(dst.path().join("big.bin")).unwrap() == data);
+    tab.wait_state("done", STEP);
+}
+
+#[test]
 fn the_page_streams_to_a_chosen_file() {
     // With the File System Access API (a desktop Chromium on https or localhost) each file is
     // written as it arrives. The picker is answered with a file in the origin's private

@@ -380,9 +380,21 @@ class Link {
       else if (!e.candidate) events.push({ kind: 'gathered' });
     };
     conversation.onLocalCandidate = (c) => this.localCandidate(c);
+    // Lost once the connection failed, or stayed disconnected for 8 s (as mp gives up on ICE
+    // without inbound traffic); `onLost` is the transfer's, once it runs.
+    this.onLost = null;
+    const lost = () => {
+      events.push({ kind: 'link-failed' });
+      if (this.onLost) this.onLost();
+    };
     this.pc.onconnectionstatechange = () => {
       const state = this.pc.connectionState;
-      if (state === 'failed' || state === 'closed') events.push({ kind: 'link-failed' });
+      if (state === 'failed') lost();
+      if (state === 'disconnected') {
+        setTimeout(() => {
+          if (this.pc.connectionState === 'disconnected') lost();
+        }, 8 * SECOND);
+      }
     };
   }
 
@@ -637,7 +649,7 @@ export async function sendFiles(files, { url, host, words, ui, code: fixed }) {
     const channel = await link.connected(opened, 'receiver');
     signal.close();
     ui.status('Sending…');
-    const summary = await streamFiles(channel, link.maxMessage, files, agreed, prefixState, ui);
+    const summary = await streamFiles(channel, link, files, agreed, prefixState, ui);
     link.close();
     return summary;
   } catch (err) {
@@ -684,8 +696,8 @@ async function readInto(file, from, to, take) {
 }
 
 /** The data phase of the sender (§11.1–§11.3). */
-function streamFiles(dc, maxMessage, files, agreed, prefixState, ui) {
-  const maxData = Math.min(maxMessage, P.MAX_FRAME) - 1;
+function streamFiles(dc, link, files, agreed, prefixState, ui) {
+  const maxData = Math.min(link.maxMessage, P.MAX_FRAME) - 1;
   const total = files.reduce((n, f) => n + f.size, 0);
   const meter = new Meter(ui, total);
   const sent = { bytes: 0, messages: 0 };
@@ -777,6 +789,7 @@ function streamFiles(dc, maxMessage, files, agreed, prefixState, ui) {
     }
   };
   dc.onclose = () => stop(new MpError('peer-gone', 'the connection to the receiver was lost', false));
+  link.onLost = dc.onclose;
   for (const e of dc.early.splice(0)) dc.onmessage(e);
 
   /** Waits until the window (and the browser's own buffer) has room. */
@@ -920,7 +933,7 @@ export async function receive(codeText, { url, host, ui }) {
     const channel = await link.connected(incoming, 'sender');
     signal.close();
     ui.status('Receiving…');
-    const summary = await takeFiles(channel, manifest, sink, ui);
+    const summary = await takeFiles(channel, link, manifest, sink, ui);
     setTimeout(() => link.close(), T.closeGrace);
     return summary;
   } catch (err) {
@@ -934,7 +947,7 @@ export async function receive(codeText, { url, host, ui }) {
 }
 
 /** The data phase of the receiver (§11.1, §11.2, §11.4). */
-function takeFiles(dc, entries, sink, ui) {
+function takeFiles(dc, link, entries, sink, ui) {
   const files = entries.map((e, index) => ({ ...e, index })).filter((e) => !e.dir);
   const total = files.reduce((n, f) => n + (f.size ?? 0), 0);
   const meter = new Meter(ui, total);
@@ -1064,6 +1077,7 @@ function takeFiles(dc, entries, sink, ui) {
   dc.onclose = () => {
     chain = chain.then(() => stop(new MpError('peer-gone', 'the sender closed the connection before the end', false)));
   };
+  link.onLost = () => stop(new MpError('peer-gone', 'the connection to the sender was lost', false));
   for (const e of dc.early.splice(0)) dc.onmessage(e);
   if (files.length === 0) complete();
   return result;
