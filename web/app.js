@@ -365,6 +365,13 @@ function copyLink() {
   }
 }
 
+/** Leaving the page ends the transfer: ask first while one runs. */
+window.addEventListener('beforeunload', (e) => {
+  if (['connecting', 'sharing', 'sending', 'receiving'].includes(document.body.dataset.state)) {
+    e.preventDefault();
+  }
+});
+
 function init() {
   $('copy-link').addEventListener('click', copyLink);
   $('receive-form').addEventListener('submit', (e) => {

@@ -545,21 +545,26 @@ class Meter {
     this.ui = ui;
     this.total = total;
     this.done = 0;
-    this.start = performance.now();
+    this.start = null; // the first byte: the rate leaves the connection's setup out
     this.lastShown = 0;
   }
 
   add(n) {
+    if (this.start === null) this.start = performance.now();
     this.done += n;
     const now = performance.now();
     if (now - this.lastShown > 200 || this.done === this.total) {
       this.lastShown = now;
-      this.show(now);
+      this.show();
     }
   }
 
-  show(now = performance.now()) {
-    const seconds = (now - this.start) / 1000;
+  get seconds() {
+    return this.start === null ? 0 : (performance.now() - this.start) / 1000;
+  }
+
+  show() {
+    const seconds = this.seconds;
     this.ui.progress(this.done, this.total, seconds > 0 ? this.done / seconds : 0);
   }
 }
@@ -836,7 +841,7 @@ function streamFiles(dc, link, files, agreed, prefixState, ui) {
   pump().catch((err) => stop(asMpError(err)));
   return verdict.then(() => {
     meter.show();
-    return { bytes: total - [...agreed.values()].reduce((n, v) => n + v, 0), seconds: (performance.now() - meter.start) / 1000 };
+    return { bytes: total - [...agreed.values()].reduce((n, v) => n + v, 0), seconds: meter.seconds };
   });
 }
 
@@ -1013,7 +1018,7 @@ function takeFiles(dc, link, entries, sink, ui) {
         // the sender is gone; every file was verified all the same
       }
       meter.show();
-      settle.resolve({ bytes: total, seconds: (performance.now() - meter.start) / 1000 });
+      settle.resolve({ bytes: total, seconds: meter.seconds });
     }, (err) => stop(new MpError('local-io', err.message)));
   };
   const onFrame = async (bytes) => {
