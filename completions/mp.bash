@@ -113,7 +113,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --text --name --skip-unsafe --code --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
+            opts="-q -h --text --name --skip-unsafe --code --no-qr --qr --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
             if [[ ${cur} == -* ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -128,6 +128,10 @@ _mp() {
                     return 0
                     ;;
                 --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --qr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,6 +45,7 @@ complete -c mp -n "__fish_mp_using_subcommand signal" -s h -l help -d 'Print hel
 complete -c mp -n "__fish_mp_using_subcommand send" -l text -d 'Send this short text instead of files; the receiver prints it (`-`: read it from standard input)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l name -d 'The name the receiver gets for standard input (`mp send -`)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l code -d 'Use this code instead of a generated one (`<number>-<anything>`)' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l qr -d 'Also write the QR code of the link to FILE, as SVG or PNG (by its extension), with the code written beneath, for printing' -r -F
 complete -c mp -n "__fish_mp_using_subcommand send" -l signal -d 'Signaling server URL (ws:// or wss://)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l timeout -d 'Seconds to wait for the other side to arrive' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l bind -d 'Local IP address(es) the direct connection may use (default: every non-loopback interface). Loopback addresses are allowed when given here' -r
@@ -53,6 +54,7 @@ complete -c mp -n "__fish_mp_using_subcommand send" -l turn -d 'TURN server(s) t
 complete -c mp -n "__fish_mp_using_subcommand send" -l turn-user -d 'User name for --turn' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l turn-password -d 'Password for --turn' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l skip-unsafe -d 'Leave out files and folders whose names the receiver would refuse (a control character, say) instead of stopping; each is named in a warning'
+complete -c mp -n "__fish_mp_using_subcommand send" -l no-qr -d 'Do not draw the QR code of the link on the terminal'
 complete -c mp -n "__fish_mp_using_subcommand send" -l relay -d 'Only ever connect through a TURN relay, so the other side never learns this machine\'s address'
 complete -c mp -n "__fish_mp_using_subcommand send" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand send" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'

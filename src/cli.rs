@@ -173,6 +173,13 @@ pub struct SendArgs {
     /// Use this code instead of a generated one (`<number>-<anything>`).
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
+    /// Do not draw the QR code of the link on the terminal.
+    #[arg(long)]
+    pub no_qr: bool,
+    /// Also write the QR code of the link to FILE, as SVG or PNG (by its extension), with the
+    /// code written beneath, for printing.
+    #[arg(long, value_name = "FILE")]
+    pub qr: Option<PathBuf>,
 
     #[command(flatten)]
     pub net: NetArgs,
@@ -180,9 +187,10 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
-    /// The code the sender printed, e.g. 7-guitar-ocean (asked for on the terminal when left
-    /// out, so it does not show in the process list; MP_CODE for scripts).
-    #[arg(env = "MP_CODE", hide_env_values = true)]
+    /// The code the sender printed, e.g. 7-guitar-ocean, or the link it printed
+    /// (http://host:port/#7-guitar-ocean), which also names the signaling server. Asked for on
+    /// the terminal when left out, so it does not show in the process list; MP_CODE for scripts.
+    #[arg(env = "MP_CODE", hide_env_values = true, value_name = "CODE|LINK")]
     pub code: Option<String>,
 
     /// Accept the offer without asking.
@@ -222,7 +230,10 @@ fn send_help() -> String {
         "Folders are sent whole, with their empty folders and permission bits. Symbolic links \
 inside a folder are not followed: they are skipped, with a warning. A symbolic link named on \
 the command line is followed.\n\nExamples:\n  mp send report.pdf\n  mp send photos/ notes.txt\n  \
-tar c dir | mp send - --name dir.tar\n  mp send --text 'the wifi password is hunter2'\n\n{}",
+tar c dir | mp send - --name dir.tar\n  mp send --text 'the wifi password is hunter2'\n  \
+mp send --qr code.png report.pdf\n\nThe link (and its QR code) opens the web page of the signaling \
+server with the code after the #, which browsers never send to a server: a phone can receive \
+with no mp installed.\n\n{}",
         exit_codes()
     )
 }

@@ -20,6 +20,7 @@ pub mod generate;
 pub mod peer;
 pub mod prompt;
 pub mod protocol;
+pub mod qr;
 pub mod rendezvous;
 pub mod signal;
 pub mod transfer;

@@ -103,6 +103,22 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
         }
         Command::Send(args) => {
             let (net, hint) = net_options(args.net)?;
+            if let Some(file) = args.qr.as_deref() {
+                if mp::qr::extension(file).is_none() {
+                    return Err(fail(
+                        Kind::Usage,
+                        format!(
+                            "--qr {}: the file name must end in .svg or .png",
+                            ui::shown(file)
+                        ),
+                    ));
+                }
+            }
+            let ui = ui.with_qr(ui::QrOptions {
+                page: signal::web::page_url(&net.signal),
+                show: !args.no_qr,
+                file: args.qr,
+            });
             let what = match (args.text, args.paths.as_slice()) {
                 (Some(text), _) if text == "-" => transfer::send::What::Text(read_text().await?),
                 (Some(text), _) => transfer::send::What::Text(text),
@@ -123,12 +139,22 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
             };
             transfer::send::run(send, ui).await
         }
-        Command::Receive(args) => {
-            let (net, _) = net_options(args.net)?;
-            let code = match args.code {
+        Command::Receive(mut args) => {
+            // The code as given, or asked for on the terminal (so it is not in `ps`).
+            let mut code = match args.code.take() {
                 Some(code) => code,
                 None => prompt::ask_code().await?,
             };
+            // A link names the server and carries the code; --signal on the command line
+            // still wins over the link, the link over MP_SIGNAL.
+            if let Some((signal, from_link)) = signal::web::parse_link(&code) {
+                let given = args.net.signal.as_ref();
+                if given.is_none_or(|s| std::env::var("MP_SIGNAL").is_ok_and(|v| &v == s)) {
+                    args.net.signal = Some(signal);
+                }
+                code = from_link;
+            }
+            let (net, _) = net_options(args.net)?;
             let receive = transfer::receive::ReceiveArgs {
                 net,
                 code,

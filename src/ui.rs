@@ -33,6 +33,19 @@ pub struct Ui {
     tty: bool,
     json: Option<JsonSink>,
     start: Instant,
+    qr: QrOptions,
+}
+
+/// What `show_code` does with the QR code of the link.
+#[derive(Clone, Debug, Default)]
+pub struct QrOptions {
+    /// The page's address on the signaling server (`http(s)://host/`): the QR code encodes it
+    /// with the code in its fragment. Without it, no QR code.
+    pub page: Option<String>,
+    /// Draw it on the terminal (when stderr is one).
+    pub show: bool,
+    /// Also write it to this file, as SVG or PNG (by extension).
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl Ui {
@@ -48,7 +61,14 @@ impl Ui {
             tty: std::io::stderr().is_terminal(),
             json: json.then_some(sink),
             start: Instant::now(),
+            qr: QrOptions::default(),
         }
+    }
+
+    /// The same, with these QR code options for [`Ui::show_code`].
+    pub fn with_qr(mut self, qr: QrOptions) -> Ui {
+        self.qr = qr;
+        self
     }
 
     pub fn is_json(&self) -> bool {
@@ -106,10 +126,28 @@ impl Ui {
         }
     }
 
-    /// Shows the code to pass to the receiver (always: a script needs it too).
+    /// Shows the code to pass to the receiver (always: a script needs it too), the link that
+    /// opens the web page with it, and its QR code.
     pub fn show_code(&self, code: &Code, signal_hint: Option<&str>) {
+        let link = self
+            .qr
+            .page
+            .as_ref()
+            .map(|page| crate::qr::link(page, code.as_str()));
+        if let (Some(link), Some(file)) = (&link, &self.qr.file) {
+            if let Err(err) = crate::qr::write_file(file, link, code.as_str()) {
+                self.warn(&format!(
+                    "cannot write the QR code to {}: {err}",
+                    shown(file)
+                ));
+            }
+        }
         if self.json.is_some() {
-            self.event("code", json!({ "code": code.as_str() }));
+            let mut fields = json!({ "code": code.as_str() });
+            if let Some(link) = &link {
+                fields["link"] = json!(link);
+            }
+            self.event("code", fields);
             return;
         }
         let signal = signal_hint
@@ -118,14 +156,13 @@ impl Ui {
         eprintln!("Code: {code}");
         if !self.quiet {
             eprintln!("On the other machine: mp receive {signal}{code}");
+            if let Some(link) = &link {
+                eprintln!("Or open (a phone can scan the QR code): {link}");
+            }
         }
-        if self.tty && !self.quiet {
-            if let Ok(qr) = qrcode::QrCode::new(code.as_str().as_bytes()) {
-                let image = qr
-                    .render::<qrcode::render::unicode::Dense1x2>()
-                    .quiet_zone(true)
-                    .build();
-                eprintln!("{image}");
+        if let Some(link) = link.filter(|_| self.tty && !self.quiet && self.qr.show) {
+            if let Some(image) = crate::qr::terminal(&link) {
+                eprint!("{image}");
             }
         }
     }

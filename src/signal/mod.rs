@@ -4,10 +4,12 @@
 //! - [`server`]: rooms of two that relay opaque binary messages.
 //! - [`client`]: joining a room and exchanging binary messages with the peer.
 //! - [`stun`]: the server's STUN service, on UDP at the port of its WebSocket listener.
+//! - [`web`]: the web peer served at `/`, and links that open it with a code.
 //! - [`turn`]: short-lived credentials for a TURN server that shares a secret with the server.
 
 pub mod client;
 pub mod server;
 pub mod stun;
 pub mod turn;
+pub mod web;
 pub mod wire;

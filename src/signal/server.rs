@@ -4,6 +4,9 @@
 //! A room is created by its first client, holds at most one sender and one receiver, and is
 //! forgotten as soon as either leaves or the room outlives its timeout.
 //!
+//! The same port serves the web peer ([`super::web`]): a request that does not ask for a
+//! WebSocket gets the page's files.
+//!
 //! Each client's `joined` names the ICE servers it may use: the server's own STUN service
 //! ([`super::stun`], on UDP at the listener's port) and, when configured, a TURN server with a
 //! credential minted for that client ([`super::turn`]).
@@ -158,8 +161,9 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
                 .max_write_buffer_size(4 * MAX_MESSAGE)
                 .max_message_size(Some(MAX_MESSAGE))
                 .max_frame_size(Some(MAX_MESSAGE));
-            let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
-            let Ok(Ok(mut ws)) = tokio::time::timeout(config.join_timeout, accept).await else {
+            // A WebSocket (any path) is a signaling client; a plain GET gets the web peer.
+            let accepted = super::web::accept(stream, ws_config, config.join_timeout).await;
+            let Some(mut ws) = accepted else {
                 return;
             };
             let Ok(_permit) = permit else {
