@@ -4,13 +4,17 @@
 //! - UDP sockets get 4 MiB send and receive buffers (default buffers drop packets at speed);
 //! - the SCTP maximum message size is 256 KiB, so one frame is one message;
 //! - the sender's data-channel send buffer is bounded, which bounds its memory;
-//! - ICE uses only the addresses given with `--bind` (default: every non-loopback interface),
-//!   never multicast DNS, and no STUN or TURN server: candidates are host candidates;
+//! - ICE uses only the addresses given with `--bind` (default: every interface, IPv4 and IPv6),
+//!   never multicast DNS, and only the STUN and TURN servers it is given (no public default);
+//!   `--relay` restricts it to relay candidates;
 //! - ICE checks run every 20 ms instead of 200 ms, which cuts the time to the first byte;
 //! - SCTP packets are sized for the path: 1191 bytes by default, 16,000 when ICE is bound to
-//!   loopback only (both ends on this machine), overridable with `MP_SCTP_MTU`.
+//!   loopback only (both ends on this machine), overridable with `MP_SCTP_MTU`;
+//! - once open, the certificate the peer presented must match the fingerprint of its sealed
+//!   SDP (checked again here, whatever webrtc-rs checked).
 //!
-//! Candidates travel inside the sealed SDP (gathering completes before the SDP is sent).
+//! Candidates travel inside the sealed SDP, or one by one after it when both sides trickle
+//! ([`Peer::take_candidates`], [`RemoteCandidates`]); the engines decide which.
 //!
 //! This is the only module that names a webrtc-rs type: the rest of `mp` sees a [`Peer`] (SDPs
 //! in and out) and, once connected, a [`Link`] that moves frames.

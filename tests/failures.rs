@@ -402,7 +402,7 @@ fn a_device_is_never_replaced_even_with_overwrite() {
     )
     .wait(LIMIT);
     sender.wait(LIMIT);
-    received.assert_code(exit::EXISTS);
+    received.assert_code(exit::USAGE);
     assert!(received.last_line().contains("-o -"), "{}", received.stderr);
     use std::os::unix::fs::FileTypeExt;
     let meta = std::fs::metadata("/dev/null").unwrap();

@@ -290,9 +290,15 @@ function ask(entries) {
 async function startReceive(code) {
   show('home', false);
   setState('connecting');
+  // The word list, so a generated code is forgiven its case and separators (§2).
+  const words = await fetch('words.txt')
+    .then((r) => r.text())
+    .then((t) => t.split('\n').filter(Boolean))
+    .catch(() => null);
   try {
     const summary = await receive(code, {
       ...context,
+      words,
       ui: {
         status,
         ask,

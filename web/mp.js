@@ -853,8 +853,8 @@ function streamFiles(dc, link, files, agreed, prefixState, ui) {
  * declined), text(text), progress(done, total, rate), fileDone(index) }. A sink stores the
  * files: { open(index), write(bytes), close(), abort() } (see app.js).
  */
-export async function receive(codeText, { url, host, ui }) {
-  const code = P.parseCode(codeText);
+export async function receive(codeText, { url, host, ui, words }) {
+  const code = P.parseCode(codeText, words);
   const events = new Events();
   const signal = new Signal(url, events);
   if ((await signal.join(code.room, 'receive', host)) === 'busy') {

@@ -25,8 +25,8 @@ const TRIM = new RegExp(`^[${WHITE}]+|[${WHITE}]+$`, 'g');
 export class CodeError extends Error {}
 
 /** Parses a code as §2 says; returns { room, full } or throws CodeError. */
-export function parseCode(text) {
-  const full = String(text).replace(TRIM, '');
+export function parseCode(text, words) {
+  const full = normaliseGenerated(String(text).replace(TRIM, ''), words) ?? String(text).replace(TRIM, '');
   if (utf8.encode(full).length > 256) throw new CodeError('the code is too long (at most 256 bytes)');
   const dash = full.indexOf('-');
   const malformed = () => new CodeError('a code looks like 7-guitar-ocean: a number, a dash, then words');
@@ -36,6 +36,19 @@ export function parseCode(text) {
   if (!/^[0-9]{1,9}$/.test(room) || secret === '' || /\p{Cc}/u.test(full)) throw malformed();
   const normal = room.replace(/^0+/, '') || '0';
   return { room: normal, full: `${normal}-${secret}` };
+}
+
+/**
+ * §2: a generated code (a number, then words of the list) is forgiven its case and its
+ * separators: `7 Guitar ocean` is `7-guitar-ocean`. Anything else is kept as typed.
+ */
+function normaliseGenerated(text, words) {
+  if (!words) return null;
+  const parts = text.split(/[-\s]+/).filter(Boolean);
+  if (parts.length < 2 || !/^[0-9]+$/.test(parts[0])) return null;
+  const rest = parts.slice(1).map((w) => w.toLowerCase());
+  if (!rest.every((w) => words.includes(w))) return null;
+  return `${parts[0]}-${rest.join('-')}`;
 }
 
 /** A fresh code `<1..=99>-<word>-<word>` from `words` (the 256 words of §2). */
@@ -487,6 +500,11 @@ export function selfTest() {
   const Y = utf8.encode('Y'.repeat(32));
   const K = utf8.encode('K'.repeat(32));
   results.hash_ab = hex(transcriptHash(utf8.encode('pw'), utf8.encode('idA'), utf8.encode('idB'), X, Y, K));
+  // §2: the same forgiving rule as mp for generated codes, none for custom ones.
+  results.codes = [
+    parseCode('007 Guitar OCEAN', ['guitar', 'ocean']).full,
+    parseCode('7-MySecret', ['guitar', 'ocean']).full,
+  ];
   const code = parseCode(' 7-guitar-ocean\n');
   const [idA, idB] = identities(code.room);
   const a2 = new Spake2('A', utf8.encode(code.full), idA, idB, x);

@@ -770,10 +770,11 @@ impl Phase {
     }
 }
 
-/// The receiver's `abort` while the connection is being made means it could not connect
-/// either: the same failure on both sides (exit 9), with the receiver's words.
+/// The receiver's `abort` saying it could not connect, while the connection is being made,
+/// means the same failure here: the same failure on both sides (exit 9), with the receiver's words.
 fn gave_up(failure: Failure, connecting: bool) -> Failure {
-    if connecting && failure.kind == Kind::PeerGone {
+    let could_not_connect = failure.message.ends_with(Kind::Connect.public_reason());
+    if connecting && failure.kind == Kind::PeerGone && could_not_connect {
         let message = format!(
             "no direct connection could be established with the receiver ({})",
             failure.message

@@ -171,7 +171,7 @@ impl Layout {
             if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
                 // A device, a FIFO or a socket: never replaced, not even with --overwrite.
                 return Err(fail(
-                    Kind::Exists,
+                    Kind::Usage,
                     format!(
                         "{} is not a regular file or folder, and mp never replaces one; to \
                          write the data to standard output, use -o - (e.g. -o - > {})",

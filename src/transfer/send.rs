@@ -145,9 +145,14 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
         if !retry || tries_left == 0 {
             break (pump, result);
         }
+        let what = match &result {
+            Err(failure) if failure.kind == Kind::WrongCode => {
+                "someone tried to receive with a wrong code"
+            }
+            _ => "the receiver left before the key exchange finished",
+        };
         ui.warn(&format!(
-            "someone tried to receive with a wrong code; still waiting for the receiver \
-             ({tries_left} more failed tries end this)"
+            "{what}; still waiting for the receiver ({tries_left} more failed tries end this)"
         ));
         ui.event("wrong-code", json!({ "tries_left": tries_left }));
         source = pump.source.take();

@@ -175,6 +175,17 @@ impl Browser {
 
     /// Sends one command (to a tab's session, or to the browser) and waits for its result.
     pub fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.try_call(session, method, params)
+            .unwrap_or_else(|error| panic!("{method} failed: {error}"))
+    }
+
+    /// As [`Browser::call`], returning Chromium's error instead of failing the test.
+    pub fn try_call(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         let id = {
             let mut next = self.next_id.lock().unwrap();
             *next += 1;
@@ -193,9 +204,9 @@ impl Browser {
             .unwrap_or_else(|_| panic!("Chromium did not answer {method} within 60 s"))
             .unwrap();
         if let Some(error) = value.get("error") {
-            panic!("{method} failed: {error}");
+            return Err(error.clone());
         }
-        value["result"].clone()
+        Ok(value["result"].clone())
     }
 
     /// A new tab with the phone-free defaults; `downloads`: where its downloads land.
@@ -308,11 +319,29 @@ impl Tab<'_> {
         result["result"]["value"].clone()
     }
 
+    /// As [`Tab::eval`] while polling: `None` when the page is between two documents (it
+    /// navigated while the question was on its way), so the poll simply asks again.
+    fn poll_eval(&self, expression: &str) -> Option<Value> {
+        let params =
+            json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
+        match self
+            .browser
+            .try_call(Some(&self.session), "Runtime.evaluate", params)
+        {
+            Ok(result) if result.get("exceptionDetails").is_none() => {
+                Some(result["result"]["value"].clone())
+            }
+            Ok(result) => panic!("{expression} threw: {}", result["exceptionDetails"]),
+            Err(error) if error.to_string().contains("navigated or closed") => None,
+            Err(error) => panic!("Runtime.evaluate failed: {error}"),
+        }
+    }
+
     /// Waits until `condition` (JavaScript) is true; fails with the page's state otherwise.
     pub fn wait_for(&self, condition: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.eval(&format!("!!({condition})")) == json!(true) {
+            if self.poll_eval(&format!("!!({condition})")) == Some(json!(true)) {
                 return;
             }
             if Instant::now() > deadline {
@@ -330,11 +359,11 @@ impl Tab<'_> {
     pub fn wait_state(&self, state: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let now = self.eval("document.body && document.body.dataset.state");
-            if now == json!(state) {
+            let now = self.poll_eval("document.body && document.body.dataset.state");
+            if now == Some(json!(state)) {
                 return;
             }
-            if now == json!("error") || Instant::now() > deadline {
+            if now == Some(json!("error")) || Instant::now() > deadline {
                 panic!(
                     "the page did not reach the state {state:?} within {timeout:?}\n{}\n{}",
                     self.describe(),
