@@ -171,7 +171,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__signal)
-            opts="-q -h --listen --room-timeout --max-clients --no-stun --turn --turn-secret --turn-ttl --quiet --json --help"
+            opts="-q -h --listen --room-timeout --drain-timeout --wait-timeout --max-clients --handshake-timeout --max-handshakes --max-handshakes-per-addr --max-waiting-per-addr --joins-per-minute --no-stun --turn --turn-secret --turn-ttl --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,7 +185,35 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --drain-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-clients)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-handshakes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-handshakes-per-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-waiting-per-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --joins-per-minute)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

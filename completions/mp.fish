@@ -34,7 +34,14 @@ complete -c mp -n "__fish_mp_needs_command" -f -a "receive" -d 'Receive what the
 complete -c mp -n "__fish_mp_needs_command" -f -a "partial" -d 'List the partial data interrupted transfers left in a folder, or remove it'
 complete -c mp -n "__fish_mp_using_subcommand signal" -l listen -d 'Address and port to listen on' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l room-timeout -d 'Seconds a room may live, from its first client, before the server closes it' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l drain-timeout -d 'Seconds open rooms may go on after SIGTERM, which stops new clients at once' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l wait-timeout -d 'Seconds a room may wait for its second member (within --room-timeout)' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l max-clients -d 'Most connections served at once' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l handshake-timeout -d 'Seconds a new connection may take for its WebSocket handshake, and again for its first message' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l max-handshakes -d 'Most WebSocket handshakes under way at once (past it, new connections are closed)' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l max-handshakes-per-addr -d 'Most WebSocket handshakes under way from one client address (an IPv6 /64); the oldest makes way for a new one' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l max-waiting-per-addr -d 'Most rooms one client address (an IPv6 /64) may keep waiting for their second member' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l joins-per-minute -d 'Joins one client address (an IPv6 /64) may make per minute (all at once, then one every 60/N seconds)' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l turn -d 'TURN server URL(s) to hand out to clients with short-lived credentials, e.g. turn:relay.example.org:3478. Needs --turn-secret' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l turn-secret -d 'Secret shared with the TURN server (coturn\'s static-auth-secret); prefer the environment variable, which `ps` does not show' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l turn-ttl -d 'Seconds a handed-out TURN credential stays valid' -r

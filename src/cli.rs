@@ -74,9 +74,42 @@ pub struct SignalArgs {
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub room_timeout: u64,
 
+    /// Seconds open rooms may go on after SIGTERM, which stops new clients at once.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub drain_timeout: u64,
+
+    /// Seconds a room may wait for its second member (within --room-timeout).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+
     /// Most connections served at once.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub max_clients: usize,
+
+    /// Seconds a new connection may take for its WebSocket handshake, and again for its
+    /// first message.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout: u64,
+
+    /// Most WebSocket handshakes under way at once (past it, new connections are closed).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_handshakes: usize,
+
+    /// Most WebSocket handshakes under way from one client address (an IPv6 /64); the oldest
+    /// makes way for a new one.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub max_handshakes_per_addr: usize,
+
+    /// Most rooms one client address (an IPv6 /64) may keep waiting for their second member.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_waiting_per_addr: u32,
+
+    /// Joins one client address (an IPv6 /64) may make per minute (all at once, then one
+    /// every 60/N seconds).
+    #[arg(long, default_value_t = 60, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub joins_per_minute: u32,
 
     /// Do not answer STUN Binding requests on UDP at the --listen address and port.
     #[arg(long)]

@@ -82,7 +82,23 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                     )
                 })?;
             let local = listeners.tcp.local_addr()?;
+            // Each client is one open file: the descriptor limit, not --max-clients, would
+            // otherwise decide how many are served, and the rest would time out unanswered.
             eprintln!("mp signal: listening on ws://{local}");
+            let mut max_clients = args.max_clients;
+            let mut max_handshakes = args.max_handshakes;
+            if let Some(open_files) = signal::server::raise_open_files() {
+                let (clients, handshakes) =
+                    signal::server::share_open_files(open_files, max_clients, max_handshakes);
+                if clients < max_clients {
+                    eprintln!(
+                        "mp signal: serving at most {clients} clients, not {max_clients}: \
+                         the open-file limit is {open_files} (raise the hard limit: \
+                         ulimit -Hn, or LimitNOFILE= for systemd)"
+                    );
+                }
+                (max_clients, max_handshakes) = (clients, handshakes);
+            }
             if listeners.stun.is_some() {
                 eprintln!("mp signal: answering STUN on udp {local}");
             }
@@ -94,11 +110,27 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
             }
             let config = signal::server::Config {
                 room_timeout: Duration::from_secs(args.room_timeout),
-                max_clients: args.max_clients,
+                wait_timeout: Duration::from_secs(args.wait_timeout),
+                drain_timeout: Duration::from_secs(args.drain_timeout),
+                max_clients,
+                max_handshakes,
+                max_handshakes_per_addr: args.max_handshakes_per_addr,
+                handshake_timeout: Duration::from_secs(args.handshake_timeout),
+                max_waiting_per_addr: args.max_waiting_per_addr,
+                joins_per_minute: args.joins_per_minute,
                 turn,
                 ..Default::default()
             };
-            signal::server::run(listeners, config).await?;
+            let drain = config.drain_timeout;
+            let stop = async move {
+                terminated().await;
+                eprintln!(
+                    "mp signal: stopping: no new clients; open rooms may finish (at most {} s)",
+                    drain.as_secs()
+                );
+            };
+            signal::server::run(listeners, config, stop).await?;
+            eprintln!("mp signal: stopped");
             Ok(())
         }
         Command::Send(args) => {
@@ -246,4 +278,17 @@ fn ice_servers(
         });
     }
     servers
+}
+
+/// Resolves on SIGTERM (a service manager stopping `mp signal`); never where there is none.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }

@@ -6,13 +6,13 @@
 //! implementation of this trait, and nothing else changes.
 //!
 //! Today there is one: [`crate::signal::client::SignalClient`], a room on an `mp signal`
-//! server over WebSocket. [`join`] picks the room from the code (or draws a code whose room is
-//! free, for a sender without one).
+//! server over WebSocket. [`join`] picks the room from the code, or, for a sender without one,
+//! asks the server for a free room and draws the words of the code.
 
 use crate::error::{Failure, Kind};
 use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
 use crate::protocol::pake::Side;
-use crate::signal::client::{Join, SignalClient};
+use crate::signal::client::{Allocate, Join, SignalClient};
 
 /// A STUN or TURN server the connection may use, as WebRTC configures one (`urls` such as
 /// `stun:host:3478` or `turn:host:3478?transport=udp`; TURN needs `username` and `credential`).
@@ -47,11 +47,13 @@ pub trait Rendezvous: Send {
     }
 }
 
-/// How often a generated code is redrawn when its room is busy.
+/// How often a generated code is redrawn when its room is busy (servers without `allocate`).
 const ROOM_ATTEMPTS: usize = 20;
 
 /// Joins the room of `code` on the signaling server at `url` as `side`; a sender without a
-/// code gets a generated one whose room is free.
+/// code gets a generated one: the room the server allocates (its lowest free number, so
+/// nobody can make every short code busy), and two words drawn here, which the server never
+/// sees.
 pub async fn join(
     url: &str,
     code: Option<&str>,
@@ -77,6 +79,13 @@ pub async fn join(
         };
     }
     let mut code = Code::generate();
+    let allocated = SignalClient::allocate(url, side)
+        .await
+        .map_err(Failure::from_any)?;
+    if let Allocate::Joined(client, room) = allocated {
+        return Ok((client, code.with_room(room)));
+    }
+    // A server from before `allocate`: draw rooms in 1..=99 until one is free.
     for _ in 0..ROOM_ATTEMPTS {
         if let Join::Joined(client) = join(code.room().to_string()).await? {
             return Ok((client, code));

@@ -558,3 +558,526 @@ fn a_relay_that_replays_a_message_is_detected() {
     // The duplicate arrives where the SDP offer is expected.
     assert_tamper_detected(&sent, &received, &received);
 }
+
+// ---- The attacks of the security review (issue 11), each reproduced at its size. ----
+
+/// A message asking the server for a room.
+async fn allocate(url: &str, side: &str) -> Client {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let allocate = format!(r#"{{"type":"allocate","side":"{side}"}}"#);
+    ws.send(Ws::text(allocate)).await.unwrap();
+    ws
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn ninety_nine_squatters_no_longer_deny_generated_codes() {
+    // Before: 99 idle clients in rooms 1..99 made `mp send` fail in 9 ms ("every room tried
+    // is busy"), and squatters on the receive side took each new sender's SPAKE2 message.
+    // Now the server allocates the lowest free room, so a squatter is never paired with a
+    // sender that did not choose its room. (Per-address limits are raised here: one address
+    // plays 99 attackers.)
+    let signal = Signal::start_with(&[
+        "--max-waiting-per-addr",
+        "1000",
+        "--joins-per-minute",
+        "1000",
+    ]);
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("a.txt");
+    std::fs::write(&file, b"not for squatters").unwrap();
+    runtime().block_on(async {
+        let mut squatters = Vec::new();
+        for room in 1..=99 {
+            let side = if room % 2 == 0 { "send" } else { "receive" };
+            let mut ws = join(&signal.url, &room.to_string(), side).await;
+            assert!(is_joined(&next_text(&mut ws).await));
+            squatters.push(ws);
+        }
+        // The server picks the lowest free number: 100.
+        let mut first = allocate(&signal.url, "send").await;
+        let joined = json(&next_text(&mut first).await);
+        assert_eq!(joined["type"], "joined");
+        assert_eq!(joined["room"], "100");
+        drop(first);
+
+        let signal_url = signal.url.clone();
+        let started = std::time::Instant::now();
+        let (sent, received) = tokio::task::spawn_blocking(move || {
+            let sender = spawn(
+                mp().args(["send", "--json", "--signal", &signal_url])
+                    .arg(&file),
+            );
+            let code = sender.wait_event("code", STEP)["code"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let receiver = spawn(
+                mp().args(["receive", "--signal", &signal_url, &code, "--yes", "-o"])
+                    .arg(dst.path()),
+            );
+            let received = receiver.wait(LIMIT);
+            (sender.wait(LIMIT), (received, code, dst))
+        })
+        .await
+        .unwrap();
+        let (received, code, dst) = received;
+        sent.assert_code(exit::SUCCESS);
+        received.assert_code(exit::SUCCESS);
+        let room: u32 = code.split('-').next().unwrap().parse().unwrap();
+        assert!(room >= 100, "{code}: a squatted room");
+        assert_eq!(
+            std::fs::read(dst.path().join("a.txt")).unwrap(),
+            b"not for squatters"
+        );
+        eprintln!("transfer with 99 squatters: {:?}", started.elapsed());
+        // No squatter heard of anyone.
+        for ws in &mut squatters {
+            let heard = tokio::time::timeout(Duration::from_millis(1), ws.next()).await;
+            assert!(heard.is_err(), "a squatter got {heard:?}");
+        }
+    });
+}
+
+#[test]
+fn allocated_rooms_are_the_lowest_free_and_reused() {
+    let signal = Signal::start();
+    runtime().block_on(async {
+        let mut a = allocate(&signal.url, "send").await;
+        assert_eq!(json(&next_text(&mut a).await)["room"], "1");
+        let mut b = allocate(&signal.url, "send").await;
+        assert_eq!(json(&next_text(&mut b).await)["room"], "2");
+        // A custom code's room counts as taken too.
+        let mut c = join(&signal.url, "3", "receive").await;
+        let joined = json(&next_text(&mut c).await);
+        assert_eq!(joined["type"], "joined");
+        assert!(
+            joined.get("room").is_none(),
+            "only allocate is told its room"
+        );
+        let mut d = allocate(&signal.url, "send").await;
+        assert_eq!(json(&next_text(&mut d).await)["room"], "4");
+        // The receiver of an allocated room joins it by number and pairs.
+        let mut r = join(&signal.url, "2", "receive").await;
+        next_text(&mut r).await;
+        assert_eq!(next_text(&mut r).await, r#"{"type":"paired"}"#);
+        assert_eq!(next_text(&mut b).await, r#"{"type":"paired"}"#);
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut e = allocate(&signal.url, "send").await;
+        assert_eq!(
+            json(&next_text(&mut e).await)["room"],
+            "1",
+            "1 is free again"
+        );
+    });
+}
+
+#[test]
+fn one_address_may_keep_only_so_many_rooms_waiting_and_join_only_so_often() {
+    let signal = Signal::start_with(&["--max-waiting-per-addr", "5"]);
+    runtime().block_on(async {
+        let mut waiting = Vec::new();
+        for _ in 0..5 {
+            let mut ws = allocate(&signal.url, "send").await;
+            assert!(is_joined(&next_text(&mut ws).await));
+            waiting.push(ws);
+        }
+        let mut refused = allocate(&signal.url, "send").await;
+        let error = json(&next_text(&mut refused).await);
+        assert_eq!(error["kind"], "busy", "{error}");
+        // Joining a waiting room does not open one: it pairs, and frees a place.
+        let mut r = join(&signal.url, "1", "receive").await;
+        assert!(is_joined(&next_text(&mut r).await));
+        let mut again = allocate(&signal.url, "send").await;
+        assert!(is_joined(&next_text(&mut again).await));
+    });
+
+    let signal = Signal::start_with(&["--joins-per-minute", "10"]);
+    runtime().block_on(async {
+        for i in 0..10 {
+            let mut ws = join(&signal.url, &(500 + i).to_string(), "send").await;
+            assert!(is_joined(&next_text(&mut ws).await));
+        }
+        let mut ws = join(&signal.url, "600", "send").await;
+        let error = json(&next_text(&mut ws).await);
+        assert_eq!(error["kind"], "busy", "{error}");
+    });
+}
+
+#[test]
+fn a_room_nobody_joins_lives_briefly() {
+    let signal = Signal::start_with(&["--wait-timeout", "1"]);
+    runtime().block_on(async {
+        let started = std::time::Instant::now();
+        let mut a = allocate(&signal.url, "send").await;
+        next_text(&mut a).await;
+        let error = json(&next_text(&mut a).await);
+        assert_eq!(error["kind"], "timeout");
+        assert_eq!(error["message"], "nobody joined the room in time");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A paired room has the whole --room-timeout (600 s).
+        let mut s = join(&signal.url, "9", "send").await;
+        next_text(&mut s).await;
+        let mut r = join(&signal.url, "9", "receive").await;
+        next_text(&mut r).await;
+        next_text(&mut r).await;
+        next_text(&mut s).await;
+        let quiet = tokio::time::timeout(Duration::from_millis(1500), s.next()).await;
+        assert!(quiet.is_err(), "the paired room closed: {quiet:?}");
+    });
+}
+
+/// `mp signal` started with its open-file limit set to `soft`/`hard` (as `ulimit -n` would).
+fn signal_with_open_files(soft: u64, hard: u64, extra: &[&str]) -> (Signal, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = mp();
+    cmd.args(["signal", "--listen", "127.0.0.1:0"]).args(extra);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let server = spawn(&mut cmd);
+    let url = server.wait_line("mp signal: listening on ", STEP);
+    server.wait_line("mp signal: serving at most ", STEP);
+    let said = server.stderr_so_far();
+    (Signal::from_running(url, server), said)
+}
+
+#[test]
+fn the_open_file_limit_is_raised_and_max_clients_capped_to_it() {
+    // Before: under `ulimit -n 1024`, ~1,012 idle clients exhausted the descriptors and the
+    // next clients timed out unanswered. Now the soft limit is raised to the hard one, and
+    // --max-clients is capped to what the descriptors allow, so extra clients hear `busy`.
+    let (_raised, said) = signal_with_open_files(100, 400, &[]);
+    assert!(said.contains("open-file limit is 400"), "{said}");
+
+    let (signal, said) = signal_with_open_files(
+        200,
+        200,
+        &[
+            "--max-waiting-per-addr",
+            "1000",
+            "--joins-per-minute",
+            "1000",
+        ],
+    );
+    let capacity: usize = said
+        .split("serving at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no capacity said: {said}"));
+    assert!((50..200).contains(&capacity), "{said}");
+    runtime().block_on(async {
+        let mut idle = Vec::new();
+        for room in 0..capacity {
+            let mut ws = join(&signal.url, &(1000 + room).to_string(), "send").await;
+            assert!(is_joined(&next_text(&mut ws).await), "client {room}");
+            idle.push(ws);
+        }
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            let mut ws = join(&signal.url, "7", "send").await;
+            let error = json(&next_text(&mut ws).await);
+            assert_eq!(error["kind"], "busy", "{error}");
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
+        // Room again once one leaves.
+        drop(idle.pop());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut ws = join(&signal.url, "7", "send").await;
+        assert!(is_joined(&next_text(&mut ws).await));
+    });
+}
+
+/// The resident memory of process `pid`, in bytes (VmRSS of /proc/PID/status).
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_message_larger_than_the_largest_envelope_ends_the_session() {
+    let signal = Signal::start();
+    runtime().block_on(async {
+        let mut a = join(&signal.url, "90", "send").await;
+        next_text(&mut a).await;
+        let mut b = join(&signal.url, "90", "receive").await;
+        next_text(&mut b).await;
+        next_text(&mut b).await;
+        next_text(&mut a).await;
+        // The largest sealed envelope passes.
+        let largest = vec![7u8; mp::protocol::seal::MAX_ENVELOPE];
+        a.send(Ws::binary(largest.clone())).await.unwrap();
+        match tokio::time::timeout(STEP, b.next()).await {
+            Ok(Some(Ok(Ws::Binary(bytes)))) => assert_eq!(bytes.len(), largest.len()),
+            other => panic!("relay failed: {other:?}"),
+        }
+        // 40 KiB is no mp message: the sender is dropped, and its peer told.
+        let _ = a.send(Ws::binary(vec![7u8; 40 * 1024])).await;
+        assert_eq!(next_text(&mut b).await, r#"{"type":"peer-left"}"#);
+    });
+}
+
+#[test]
+fn pumping_pairs_that_read_slowly_do_not_grow_the_server() {
+    // Before: each member could have 64 messages of 64 KiB queued; 100 attacker pairs pumping
+    // while not reading took the server from 6 to 430 MiB. Now queues are bounded in bytes
+    // (per member and in total) and messages to the largest envelope.
+    const PAIRS: usize = 100;
+    const PUMP_FOR: Duration = Duration::from_secs(4);
+    const BOUND: u64 = 160 << 20;
+    let signal = Signal::start_with(&["--joins-per-minute", "1000"]);
+    let pid = signal.process().pid();
+    let before = rss(pid);
+    let peak = runtime().block_on(async {
+        let mut members = Vec::new();
+        for pair in 0..PAIRS {
+            let room = (2000 + pair).to_string();
+            let mut a = join(&signal.url, &room, "send").await;
+            next_text(&mut a).await;
+            let mut b = join(&signal.url, &room, "receive").await;
+            next_text(&mut b).await;
+            next_text(&mut b).await;
+            next_text(&mut a).await;
+            members.push(a);
+            members.push(b);
+        }
+        let deadline = tokio::time::Instant::now() + PUMP_FOR;
+        let mut pumps = Vec::new();
+        for mut ws in members {
+            pumps.push(tokio::spawn(async move {
+                // Write as fast as the server takes it, never read; bounded in count and time.
+                let frame = vec![0x5a; mp::protocol::seal::MAX_ENVELOPE];
+                for _ in 0..400 {
+                    let send = ws.send(Ws::binary(frame.clone()));
+                    match tokio::time::timeout_at(deadline, send).await {
+                        Ok(Ok(())) => {}
+                        _ => break,
+                    }
+                }
+                ws
+            }));
+        }
+        let mut peak = 0;
+        while tokio::time::Instant::now() < deadline {
+            peak = peak.max(rss(pid));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for pump in pumps {
+            drop(pump.await);
+        }
+        peak.max(rss(pid))
+    });
+    eprintln!(
+        "server RSS: {} MiB before, {} MiB at peak with {PAIRS} pumping pairs",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(peak < BOUND, "the server grew to {} MiB", peak >> 20);
+}
+
+/// Raises this test process's open-file soft limit to its hard limit.
+fn raise_own_open_files() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}
+
+/// Whether the server still holds `socket` open (nothing to read yet, no end of stream).
+fn held_open(socket: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    socket.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let mut reader = socket;
+    matches!(reader.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn slowloris_takes_no_client_place_and_is_cut_short() {
+    // Before: the client's place was taken before the WebSocket handshake, and 1,100
+    // half-open sockets delayed a legitimate transfer by 8.7 s. Now handshakes have their own
+    // places (8 per address, the oldest giving way; 256 in all), none of a client's, and a
+    // short timeout.
+    const HALF_OPEN: usize = 1_100;
+    assert!(raise_own_open_files() > HALF_OPEN as u64 + 100);
+    let signal = Signal::start_with(&["--max-clients", "50", "--handshake-timeout", "2"]);
+    let addr: std::net::SocketAddr = signal.url.trim_start_matches("ws://").parse().unwrap();
+    let started = std::time::Instant::now();
+    let mut attackers = Vec::new();
+    for _ in 0..HALF_OPEN {
+        use std::io::Write;
+        let mut socket = std::net::TcpStream::connect_timeout(&addr, STEP).unwrap();
+        // The request head, never finished.
+        let _ = socket.write_all(b"GET / HTTP/1.1\r\nHost: mp\r\nUpgrade: websocket\r\n");
+        attackers.push(socket);
+    }
+    let opened = started.elapsed();
+    // A legitimate pair, from the same address even, meets and relays at once.
+    let legit = std::time::Instant::now();
+    runtime().block_on(async {
+        let mut a = join(&signal.url, "31", "send").await;
+        assert!(is_joined(&next_text(&mut a).await));
+        let mut b = join(&signal.url, "31", "receive").await;
+        assert!(is_joined(&next_text(&mut b).await));
+        assert_eq!(next_text(&mut b).await, r#"{"type":"paired"}"#);
+        assert_eq!(next_text(&mut a).await, r#"{"type":"paired"}"#);
+        a.send(Ws::binary(b"hi".to_vec())).await.unwrap();
+        assert!(matches!(b.next().await, Some(Ok(Ws::Binary(_)))));
+    });
+    let legit = legit.elapsed();
+    eprintln!("{HALF_OPEN} half-open sockets opened in {opened:?}; a pair met in {legit:?}");
+    assert!(legit < Duration::from_secs(2), "{legit:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let held = attackers.iter().filter(|s| held_open(s)).count();
+    assert!(held <= 8, "{held} half-open sockets still held");
+    // And those few for at most the handshake timeout.
+    std::thread::sleep(Duration::from_secs(3));
+    let held = attackers.iter().filter(|s| held_open(s)).count();
+    assert_eq!(held, 0, "half-open sockets outlived the handshake timeout");
+}
+
+/// `GET path` on the server's port, over plain HTTP: the whole response.
+fn http_get(url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("ws://");
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(STEP)).unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nHost: mp\r\n\r\n").unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of an unlabelled (or exactly labelled) sample in Prometheus text.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn health_and_aggregate_metrics_are_served_on_the_same_port() {
+    let signal = Signal::start_with(&["--joins-per-minute", "3"]);
+    let health = http_get(&signal.url, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    runtime().block_on(async {
+        let mut a = allocate(&signal.url, "send").await;
+        next_text(&mut a).await;
+        let mut b = join(&signal.url, "1", "receive").await;
+        next_text(&mut b).await;
+        next_text(&mut b).await;
+        next_text(&mut a).await;
+        a.send(Ws::binary(vec![1u8; 1000])).await.unwrap();
+        b.next().await.unwrap().unwrap();
+        let mut c = join(&signal.url, "5", "send").await;
+        next_text(&mut c).await;
+        let mut refused = join(&signal.url, "6", "send").await;
+        assert!(next_text(&mut refused).await.contains("busy"));
+
+        let metrics = http_get(&signal.url, "/metrics");
+        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+        assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"));
+        assert_eq!(sample(&metrics, "mp_signal_rooms"), 2);
+        assert_eq!(sample(&metrics, "mp_signal_rooms_waiting"), 1);
+        assert_eq!(sample(&metrics, "mp_signal_clients"), 3);
+        assert_eq!(sample(&metrics, "mp_signal_pairings_total"), 1);
+        assert_eq!(sample(&metrics, "mp_signal_rooms_allocated_total"), 1);
+        assert_eq!(sample(&metrics, "mp_signal_relayed_messages_total"), 1);
+        assert_eq!(sample(&metrics, "mp_signal_relayed_bytes_total"), 1000);
+        assert_eq!(
+            sample(
+                &metrics,
+                "mp_signal_limit_hits_total{limit=\"joins_per_addr\"}"
+            ),
+            1
+        );
+        // Nothing in it names a client, a room or a code.
+        assert!(!metrics.contains("127.0.0.1"));
+        for line in metrics.lines().filter(|l| l.starts_with("mp_signal")) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(!line.contains("room=") && !line.contains("addr="), "{name}");
+        }
+    });
+    // And the server said nothing about any of it.
+    let said = signal.process().stderr_so_far();
+    let startup = ["listening on", "answering STUN", "serving at most"];
+    for line in said.lines() {
+        assert!(
+            startup
+                .iter()
+                .any(|s| line.starts_with(&format!("mp signal: {s}"))),
+            "the server said {line:?}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_lets_paired_rooms_finish_and_ends_waiting_ones() {
+    let signal = Signal::start();
+    runtime().block_on(async {
+        let mut a = join(&signal.url, "40", "send").await;
+        next_text(&mut a).await;
+        let mut b = join(&signal.url, "40", "receive").await;
+        next_text(&mut b).await;
+        next_text(&mut b).await;
+        next_text(&mut a).await;
+        let mut alone = join(&signal.url, "41", "send").await;
+        next_text(&mut alone).await;
+
+        let pid = signal.process().pid() as i32;
+        // SAFETY: a signal to the server this test started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let error = json(&next_text(&mut alone).await);
+        assert_eq!(error["kind"], "busy", "{error}");
+        // No new client.
+        let addr = signal.url.trim_start_matches("ws://").to_string();
+        let refused = tokio::net::TcpStream::connect(&addr).await;
+        assert!(refused.is_err(), "still listening");
+        // The pair goes on.
+        a.send(Ws::binary(b"sdp".to_vec())).await.unwrap();
+        match tokio::time::timeout(STEP, b.next()).await {
+            Ok(Some(Ok(Ws::Binary(bytes)))) => assert_eq!(&bytes[..], b"sdp"),
+            other => panic!("relay failed after SIGTERM: {other:?}"),
+        }
+        drop(a);
+        drop(b);
+    });
+    let stopped = std::time::Instant::now();
+    let out = signal.into_process().wait(LIMIT);
+    out.assert_code(0);
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    assert!(out.stderr.contains("mp signal: stopped"), "{}", out.stderr);
+}

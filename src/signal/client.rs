@@ -107,9 +107,54 @@ pub enum Join {
     Busy,
 }
 
+/// The outcome of asking the server for a room.
+pub enum Allocate {
+    /// In the room the server picked.
+    Joined(Box<SignalClient>, u32),
+    /// A server from before `allocate`: the client picks a room itself.
+    Unsupported,
+}
+
 impl SignalClient {
     /// Connects and asks to join `room` as `side`.
     pub async fn join(url: &str, room: &str, side: Side) -> anyhow::Result<Join> {
+        let join = ClientMessage::Join {
+            room: room.to_string(),
+            side: side.wire_name().to_string(),
+        };
+        match Self::enter(url, join).await? {
+            Ok((client, _)) => Ok(Join::Joined(client)),
+            Err(ErrorKind::RoomFull | ErrorKind::SideTaken) => Ok(Join::Busy),
+            Err(_) => Ok(Join::Busy),
+        }
+    }
+
+    /// Connects and asks the server to open a room for `side` (the lowest free number).
+    pub async fn allocate(url: &str, side: Side) -> anyhow::Result<Allocate> {
+        let allocate = ClientMessage::Allocate {
+            side: side.wire_name().to_string(),
+        };
+        match Self::enter(url, allocate).await? {
+            Ok((client, Some(room))) => match room.parse::<u32>() {
+                Ok(n) if n > 0 && n.to_string() == room => Ok(Allocate::Joined(client, n)),
+                _ => Err(client.protocol_error()),
+            },
+            Ok((client, None)) => Err(client.protocol_error()),
+            // An older server refuses a first message that is not `join`.
+            Err(ErrorKind::BadRequest) => Ok(Allocate::Unsupported),
+            Err(_) => Err(fail(
+                Kind::Server,
+                format!("the signaling server at {url} gave a room that is not free"),
+            )),
+        }
+    }
+
+    /// Connects and sends `request`: the client and the room `joined` names, or the kind of a
+    /// refusal the caller handles (`room-full`, `side-taken`; `bad-request` to `allocate`).
+    async fn enter(
+        url: &str,
+        request: ClientMessage,
+    ) -> anyhow::Result<Result<(Box<SignalClient>, Option<String>), ErrorKind>> {
         check_url(url)?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
@@ -135,11 +180,8 @@ impl SignalClient {
             url: url.to_string(),
             ice_servers: Vec::new(),
         };
-        let join = ClientMessage::Join {
-            room: room.to_string(),
-            side: side.wire_name().to_string(),
-        };
-        let text = serde_json::to_string(&join).expect("join serialises");
+        let allocating = matches!(request, ClientMessage::Allocate { .. });
+        let text = serde_json::to_string(&request).expect("requests serialise");
         client.send_ws(WsMessage::text(text)).await?;
         let reply = tokio::time::timeout(CONNECT_TIMEOUT, client.next_control()).await;
         let reply = reply.map_err(|_| {
@@ -149,14 +191,22 @@ impl SignalClient {
             )
         })?;
         match reply? {
-            ServerMessage::Joined { stun_port, turn } => {
+            ServerMessage::Joined {
+                room,
+                stun_port,
+                turn,
+            } => {
                 client.ice_servers = announced_ice_servers(url, stun_port, turn);
-                Ok(Join::Joined(Box::new(client)))
+                Ok(Ok((Box::new(client), room)))
             }
             ServerMessage::Error {
-                kind: ErrorKind::RoomFull | ErrorKind::SideTaken,
+                kind: kind @ (ErrorKind::RoomFull | ErrorKind::SideTaken),
                 ..
-            } => Ok(Join::Busy),
+            } if !allocating => Ok(Err(kind)),
+            ServerMessage::Error {
+                kind: kind @ (ErrorKind::BadRequest | ErrorKind::RoomFull | ErrorKind::SideTaken),
+                ..
+            } if allocating => Ok(Err(kind)),
             other => Err(client.unexpected(other)),
         }
     }

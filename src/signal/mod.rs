@@ -5,9 +5,11 @@
 //! - [`client`]: joining a room and exchanging binary messages with the peer.
 //! - [`stun`]: the server's STUN service, on UDP at the port of its WebSocket listener.
 //! - [`web`]: the web peer served at `/`, and links that open it with a code.
+//! - [`metrics`]: the aggregate counters `/metrics` shows.
 //! - [`turn`]: short-lived credentials for a TURN server that shares a secret with the server.
 
 pub mod client;
+pub mod metrics;
 pub mod server;
 pub mod stun;
 pub mod turn;

@@ -11,18 +11,20 @@
 //! ([`super::stun`], on UDP at the listener's port) and, when configured, a TURN server with a
 //! credential minted for that client ([`super::turn`]).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use super::metrics::{Gauges, Limit, Metrics};
 use super::turn::Turn;
 use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
 
@@ -31,10 +33,28 @@ use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
 pub struct Config {
     /// How long a room may live, waiting or relaying.
     pub room_timeout: Duration,
-    /// How long a new connection may take to say which room it wants.
-    pub join_timeout: Duration,
+    /// How long open rooms may go on after SIGTERM (or whatever ends [`serve`]).
+    pub drain_timeout: Duration,
+    /// How long a room may wait for its second member (within `room_timeout`).
+    pub wait_timeout: Duration,
+    /// Most rooms one client address may have waiting for their second member at once.
+    pub max_waiting_per_addr: u32,
+    /// Most `join`/`allocate` requests one client address may make in a minute (a burst of
+    /// that many, then one every 60/N s).
+    pub joins_per_minute: u32,
+    /// How long a new connection may take for its HTTP request and WebSocket handshake, and
+    /// then again for its first message.
+    pub handshake_timeout: Duration,
+    /// Most WebSocket handshakes under way at once.
+    pub max_handshakes: usize,
+    /// Most WebSocket handshakes under way from one client address (the oldest gives way).
+    pub max_handshakes_per_addr: usize,
     /// Most connections open at once.
     pub max_clients: usize,
+    /// Most bytes waiting to be written to one client (relayed messages not yet taken).
+    pub member_queue_bytes: usize,
+    /// Most bytes waiting to be written to all clients together.
+    pub relay_budget: usize,
     /// The UDP port of the STUN service, announced in `joined`.
     pub stun_port: Option<u16>,
     /// The TURN server whose credentials `joined` hands out.
@@ -45,46 +65,231 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             room_timeout: Duration::from_secs(600),
-            join_timeout: Duration::from_secs(10),
+            wait_timeout: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(60),
+            max_waiting_per_addr: 32,
+            joins_per_minute: 60,
+            handshake_timeout: Duration::from_secs(5),
+            max_handshakes: MAX_HANDSHAKES,
+            max_handshakes_per_addr: 8,
             max_clients: 100_000,
+            member_queue_bytes: MEMBER_QUEUE_BYTES,
+            relay_budget: RELAY_BUDGET,
             stun_port: None,
             turn: None,
         }
     }
 }
 
+/// Handshakes under way at once, by default (one open file each, besides the clients').
+pub const MAX_HANDSHAKES: usize = 256;
+
 /// How long relaying one message may wait for the other side's queue.
 const RELAY_STALL: Duration = Duration::from_secs(10);
 
+/// Bytes that may wait for one client: four of the largest messages, enough to keep a long
+/// offer (§8.2, many parts) flowing.
+pub const MEMBER_QUEUE_BYTES: usize = 4 * MAX_MESSAGE;
+/// Bytes that may wait for all clients together (64 MiB).
+pub const RELAY_BUDGET: usize = 64 << 20;
+
 /// What a connection's task is told by the other member of its room.
 enum Event {
-    Paired(mpsc::Sender<Event>),
-    Relay(Vec<u8>),
+    Paired(Peer),
+    /// A message, and the share of the byte budgets it holds until it is written out.
+    Relay(Vec<u8>, Budget),
     PeerLeft,
+}
+
+/// The byte budgets a queued message holds: its receiver's and the server's.
+#[allow(dead_code)] // held for their drop
+struct Budget(OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// How to reach a member: its event queue and the byte budget of that queue.
+#[derive(Clone)]
+struct Peer {
+    tx: mpsc::Sender<Event>,
+    budget: Arc<Semaphore>,
 }
 
 struct Member {
     id: u64,
     side: String,
-    tx: mpsc::Sender<Event>,
+    peer: Peer,
 }
 
-/// One room: its members and when it was opened (its timeout counts from then).
+/// One room: its members and when it was opened (its timeouts count from then).
 struct Room {
     opened: tokio::time::Instant,
     members: Vec<Member>,
+    /// While the room waits for its second member: the address of the client that opened it,
+    /// whose count of waiting rooms it is in.
+    waiting_for: Option<AddrKey>,
 }
 
-#[derive(Default)]
-struct Rooms {
-    map: Mutex<HashMap<String, Room>>,
-    next_id: AtomicU64,
+/// A client address as the per-address limits see it: an IPv4 address, or the /64 prefix of
+/// an IPv6 address (one subscriber's usual allocation, which an attacker gets whole).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct AddrKey(u128);
+
+impl AddrKey {
+    pub fn of(ip: IpAddr) -> AddrKey {
+        match ip {
+            IpAddr::V4(v4) => AddrKey(u32::from(v4) as u128),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddrKey(u32::from(v4) as u128),
+                None => AddrKey(((u128::from(v6) >> 64) << 64) | (1 << 32)),
+            },
+        }
+    }
 }
+
+/// The rooms, and what the per-address limits count.
+#[derive(Default)]
+struct State {
+    rooms: HashMap<String, Room>,
+    /// The rooms named by a canonical number (no leading zero), to find the lowest free one.
+    numbered: BTreeSet<u32>,
+    /// Rooms waiting for their second member, by the address that opened them (no entry at 0).
+    waiting: HashMap<AddrKey, u32>,
+}
+
+impl State {
+    /// The lowest room number in use by no room.
+    fn lowest_free(&self) -> u32 {
+        let mut want = 1;
+        for &n in self.numbered.range(1..) {
+            if n != want {
+                break;
+            }
+            want += 1;
+        }
+        want
+    }
+
+    fn insert(&mut self, name: String, room: Room) {
+        if let Some(n) = canonical_number(&name) {
+            self.numbered.insert(n);
+        }
+        if let Some(key) = room.waiting_for {
+            *self.waiting.entry(key).or_default() += 1;
+        }
+        self.rooms.insert(name, room);
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Room> {
+        let mut room = self.rooms.remove(name)?;
+        if let Some(n) = canonical_number(name) {
+            self.numbered.remove(&n);
+        }
+        if let Some(opener) = room.waiting_for.take() {
+            release(&mut self.waiting, opener);
+        }
+        Some(room)
+    }
+}
+
+/// One room fewer waiting from `key` (the room got its second member, or is gone).
+fn release(waiting: &mut HashMap<AddrKey, u32>, key: AddrKey) {
+    if let Some(count) = waiting.get_mut(&key) {
+        *count -= 1;
+        if *count == 0 {
+            waiting.remove(&key);
+        }
+    }
+}
+
+/// `"42"` → 42; `"042"`, `"0"` and numbers past `u32` → `None`.
+fn canonical_number(room: &str) -> Option<u32> {
+    room.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0 && !room.starts_with('0'))
+}
+
+type JoinLimiter = governor::DefaultKeyedRateLimiter<AddrKey>;
+
+struct Rooms {
+    state: Mutex<State>,
+    /// Bytes of relayed messages waiting to be written, all clients together.
+    relay_budget: Arc<Semaphore>,
+    next_id: AtomicU64,
+    /// Joins per client address; entries that are full again are dropped every minute.
+    joins: JoinLimiter,
+    metrics: Metrics,
+    /// True once the server is shutting down.
+    stopping: watch::Receiver<bool>,
+}
+
+impl Rooms {
+    fn new(config: &Config, stopping: watch::Receiver<bool>) -> Rooms {
+        let per_minute = NonZeroU32::new(config.joins_per_minute.max(1)).expect("at least one");
+        Rooms {
+            state: Mutex::new(State::default()),
+            relay_budget: Arc::new(Semaphore::new(config.relay_budget.max(MAX_MESSAGE))),
+            next_id: AtomicU64::new(0),
+            joins: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+            metrics: Metrics::default(),
+            stopping,
+        }
+    }
+}
+
+/// How often the per-address join counters forget addresses whose budget is whole again.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// The server's sockets: TCP for WebSocket, and UDP at the same address and port for STUN.
 pub struct Listeners {
     pub tcp: TcpListener,
     pub stun: Option<UdpSocket>,
+}
+
+/// Descriptors kept for everything but clients: standard streams, the listeners, the
+/// runtime's own (epoll, wakers), a STUN socket, a DNS lookup or two.
+pub const RESERVED_FILES: u64 = 64;
+
+/// Raises the soft limit on open files to the hard limit (`ulimit -n` caps a server that
+/// never asked), and returns the limit now in force, or `None` where it cannot be read.
+#[cfg(unix)]
+pub fn raise_open_files() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current?;
+    // An unlimited hard limit is still capped by the kernel (fs.nr_open on Linux).
+    let ceiling = limit.maximum.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(1 << 20)
+    });
+    if ceiling > current {
+        let raised = Rlimit {
+            current: Some(ceiling),
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return Some(ceiling);
+        }
+    }
+    Some(current)
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_files() -> Option<u64> {
+    None
+}
+
+/// How `open_files` descriptors are shared, after [`RESERVED_FILES`]: at most a quarter for
+/// handshakes under way (up to `max_handshakes`), the rest for clients (up to
+/// `max_clients`). Returns (clients, handshakes).
+pub fn share_open_files(
+    open_files: u64,
+    max_clients: usize,
+    max_handshakes: usize,
+) -> (usize, usize) {
+    let spare = usize::try_from(open_files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+    let handshakes = max_handshakes.min(spare / 4).max(1);
+    let clients = max_clients.min(spare.saturating_sub(handshakes)).max(1);
+    (clients, handshakes)
 }
 
 /// How often a free port is drawn again when `--listen` asked for port 0 and the port the
@@ -125,22 +330,69 @@ pub async fn bind(addr: SocketAddr, stun: bool) -> std::io::Result<Listeners> {
     }
 }
 
-/// Serves STUN (if bound) and WebSocket clients until the process ends; `joined` announces
-/// the STUN port.
-pub async fn run(listeners: Listeners, mut config: Config) -> std::io::Result<()> {
+/// Serves STUN (if bound) and WebSocket clients until `stop` resolves, then drains (see
+/// [`serve`]); `joined` announces the STUN port.
+pub async fn run(
+    listeners: Listeners,
+    mut config: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     if let Some(udp) = listeners.stun {
         config.stun_port = Some(udp.local_addr()?.port());
         tokio::spawn(super::stun::serve(udp));
     }
-    serve(listeners.tcp, config).await
+    serve(listeners.tcp, config, stop).await
 }
 
-/// Serves on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()> {
-    let rooms = Arc::new(Rooms::default());
+/// Serves on `listener` until `stop` resolves. Then it stops listening, ends the rooms still
+/// waiting for their second member (`busy`), and returns once the paired rooms have finished,
+/// or after `drain_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stopping_tx, stopping) = watch::channel(false);
+    let rooms = Arc::new(Rooms::new(&config, stopping));
     let slots = Arc::new(Semaphore::new(config.max_clients));
+    {
+        let rooms = Arc::downgrade(&rooms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FORGET_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(rooms) = rooms.upgrade() else { return };
+                rooms.joins.retain_recent();
+                rooms.joins.shrink_to_fit();
+            }
+        });
+    }
+    let handshakes = Arc::new(Handshakes::new(&config));
+    let metrics_text: Arc<super::web::MetricsText> = {
+        let (rooms, slots, handshakes) = (rooms.clone(), slots.clone(), handshakes.clone());
+        let (max_clients, max_handshakes) = (config.max_clients, handshakes.size);
+        Arc::new(move || {
+            let (open, waiting) = {
+                let state = rooms.state.lock().expect("rooms lock");
+                let waiting: u32 = state.waiting.values().sum();
+                (state.rooms.len() as u64, u64::from(waiting))
+            };
+            rooms.metrics.render(&Gauges {
+                clients: (max_clients - slots.available_permits()) as u64,
+                handshakes: (max_handshakes - handshakes.total.available_permits()) as u64,
+                rooms: open,
+                rooms_waiting: waiting,
+                shutting_down: *rooms.stopping.borrow(),
+            })
+        })
+    };
+    tokio::pin!(stop);
     loop {
-        let (stream, _addr): (TcpStream, SocketAddr) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stop => break,
+        };
+        let (stream, addr): (TcpStream, SocketAddr) = match accepted {
             Ok(conn) => conn,
             // Out of file descriptors and the like: back off instead of spinning.
             Err(_) => {
@@ -148,11 +400,23 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
                 continue;
             }
         };
+        Metrics::add(&rooms.metrics.connections_total, 1);
+        let key = AddrKey::of(addr.ip());
+        // Slowloris: a connection that has not finished its handshake holds a handshake
+        // place, never a client's. Past the total, new connections are closed at once; past
+        // an address's share, its oldest handshake makes way for the new one.
+        let Some(place) = handshakes.enter(key, &rooms.metrics) else {
+            rooms.metrics.hit(Limit::Handshakes);
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let rooms = rooms.clone();
         let config = config.clone();
-        let permit = slots.clone().try_acquire_owned();
+        let slots = slots.clone();
+        let metrics_text = metrics_text.clone();
         tokio::spawn(async move {
+            let (place, evicted) = place;
             // Small buffers: most connections wait idle, and 128 KiB each (the default) made
             // 10,000 waiting clients cost 1.3 GB.
             let ws_config = WebSocketConfig::default()
@@ -162,23 +426,127 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
                 .max_message_size(Some(MAX_MESSAGE))
                 .max_frame_size(Some(MAX_MESSAGE));
             // A WebSocket (any path) is a signaling client; a plain GET gets the web peer.
-            let accepted = super::web::accept(stream, ws_config, config.join_timeout).await;
+            let timeout = config.handshake_timeout;
+            let accept = super::web::accept(stream, ws_config, timeout, &*metrics_text);
+            let accepted = tokio::select! {
+                accepted = accept => accepted,
+                _ = evicted => None,
+            };
             let Some(mut ws) = accepted else {
                 return;
             };
-            let Ok(_permit) = permit else {
-                let busy = error(
+            // A client's place is taken once it is a WebSocket, and only then.
+            let Ok(_permit) = slots.try_acquire_owned() else {
+                rooms.metrics.hit(Limit::Clients);
+                refuse(
+                    &mut ws,
                     ErrorKind::Busy,
                     "the signaling server is full, try again later",
-                );
-                deliver(&mut ws, busy).await;
-                close(&mut ws).await;
+                )
+                .await;
                 return;
             };
-            session(ws, rooms, config).await;
+            drop(place);
+            session(ws, rooms, config, key).await;
         });
     }
+
+    // Draining: no new connection; rooms still waiting end now, paired ones may finish.
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    let all = u32::try_from(config.max_clients).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(config.drain_timeout, slots.acquire_many(all)).await;
+    Ok(())
 }
+
+/// The WebSocket handshakes under way: how many in all, and which for each address.
+struct Handshakes {
+    size: usize,
+    total: Arc<Semaphore>,
+    per_addr: usize,
+    next: AtomicU64,
+    by_addr: Mutex<HashMap<AddrKey, Pending>>,
+}
+
+/// One address's handshakes under way, oldest first: an id, and what evicts it when dropped.
+type Pending = std::collections::VecDeque<(u64, oneshot::Sender<()>)>;
+
+/// A handshake's place; given back on drop.
+struct Handshake {
+    handshakes: Arc<Handshakes>,
+    key: AddrKey,
+    id: u64,
+    _total: OwnedSemaphorePermit,
+}
+
+impl Handshakes {
+    fn new(config: &Config) -> Handshakes {
+        Handshakes {
+            size: config.max_handshakes.max(1),
+            total: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
+            per_addr: config.max_handshakes_per_addr.max(1),
+            next: AtomicU64::new(0),
+            by_addr: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for a new handshake from `key`, and what resolves if it is evicted; `None`
+    /// when all places are taken.
+    fn enter(
+        self: &Arc<Self>,
+        key: AddrKey,
+        metrics: &Metrics,
+    ) -> Option<(Handshake, oneshot::Receiver<()>)> {
+        let mut by_addr = self.by_addr.lock().expect("handshakes lock");
+        let mine = by_addr.entry(key).or_default();
+        if mine.len() >= self.per_addr {
+            // Dropping its sender wakes the oldest, which gives its places back.
+            mine.pop_front();
+            metrics.hit(Limit::HandshakesPerAddr);
+        }
+        let total = match self.total.clone().try_acquire_owned() {
+            Ok(total) => total,
+            Err(_) => {
+                if mine.is_empty() {
+                    by_addr.remove(&key);
+                }
+                return None;
+            }
+        };
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        mine.push_back((id, tx));
+        let place = Handshake {
+            handshakes: self.clone(),
+            key,
+            id,
+            _total: total,
+        };
+        Some((place, rx))
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut by_addr = self.handshakes.by_addr.lock().expect("handshakes lock");
+        if let Some(mine) = by_addr.get_mut(&self.key) {
+            mine.retain(|(id, _)| *id != self.id);
+            if mine.is_empty() {
+                by_addr.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Sends a refusal and closes, briefly: a client that does not read its refusal at once loses
+/// it.
+async fn refuse(ws: &mut Ws, kind: ErrorKind, message: &str) {
+    let _ = tokio::time::timeout(REFUSAL_STALL, ws.send(error(kind, message))).await;
+    close(ws).await;
+}
+
+/// How long a refusal may wait to be taken.
+const REFUSAL_STALL: Duration = Duration::from_secs(1);
 
 fn error(kind: ErrorKind, message: &str) -> WsMessage {
     WsMessage::text(
@@ -206,56 +574,138 @@ async fn close(ws: &mut Ws) {
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
 }
 
-async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
-    let join = match tokio::time::timeout(config.join_timeout, ws.next()).await {
+/// What `join` or `allocate` got: the room, the peer already in it, when the room opened.
+struct Placed {
+    room: String,
+    peer: Option<Peer>,
+    opened: tokio::time::Instant,
+}
+
+/// Puts the client in the room it named (`Some`) or in the lowest free one (`None`).
+fn place(
+    rooms: &Rooms,
+    config: &Config,
+    key: AddrKey,
+    room: Option<String>,
+    member: Member,
+) -> Result<Placed, WsMessage> {
+    let mut state = rooms.state.lock().expect("rooms lock");
+    let state = &mut *state;
+    let allocated = room.is_none();
+    let name = room.unwrap_or_else(|| state.lowest_free().to_string());
+    if let Some(entry) = state.rooms.get_mut(&name) {
+        let members = &mut entry.members;
+        if members.len() >= 2 {
+            return Err(error(ErrorKind::RoomFull, "this code's room is full"));
+        }
+        if members.iter().any(|m| m.side == member.side) {
+            return Err(error(
+                ErrorKind::SideTaken,
+                "someone else is already using this code on the same side",
+            ));
+        }
+        let peer = members.first().map(|m| m.peer.clone());
+        members.push(member);
+        let opened = entry.opened;
+        if let Some(opener) = entry.waiting_for.take() {
+            release(&mut state.waiting, opener);
+        }
+        Metrics::add(&rooms.metrics.pairings_total, 1);
+        debug_assert!(!allocated, "an allocated room is free");
+        return Ok(Placed {
+            room: name,
+            peer,
+            opened,
+        });
+    }
+    if state.waiting.get(&key).copied().unwrap_or(0) >= config.max_waiting_per_addr {
+        rooms.metrics.hit(Limit::WaitingPerAddr);
+        return Err(error(
+            ErrorKind::Busy,
+            "too many rooms are waiting from your address; try again later",
+        ));
+    }
+    let opened = tokio::time::Instant::now();
+    Metrics::add(&rooms.metrics.rooms_total, 1);
+    if allocated {
+        Metrics::add(&rooms.metrics.rooms_allocated_total, 1);
+    }
+    state.insert(
+        name.clone(),
+        Room {
+            opened,
+            members: vec![member],
+            waiting_for: Some(key),
+        },
+    );
+    Ok(Placed {
+        room: name,
+        peer: None,
+        opened,
+    })
+}
+
+/// What a client waiting alone hears when the server shuts down.
+const SHUTTING_DOWN: &str = "the signaling server is restarting; try again";
+
+async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
+    let request = match tokio::time::timeout(config.handshake_timeout, ws.next()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) => serde_json::from_str::<ClientMessage>(&text).ok(),
+        Err(_) => {
+            rooms.metrics.hit(Limit::HandshakeTimeout);
+            None
+        }
         _ => None,
     };
-    let Some(ClientMessage::Join { room, side }) = join.filter(|j| j.validate().is_ok()) else {
-        deliver(
+    let mut stopping = rooms.stopping.clone();
+    if *stopping.borrow_and_update() {
+        refuse(&mut ws, ErrorKind::Busy, SHUTTING_DOWN).await;
+        return;
+    }
+    let Some(request) = request.filter(|r| r.validate().is_ok()) else {
+        refuse(&mut ws, ErrorKind::BadRequest, "expected a join message").await;
+        return;
+    };
+    if rooms.joins.check_key(&key).is_err() {
+        rooms.metrics.hit(Limit::JoinsPerAddr);
+        refuse(
             &mut ws,
-            error(ErrorKind::BadRequest, "expected a join message"),
+            ErrorKind::Busy,
+            "too many joins from your address; try again in a minute",
         )
         .await;
-        close(&mut ws).await;
         return;
+    }
+    let (room, side, allocated) = match request {
+        ClientMessage::Join { room, side } => (Some(room), side, false),
+        ClientMessage::Allocate { side } => (None, side, true),
     };
 
     let (tx, mut rx) = mpsc::channel::<Event>(64);
     let id = rooms.next_id.fetch_add(1, Ordering::Relaxed);
-    let joined = {
-        let mut map = rooms.map.lock().expect("rooms lock");
-        let entry = map.entry(room.clone()).or_insert_with(|| Room {
-            opened: tokio::time::Instant::now(),
-            members: Vec::new(),
-        });
-        let members = &mut entry.members;
-        if members.len() >= 2 {
-            Err(error(ErrorKind::RoomFull, "this code's room is full"))
-        } else if members.iter().any(|m| m.side == side) {
-            Err(error(
-                ErrorKind::SideTaken,
-                "someone else is already using this code on the same side",
-            ))
-        } else {
-            let other = members.first().map(|m| m.tx.clone());
-            members.push(Member {
-                id,
-                side,
-                tx: tx.clone(),
-            });
-            Ok((other, entry.opened))
-        }
+    let me = Peer {
+        tx,
+        budget: Arc::new(Semaphore::new(config.member_queue_bytes.max(MAX_MESSAGE))),
     };
-    let (mut peer, opened) = match joined {
-        Ok(joined) => joined,
+    let member = Member {
+        id,
+        side,
+        peer: me.clone(),
+    };
+    let Placed {
+        room,
+        mut peer,
+        opened,
+    } = match place(&rooms, &config, key, room, member) {
+        Ok(placed) => placed,
         Err(refusal) => {
-            deliver(&mut ws, refusal).await;
+            let _ = tokio::time::timeout(REFUSAL_STALL, ws.send(refusal)).await;
             close(&mut ws).await;
             return;
         }
     };
     let joined = ServerMessage::Joined {
+        room: allocated.then(|| room.clone()),
         stun_port: config.stun_port,
         turn: config
             .turn
@@ -265,12 +715,19 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
     let mut announce = vec![WsMessage::text(joined.to_text())];
     if let Some(other) = &peer {
         // Tell the first member who its peer is; both learn they are paired.
-        let _ = other.send(Event::Paired(tx.clone())).await;
+        let _ = other.tx.send(Event::Paired(me.clone())).await;
         announce.push(WsMessage::text(ServerMessage::Paired.to_text()));
     }
-    drop(tx);
+    drop(me);
 
-    let deadline = tokio::time::sleep_until(opened + config.room_timeout);
+    // Alone in the room, the shorter wait applies; once paired, the room's whole lifetime.
+    let wait_deadline = opened + config.wait_timeout.min(config.room_timeout);
+    let room_deadline = opened + config.room_timeout;
+    let deadline = tokio::time::sleep_until(if peer.is_some() {
+        room_deadline
+    } else {
+        wait_deadline
+    });
     tokio::pin!(deadline);
     let mut ok = true;
     for message in announce {
@@ -281,10 +738,12 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
             event = rx.recv() => match event {
                 Some(Event::Paired(other)) => {
                     peer = Some(other);
+                    deadline.as_mut().reset(room_deadline);
                     ok = deliver(&mut ws, WsMessage::text(ServerMessage::Paired.to_text())).await;
                 }
-                Some(Event::Relay(bytes)) => {
+                Some(Event::Relay(bytes, budget)) => {
                     ok = deliver(&mut ws, WsMessage::binary(bytes)).await;
+                    drop(budget);
                 }
                 Some(Event::PeerLeft) | None => {
                     deliver(&mut ws, WsMessage::text(ServerMessage::PeerLeft.to_text())).await;
@@ -297,8 +756,19 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
                     // whose peer stops draining for long loses its session rather than
                     // stalling the server.
                     Some(other) => {
-                        let relay = other.send(Event::Relay(bytes.to_vec()));
-                        ok = matches!(tokio::time::timeout(RELAY_STALL, relay).await, Ok(Ok(())));
+                        let n = bytes.len() as u64;
+                        let relay = relay(other, &rooms.relay_budget, bytes.to_vec());
+                        ok = match tokio::time::timeout(RELAY_STALL, relay).await {
+                            Ok(sent) => sent,
+                            Err(_) => {
+                                rooms.metrics.hit(Limit::RelayStall);
+                                false
+                            }
+                        };
+                        if ok {
+                            Metrics::add(&rooms.metrics.relayed_messages_total, 1);
+                            Metrics::add(&rooms.metrics.relayed_bytes_total, n);
+                        }
                     }
                     None => {
                         deliver(&mut ws, error(ErrorKind::BadRequest, "no peer to relay to yet")).await;
@@ -308,8 +778,18 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                 _ => break,
             },
+            _ = stopping.changed(), if peer.is_none() => {
+                deliver(&mut ws, error(ErrorKind::Busy, SHUTTING_DOWN)).await;
+                break;
+            }
             _ = &mut deadline => {
-                deliver(&mut ws, error(ErrorKind::Timeout, "the room timed out")).await;
+                Metrics::add(&rooms.metrics.room_timeouts_total, 1);
+                let why = if peer.is_some() {
+                    "the room timed out"
+                } else {
+                    "nobody joined the room in time"
+                };
+                deliver(&mut ws, error(ErrorKind::Timeout, why)).await;
                 break;
             }
         }
@@ -318,27 +798,85 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config) {
     close(&mut ws).await;
 }
 
+/// Queues `bytes` for `peer` once its queue and the server's budget have room for them.
+async fn relay(peer: &Peer, global: &Arc<Semaphore>, bytes: Vec<u8>) -> bool {
+    // Messages are at most MAX_MESSAGE long, which both budgets hold whole.
+    let n = bytes.len().max(1) as u32;
+    let Ok(mine) = peer.budget.clone().acquire_many_owned(n).await else {
+        return false;
+    };
+    let Ok(all) = global.clone().acquire_many_owned(n).await else {
+        return false;
+    };
+    peer.tx
+        .send(Event::Relay(bytes, Budget(mine, all)))
+        .await
+        .is_ok()
+}
+
 /// Forgets the room and tells the other member, if any.
 /// (The paired peer is either still a member, and told here, or gone already.)
 fn leave(rooms: &Rooms, room: &str, id: u64) {
     let others: Vec<mpsc::Sender<Event>> = {
-        let mut map = rooms.map.lock().expect("rooms lock");
+        let mut state = rooms.state.lock().expect("rooms lock");
         // The room may already be gone, and its number reused by strangers: only forget it if
         // this member is still in it.
-        let ours = map
+        let ours = state
+            .rooms
             .get(room)
             .is_some_and(|r| r.members.iter().any(|m| m.id == id));
-        match ours.then(|| map.remove(room)).flatten() {
+        match ours.then(|| state.remove(room)).flatten() {
             Some(removed) => removed
                 .members
                 .into_iter()
                 .filter(|m| m.id != id)
-                .map(|m| m.tx)
+                .map(|m| m.peer.tx)
                 .collect(),
             None => Vec::new(),
         }
     };
     for other in others {
         let _ = other.try_send(Event::PeerLeft);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_counted_by_ipv4_address_or_ipv6_slash_64() {
+        let key = |s: &str| AddrKey::of(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("::ffff:192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_ne!(key("::"), key("0.0.0.0"));
+    }
+
+    #[test]
+    fn the_lowest_free_number_is_allocated() {
+        let mut state = State::default();
+        assert_eq!(state.lowest_free(), 1);
+        let room = || Room {
+            opened: tokio::time::Instant::now(),
+            members: Vec::new(),
+            waiting_for: None,
+        };
+        for name in ["1", "2", "4", "007", "0"] {
+            state.insert(name.into(), room());
+        }
+        assert_eq!(state.lowest_free(), 3, "007 and 0 are other rooms");
+        state.insert("3".into(), room());
+        assert_eq!(state.lowest_free(), 5);
+        state.remove("2");
+        assert_eq!(state.lowest_free(), 2);
+    }
+
+    #[test]
+    fn open_files_are_shared_between_handshakes_and_clients() {
+        assert_eq!(share_open_files(1024, 100_000, 256), (720, 240));
+        assert_eq!(share_open_files(1 << 20, 100_000, 256), (100_000, 256));
+        assert_eq!(share_open_files(10, 100, 256), (1, 1));
     }
 }

@@ -7,6 +7,9 @@
 //! Content-Security-Policy: scripts, styles and connections only from this server, nothing
 //! inline, no frame, no form target. The code a link carries sits in the URL fragment, which a
 //! browser never sends, so no request the server sees holds it.
+//!
+//! Two more paths are for the operator: `/healthz` (200, `ok`) and `/metrics` (the server's
+//! aggregate counters in Prometheus text format, [`super::metrics`]).
 
 use std::time::Duration;
 
@@ -73,13 +76,17 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
+/// What `/metrics` shows, made when asked for.
+pub type MetricsText = dyn Fn() -> String + Send + Sync;
+
 /// Reads the request head and either completes a WebSocket handshake (`Some`: a signaling
-/// client) or serves the page (`None`, as for a broken request). The whole exchange must
-/// finish within `timeout`.
+/// client) or serves the page, `/healthz` or `/metrics` (`None`, as for a broken request).
+/// The whole exchange must finish within `timeout`.
 pub async fn accept(
     mut stream: TcpStream,
     config: WebSocketConfig,
     timeout: Duration,
+    metrics: &MetricsText,
 ) -> Option<WebSocketStream<TcpStream>> {
     let work = async {
         let (head, rest) = read_head(&mut stream).await?;
@@ -94,7 +101,7 @@ pub async fn accept(
                 .await;
             return Some(Some(ws));
         }
-        let response = request.http_response();
+        let response = request.http_response(metrics);
         stream.write_all(&response).await.ok()?;
         let _ = stream.shutdown().await;
         Some(None)
@@ -206,11 +213,21 @@ impl Request {
         )
     }
 
-    /// The answer to a plain HTTP request: a file of the page, or an error.
-    fn http_response(&self) -> Vec<u8> {
+    /// The answer to a plain HTTP request: a file of the page, the health or the metrics, or
+    /// an error.
+    fn http_response(&self, metrics: &MetricsText) -> Vec<u8> {
         let head_only = self.method == "HEAD";
         if self.method != "GET" && !head_only {
             return plain(405, "Method Not Allowed", "GET or HEAD only\n", false);
+        }
+        match self.path.as_str() {
+            "/healthz" => return plain(200, "OK", "ok\n", head_only),
+            "/metrics" => {
+                let body = metrics();
+                let kind = "text/plain; version=0.0.4; charset=utf-8";
+                return response(200, "OK", kind, body.as_bytes(), head_only);
+            }
+            _ => {}
         }
         let path = if self.path == "/index.html" {
             "/"
@@ -378,18 +395,28 @@ mod tests {
         assert!(ws
             .upgrade_response()
             .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        let none = || String::from("mp_signal_clients 0\n");
         let page = Request::parse(b"GET /?x=1 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
         assert!(!page.is_upgrade());
-        let response = String::from_utf8(page.http_response()).unwrap();
+        let response = String::from_utf8(page.http_response(&none)).unwrap();
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(response.contains("Content-Security-Policy: default-src 'none'"));
         assert!(response.contains("<script type=\"module\" src=\"app.js\">"));
         let missing = Request::parse(b"GET /nope HTTP/1.1\r\n\r\n").unwrap();
-        assert!(String::from_utf8(missing.http_response())
+        assert!(String::from_utf8(missing.http_response(&none))
             .unwrap()
             .starts_with("HTTP/1.1 404"));
+        for (path, body) in [("/healthz", "ok\n"), ("/metrics", "mp_signal_clients 0\n")] {
+            let head = format!("GET {path} HTTP/1.1\r\n\r\n");
+            let response = Request::parse(head.as_bytes())
+                .unwrap()
+                .http_response(&none);
+            let response = String::from_utf8(response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+            assert!(response.ends_with(&format!("\r\n\r\n{body}")), "{response}");
+        }
         let post = Request::parse(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").unwrap();
-        assert!(String::from_utf8(post.http_response())
+        assert!(String::from_utf8(post.http_response(&none))
             .unwrap()
             .starts_with("HTTP/1.1 405"));
     }

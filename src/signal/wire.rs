@@ -4,8 +4,11 @@
 //! server relays unread once a room holds one sender and one receiver.
 //!
 //! ```text
-//! client → server   {"type":"join","room":"7","side":"send"}        first message, once
+//! client → server   {"type":"join","room":"7","side":"send"}        first message, once: a
+//!                                                                     room the client chose, or
+//!                   {"type":"allocate","side":"send"}                 a room the server picks
 //! server → client   {"type":"joined","stun_port":8080,"turn":{…}}    waiting for the other side
+//!                   {"type":"joined","room":"3",…}                    (after allocate) in room 3
 //!                   {"type":"paired"}                                 the other side is here
 //!                   {"type":"peer-left"}                              the other side went away
 //!                   {"type":"error","kind":"room-full","message":…}   refused; the server closes
@@ -19,8 +22,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Largest WebSocket message either side accepts.
-pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Largest WebSocket message either side accepts: the largest sealed envelope
+/// ([`crate::protocol::seal::MAX_ENVELOPE`], 33,048 bytes) and a little margin. Anything
+/// larger is no `mp` message, and a larger limit only multiplies what a relay may hold.
+pub const MAX_MESSAGE: usize = 34 * 1024;
+const _: () = assert!(MAX_MESSAGE >= crate::protocol::seal::MAX_ENVELOPE);
 /// Longest room name, in digits.
 pub const MAX_ROOM_LEN: usize = 9;
 
@@ -28,7 +34,10 @@ pub const MAX_ROOM_LEN: usize = 9;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ClientMessage {
+    /// Join (or open) the room the client names: a custom code's.
     Join { room: String, side: String },
+    /// Open a new room whose number the server picks (the lowest free one): a generated code's.
+    Allocate { side: String },
 }
 
 /// Server → client.
@@ -36,6 +45,13 @@ pub enum ClientMessage {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMessage {
     Joined {
+        /// The room the server picked, in answer to `allocate` only.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "or_none"
+        )]
+        room: Option<String>,
         /// UDP port of the STUN service at the host of the URL the client connected to.
         #[serde(
             default,
@@ -91,18 +107,22 @@ pub enum ErrorKind {
     Timeout,
     /// The client broke the protocol.
     BadRequest,
-    /// The server is at its connection limit.
+    /// The server is at a limit (connections, or what one address may hold), or shutting down.
     Busy,
 }
 
 impl ClientMessage {
-    /// Checks a join request: a room of 1 to 9 ASCII digits, side "send" or "receive".
+    /// Checks a request: a room of 1 to 9 ASCII digits, side "send" or "receive".
     pub fn validate(&self) -> Result<(), &'static str> {
-        let ClientMessage::Join { room, side } = self;
-        if room.is_empty() || room.len() > MAX_ROOM_LEN || !room.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err("room must be 1 to 9 digits");
-        }
+        let side = match self {
+            ClientMessage::Join { room, side } => {
+                if !is_room(room) {
+                    return Err("room must be 1 to 9 digits");
+                }
+                side
+            }
+            ClientMessage::Allocate { side } => side,
+        };
         if side != "send" && side != "receive" {
             return Err("side must be \"send\" or \"receive\"");
         }
@@ -110,9 +130,15 @@ impl ClientMessage {
     }
 }
 
+/// 1 to 9 ASCII digits.
+pub fn is_room(room: &str) -> bool {
+    !room.is_empty() && room.len() <= MAX_ROOM_LEN && room.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl ServerMessage {
     /// `joined` with no ICE server to announce.
     pub const JOINED: ServerMessage = ServerMessage::Joined {
+        room: None,
         stun_port: None,
         turn: None,
     };
@@ -146,6 +172,7 @@ mod tests {
     fn joined_announces_ice_servers_only_when_there_are_some() {
         assert_eq!(ServerMessage::JOINED.to_text(), r#"{"type":"joined"}"#);
         let full = ServerMessage::Joined {
+            room: None,
             stun_port: Some(8080),
             turn: Some(TurnServer {
                 urls: vec!["turn:relay.example.org:3478".into()],
@@ -185,6 +212,7 @@ mod tests {
             Error { kind: ErrorKind, message: String },
         }
         let full = ServerMessage::Joined {
+            room: Some("3".into()),
             stun_port: Some(3478),
             turn: Some(TurnServer {
                 urls: vec!["turns:relay.example.org:5349".into()],
@@ -209,5 +237,23 @@ mod tests {
         assert!(join("7a", "send").validate().is_err());
         assert!(join("7", "both").validate().is_err());
         assert!(join("123456789", "receive").validate().is_ok());
+        let allocate = |side: &str| ClientMessage::Allocate { side: side.into() };
+        assert!(allocate("send").validate().is_ok());
+        assert!(allocate("both").validate().is_err());
+        let text = r#"{"type":"allocate","side":"send"}"#;
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(text).unwrap(),
+            allocate("send")
+        );
+        assert!(serde_json::from_str::<ClientMessage>(
+            r#"{"type":"allocate","side":"send","room":"7"}"#
+        )
+        .is_err());
+        let joined = ServerMessage::Joined {
+            room: Some("12".into()),
+            stun_port: None,
+            turn: None,
+        };
+        assert_eq!(joined.to_text(), r#"{"type":"joined","room":"12"}"#);
     }
 }

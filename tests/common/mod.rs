@@ -158,6 +158,24 @@ impl Signal {
             _server: server,
         }
     }
+
+    /// A server started some other way, once it said where it listens.
+    pub fn from_running(url: String, server: Running) -> Signal {
+        Signal {
+            url,
+            _server: server,
+        }
+    }
+
+    /// The server process.
+    pub fn process(&self) -> &Running {
+        &self._server
+    }
+
+    /// The server process, to wait for its end.
+    pub fn into_process(self) -> Running {
+        self._server
+    }
 }
 
 /// Spawns `cmd` and collects whatever of its stdout and stderr is piped.
@@ -364,6 +382,16 @@ impl Running {
                 .map(|line| String::from_utf8_lossy(line).trim_end().to_string())
                 .find_map(|line| line.strip_prefix(prefix).map(str::to_string))
         })
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().stderr).into_owned()
+    }
+
+    /// The process id (to read /proc/PID or send it a signal).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits until stdout or stderr contains `text`, even without a newline after it (a

@@ -1,0 +1,201 @@
+//! What `mp signal` counts, for `/metrics` (Prometheus text format 0.0.4).
+//!
+//! Aggregates only: counters and gauges for the whole server, never a label that names a
+//! client, an address, a room or a code.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The limits whose hits are counted, as `/metrics` labels them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// `--max-clients`: a WebSocket refused `busy`.
+    Clients,
+    /// `--max-handshakes`: a connection closed at once.
+    Handshakes,
+    /// `--max-handshakes-per-addr`: an address's oldest handshake closed.
+    HandshakesPerAddr,
+    /// `--handshake-timeout`: a WebSocket whose first message came too late.
+    HandshakeTimeout,
+    /// `--max-waiting-per-addr`.
+    WaitingPerAddr,
+    /// `--joins-per-minute`.
+    JoinsPerAddr,
+    /// A relayed message that found no room in its receiver's queue for 10 s.
+    RelayStall,
+}
+
+impl Limit {
+    const ALL: [Limit; 7] = [
+        Limit::Clients,
+        Limit::Handshakes,
+        Limit::HandshakesPerAddr,
+        Limit::HandshakeTimeout,
+        Limit::WaitingPerAddr,
+        Limit::JoinsPerAddr,
+        Limit::RelayStall,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Limit::Clients => "clients",
+            Limit::Handshakes => "handshakes",
+            Limit::HandshakesPerAddr => "handshakes_per_addr",
+            Limit::HandshakeTimeout => "handshake_timeout",
+            Limit::WaitingPerAddr => "waiting_per_addr",
+            Limit::JoinsPerAddr => "joins_per_addr",
+            Limit::RelayStall => "relay_stall",
+        }
+    }
+}
+
+/// The server's counters.
+#[derive(Default)]
+pub struct Metrics {
+    pub connections_total: AtomicU64,
+    pub rooms_total: AtomicU64,
+    pub rooms_allocated_total: AtomicU64,
+    pub pairings_total: AtomicU64,
+    pub room_timeouts_total: AtomicU64,
+    pub relayed_messages_total: AtomicU64,
+    pub relayed_bytes_total: AtomicU64,
+    limit_hits: [AtomicU64; Limit::ALL.len()],
+}
+
+/// The gauges, read when `/metrics` is asked for.
+pub struct Gauges {
+    pub clients: u64,
+    pub handshakes: u64,
+    pub rooms: u64,
+    pub rooms_waiting: u64,
+    pub shutting_down: bool,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn hit(&self, limit: Limit) {
+        let at = Limit::ALL.iter().position(|l| *l == limit).expect("listed");
+        self.limit_hits[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of the counters and `gauges`.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::new();
+        let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        one(
+            "mp_signal_clients",
+            "gauge",
+            "WebSocket clients connected.",
+            gauges.clients,
+        );
+        one(
+            "mp_signal_handshakes",
+            "gauge",
+            "Connections still in their handshake.",
+            gauges.handshakes,
+        );
+        one("mp_signal_rooms", "gauge", "Rooms open.", gauges.rooms);
+        one(
+            "mp_signal_rooms_waiting",
+            "gauge",
+            "Rooms waiting for their second member.",
+            gauges.rooms_waiting,
+        );
+        one(
+            "mp_signal_shutting_down",
+            "gauge",
+            "1 while draining after SIGTERM.",
+            gauges.shutting_down as u64,
+        );
+        one(
+            "mp_signal_connections_total",
+            "counter",
+            "TCP connections accepted.",
+            get(&self.connections_total),
+        );
+        one(
+            "mp_signal_rooms_total",
+            "counter",
+            "Rooms opened.",
+            get(&self.rooms_total),
+        );
+        one(
+            "mp_signal_rooms_allocated_total",
+            "counter",
+            "Rooms opened by allocate (generated codes).",
+            get(&self.rooms_allocated_total),
+        );
+        one(
+            "mp_signal_pairings_total",
+            "counter",
+            "Rooms that got their second member.",
+            get(&self.pairings_total),
+        );
+        one(
+            "mp_signal_room_timeouts_total",
+            "counter",
+            "Sessions ended by a room's timeout.",
+            get(&self.room_timeouts_total),
+        );
+        one(
+            "mp_signal_relayed_messages_total",
+            "counter",
+            "Binary messages relayed.",
+            get(&self.relayed_messages_total),
+        );
+        one(
+            "mp_signal_relayed_bytes_total",
+            "counter",
+            "Bytes of binary messages relayed.",
+            get(&self.relayed_bytes_total),
+        );
+        let name = "mp_signal_limit_hits_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests refused or cut short by a limit."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (limit, count) in Limit::ALL.iter().zip(&self.limit_hits) {
+            let _ = writeln!(out, "{name}{{limit=\"{}\"}} {}", limit.label(), get(count));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.pairings_total, 2);
+        metrics.hit(Limit::JoinsPerAddr);
+        let text = metrics.render(&Gauges {
+            clients: 3,
+            handshakes: 0,
+            rooms: 1,
+            rooms_waiting: 1,
+            shutting_down: false,
+        });
+        assert!(
+            text.contains("# TYPE mp_signal_pairings_total counter\nmp_signal_pairings_total 2\n")
+        );
+        assert!(text.contains("mp_signal_clients 3\n"));
+        assert!(text.contains("mp_signal_limit_hits_total{limit=\"joins_per_addr\"} 1\n"));
+        assert!(text.contains("mp_signal_limit_hits_total{limit=\"clients\"} 0\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("mp_signal_"), "{line}");
+            value.parse::<u64>().unwrap();
+        }
+    }
+}
