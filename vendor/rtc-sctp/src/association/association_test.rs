@@ -1633,3 +1633,6 @@ fn test_reconfig_backoff_must_double_once() -> Result<()> {
 
 #[path = "message_selection_test.rs"]
 mod message_selection_test;
+
+#[path = "loss_recovery_test.rs"]
+mod loss_recovery_test;

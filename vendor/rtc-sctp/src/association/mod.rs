@@ -1391,7 +1391,12 @@ impl Association {
             }
         }
 
-        let immediate_sack = d.immediate_sack;
+        // RFC 9260 §6.7: "When a packet arrives with duplicate DATA chunk(s) and with no new
+        // DATA chunk(s), the endpoint MUST immediately send a SACK with no delay." A duplicate
+        // usually means our earlier SACK was lost or arrived after the sender's T3-rtx fired;
+        // delaying the answer keeps that sender at cwnd = 1 MTU for another ACK delay.
+        let duplicate = !can_push;
+        let immediate_sack = d.immediate_sack || duplicate;
 
         if stream_handle_data && let Some(s) = self.streams.get_mut(&d.stream_identifier) {
             self.events.push_back(Event::DatagramReceived);
@@ -1661,8 +1666,10 @@ impl Association {
         // Meaning, if peer_last_tsn+1 points to a chunk that is received,
         // advance peer_last_tsn until peer_last_tsn+1 points to unreceived chunk.
         //debug!("[{}] peer_last_tsn = {}", self.side, self.peer_last_tsn);
+        let mut delivered = 0usize;
         while self.payload_queue.pop(self.peer_last_tsn + 1).is_some() {
             self.peer_last_tsn += 1;
+            delivered += 1;
             //debug!("[{}] peer_last_tsn = {}", self.side, self.peer_last_tsn);
 
             let rst_reqs: Vec<ParamOutgoingResetRequest> =
@@ -1682,9 +1689,18 @@ impl Association {
             );
         }
 
+        // RFC 9260 §6.7: the receiver SHOULD SACK immediately while it sees a gap (above) and
+        // when a chunk fills one (RFC 5681 §4.2 asks the same of TCP). The cumulative TSN
+        // advancing by more than one chunk here means this chunk completed a run that had
+        // arrived out of order, i.e. it filled a hole. The sender is typically in fast recovery
+        // or just out of a T3-rtx timeout at cwnd = 1 MTU, waiting for exactly this SACK;
+        // delaying it by the ACK delay (200 ms) stalls the association for that long.
+        let filled_gap = delivered > 1;
+
         if (self.ack_state != AckState::Immediate
             && !sack_immediately
             && !has_packet_loss
+            && !filled_gap
             && self.ack_mode == AckMode::Normal)
             || self.ack_mode == AckMode::AlwaysDelay
         {
