@@ -72,3 +72,83 @@ fn receiver_sacks_a_duplicate_at_once() -> Result<()> {
     assert_eq!(AckState::Immediate, receive(&mut a, first, now)?);
     Ok(())
 }
+
+/// A sender with `count` one-chunk messages of 1 KiB in flight; returns the first TSN.
+fn sender(count: usize) -> Result<(Association, Instant, u32)> {
+    let mut a = timed_test_association();
+    a.cwnd = 64 * 1024;
+    a.rwnd = 1024 * 1024;
+    let now = Instant::now();
+    let first = a.my_next_tsn;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    let mut stream = a.open_stream(1, ppi)?;
+    for _ in 0..count {
+        stream.write_sctp(now, &Bytes::from(vec![0x5a; 1024]), ppi)?;
+    }
+    assert_eq!(transmitted_data(&a.gather_outbound(now).0).len(), count);
+    Ok((a, now, first))
+}
+
+/// A SACK with cumulative TSN `cum` and gap blocks covering the inclusive TSN ranges given.
+fn sack(cum: u32, acked: &[(u32, u32)]) -> ChunkSelectiveAck {
+    use crate::chunk::chunk_selective_ack::GapAckBlock;
+    ChunkSelectiveAck {
+        cumulative_tsn_ack: cum,
+        advertised_receiver_window_credit: 1024 * 1024,
+        gap_ack_blocks: acked
+            .iter()
+            .map(|&(start, end)| GapAckBlock {
+                start: start.wrapping_sub(cum) as u16,
+                end: end.wrapping_sub(cum) as u16,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn miss(a: &Association, tsn: u32) -> u32 {
+    a.inflight_queue.get(tsn).unwrap().miss_indicator
+}
+
+#[test]
+fn one_coalesced_sack_reporting_three_later_chunks_triggers_fast_retransmit() -> Result<()> {
+    let (mut a, now, first) = sender(8)?;
+    // `first` is lost; a receiver that coalesced its SACKs reports first+1..=first+3 at once.
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert_eq!(3, miss(&a, first), "three chunks above the hole arrived");
+    assert!(a.in_fast_recovery);
+    let resent = transmitted_data(&a.gather_outbound(now).0);
+    assert_eq!(first, resent[0].tsn, "the hole is fast-retransmitted first");
+    Ok(())
+}
+
+#[test]
+fn miss_indications_count_only_newly_acknowledged_chunks_above_the_hole() -> Result<()> {
+    let (mut a, now, first) = sender(8)?;
+    a.handle_sack(&sack(first - 1, &[(first + 2, first + 2)]), now)?;
+    // first and first+1 are both below the one newly acknowledged TSN.
+    assert_eq!((1, 1), (miss(&a, first), miss(&a, first + 1)));
+    // The same report again acknowledges nothing new: no indication (HTNA).
+    a.handle_sack(&sack(first - 1, &[(first + 2, first + 2)]), now)?;
+    assert_eq!((1, 1), (miss(&a, first), miss(&a, first + 1)));
+    // first+3 and first+4 arrive: two more indications each, not one.
+    a.handle_sack(&sack(first - 1, &[(first + 2, first + 4)]), now)?;
+    assert_eq!((3, 3), (miss(&a, first), miss(&a, first + 1)));
+    assert_eq!(0, miss(&a, first + 5), "nothing above first+5 was reported");
+    Ok(())
+}
+
+#[test]
+fn in_fast_recovery_only_holes_the_sack_reports_gain_indications() -> Result<()> {
+    let (mut a, now, first) = sender(10)?;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert!(a.in_fast_recovery);
+    // The retransmission of `first` arrives; first+4 is missing, first+5 arrives, and
+    // first+6..=first+9 are still in flight, so this SACK says nothing about them.
+    a.handle_sack(&sack(first + 3, &[(first + 5, first + 5)]), now)?;
+    assert_eq!(1, miss(&a, first + 4));
+    for tsn in first + 6..=first + 9 {
+        assert_eq!(0, miss(&a, tsn), "tsn {tsn} was not reported missing");
+    }
+    Ok(())
+}

@@ -66,6 +66,9 @@ pub(crate) mod timer;
 #[cfg(test)]
 mod association_test;
 
+/// See [`Association::process_selective_ack`].
+type SackAcknowledged = (FxHashMap<u16, i64>, i64, u32, Vec<u32>);
+
 /// Reasons why an association might be lost
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
@@ -1446,7 +1449,7 @@ impl Association {
         }
 
         // Process selective ack
-        let (bytes_acked_per_stream, total_bytes_acked, htna) =
+        let (bytes_acked_per_stream, total_bytes_acked, htna, newly_gap_acked) =
             self.process_selective_ack(d, now)?;
 
         let mut cum_tsn_ack_point_advanced = false;
@@ -1478,7 +1481,7 @@ impl Association {
             self.rwnd = d.advertised_receiver_window_credit - bytes_outstanding;
         }
 
-        self.process_fast_retransmission(d.cumulative_tsn_ack, htna, cum_tsn_ack_point_advanced)?;
+        self.process_fast_retransmission(d, htna, newly_gap_acked, cum_tsn_ack_point_advanced)?;
 
         if self.use_forward_tsn {
             // RFC 3758 Sec 3.5 C1
@@ -1738,12 +1741,16 @@ impl Association {
         }
     }
 
+    /// Returns, for what this SACK newly acknowledged: bytes per stream, total bytes, the
+    /// highest TSN (HTNA) and the TSNs its gap blocks acknowledged for the first time.
     fn process_selective_ack(
         &mut self,
         d: &ChunkSelectiveAck,
         now: Instant,
-    ) -> Result<(FxHashMap<u16, i64>, i64, u32)> {
+    ) -> Result<SackAcknowledged> {
         let mut bytes_acked_per_stream = FxHashMap::default();
+        // TSNs that this SACK's gap blocks acknowledge for the first time, for miss indications.
+        let mut newly_gap_acked = vec![];
         let mut total_bytes_acked = 0;
         let mut newly_acked_data = false;
         // Abandoned DATA can precede the earliest outstanding TSN. RFC 9260
@@ -1858,6 +1865,7 @@ impl Association {
                         if sna32lt(htna, tsn) {
                             htna = tsn;
                         }
+                        newly_gap_acked.push(tsn);
                     }
                 } else {
                     return Err(Error::ErrTsnRequestNotExist);
@@ -1880,7 +1888,12 @@ impl Association {
             // TSN remains outstanding.
             self.timers.set(Timer::T3RTX, None);
         }
-        Ok((bytes_acked_per_stream, total_bytes_acked, htna))
+        Ok((
+            bytes_acked_per_stream,
+            total_bytes_acked,
+            htna,
+            newly_gap_acked,
+        ))
     }
 
     fn on_cumulative_tsn_ack_point_advanced(&mut self, total_bytes_acked: i64, now: Instant) {
@@ -1958,11 +1971,13 @@ impl Association {
 
     fn process_fast_retransmission(
         &mut self,
-        cum_tsn_ack_point: u32,
+        d: &ChunkSelectiveAck,
         htna: u32,
+        mut newly_gap_acked: Vec<u32>,
         cum_tsn_ack_point_advanced: bool,
     ) -> Result<()> {
-        // HTNA algorithm - RFC 4960 Sec 7.2.4
+        let cum_tsn_ack_point = d.cumulative_tsn_ack;
+        // HTNA algorithm - RFC 9260 Sec 7.2.4
         // Increment missIndicator of each chunks that the SACK reported missing
         // when either of the following is met:
         // a)  Not in fast-recovery
@@ -1971,20 +1986,54 @@ impl Association {
         // b)  In fast-recovery AND the Cumulative TSN Ack Point advanced
         //     the miss indications are incremented for all TSNs reported missing
         //     in the SACK.
+        //
+        // How much one SACK counts: RFC 9260 leaves this at one per SACK, which assumes the
+        // receiver SACKs every packet or two. A receiver that coalesces (delayed SACKs, or an
+        // event loop that reads a burst of datagrams before it flushes — the rtc driver reads
+        // up to 64) then reports hundreds of chunks above a hole in two SACKs, the hole never
+        // collects three indications, and only the T3-rtx timeout repairs it. Count instead
+        // one indication per TSN newly acknowledged above the missing one (the "DupThresh
+        // discontiguous SACKed segments" rule of RFC 6675 §4 / RFC 9260's own TCP analogue),
+        // still capped at three: a hole is declared lost once three later chunks are known to
+        // have arrived, however the receiver batched its SACKs. With one SACK per packet this
+        // is exactly the old count.
         if !self.in_fast_recovery || cum_tsn_ack_point_advanced {
             let max_tsn = if !self.in_fast_recovery {
                 // a) increment only for missing TSNs prior to the HTNA
                 htna
             } else {
-                // b) increment for all TSNs reported missing
-                cum_tsn_ack_point.wrapping_add(self.inflight_queue.len() as u32 + 1)
+                // b) increment for all TSNs reported missing, i.e. the holes below the
+                // highest TSN this SACK covers. (TSNs above it were not reported at all:
+                // they may simply still be in flight.)
+                d.gap_ack_blocks
+                    .iter()
+                    .map(|g| cum_tsn_ack_point.wrapping_add(g.end as u32))
+                    .fold(cum_tsn_ack_point, |a, b| if sna32lt(a, b) { b } else { a })
             };
+
+            // Gap blocks arrive in ascending order from a conforming peer; sort rather than
+            // trust that, so the count below is right for any SACK.
+            newly_gap_acked.sort_unstable_by(|a, b| {
+                a.wrapping_sub(cum_tsn_ack_point)
+                    .cmp(&b.wrapping_sub(cum_tsn_ack_point))
+            });
+            let mut at_or_below = 0usize;
 
             let mut tsn = cum_tsn_ack_point.wrapping_add(1);
             while sna32lt(tsn, max_tsn) {
+                while at_or_below < newly_gap_acked.len()
+                    && sna32lte(newly_gap_acked[at_or_below], tsn)
+                {
+                    at_or_below += 1;
+                }
+                // TSNs newly acknowledged above this one; case b) counts at least one.
+                let newly_acked_above = (newly_gap_acked.len() - at_or_below).max(1);
                 if let Some(c) = self.inflight_queue.get_mut(tsn) {
                     if c.is_outstanding() && c.miss_indicator < 3 {
-                        c.miss_indicator += 1;
+                        c.miss_indicator = c
+                            .miss_indicator
+                            .saturating_add(newly_acked_above.min(3) as u32)
+                            .min(3);
                         if c.miss_indicator == 3 && !self.in_fast_recovery {
                             // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the
                             //     destination address(es) to which the missing DATA chunks were
