@@ -152,3 +152,19 @@ fn in_fast_recovery_only_holes_the_sack_reports_gain_indications() -> Result<()>
     }
     Ok(())
 }
+
+#[test]
+fn fast_recovery_lasts_until_the_highest_outstanding_tsn_is_acknowledged() -> Result<()> {
+    let (mut a, now, first) = sender(10)?;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert!(a.in_fast_recovery);
+    let cwnd = a.cwnd;
+    // The hole is repaired, passing the HTNA (first+3) but not the rest of the window,
+    // where first+5 is now reported missing.
+    a.handle_sack(&sack(first + 4, &[(first + 6, first + 8)]), now)?;
+    assert!(a.in_fast_recovery, "first+9 was outstanding at entry");
+    assert_eq!(cwnd, a.cwnd, "one loss event, one reduction");
+    a.handle_sack(&sack(first + 9, &[]), now)?;
+    assert!(!a.in_fast_recovery);
+    Ok(())
+}

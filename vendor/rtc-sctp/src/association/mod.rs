@@ -2039,7 +2039,13 @@ impl Association {
                             //     destination address(es) to which the missing DATA chunks were
                             //     last sent, according to the formula described in Section 7.2.3.
                             self.in_fast_recovery = true;
-                            self.fast_recover_exit_point = htna;
+                            // RFC 9260 §7.2.4 (2): "...and mark the highest outstanding TSN as
+                            // the Fast Recovery exit point". Not the HTNA: exiting as soon as
+                            // the cumulative TSN passes it ends fast recovery while the rest of
+                            // the window is still being reported, so further holes from the
+                            // same loss event cut cwnd again, and cwnd grows in slow start
+                            // while the repair is still under way.
+                            self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
                             self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
                             self.cwnd = self.ssthresh;
                             self.partial_bytes_acked = 0;
