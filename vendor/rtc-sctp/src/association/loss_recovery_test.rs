@@ -168,3 +168,36 @@ fn fast_recovery_lasts_until_the_highest_outstanding_tsn_is_acknowledged() -> Re
     assert!(!a.in_fast_recovery);
     Ok(())
 }
+
+#[test]
+fn marked_chunks_beyond_the_first_packet_are_resent_as_cwnd_allows() -> Result<()> {
+    let (mut a, now, first) = sender(20)?;
+    // A burst of five lost chunks, then six that arrived.
+    a.handle_sack(&sack(first - 1, &[(first + 5, first + 10)]), now)?;
+    assert!(a.in_fast_recovery);
+    // Room for the first packet (sent regardless of cwnd) and two more chunks: the lost
+    // chunks are not counted as in flight, the ones resent are.
+    a.cwnd = (20 - 6 - 5 + 1 + 2) * 1024;
+    let resent: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert_eq!(vec![first, first + 1, first + 2], resent);
+    // Nothing more until cwnd opens; then the rest, before any new data.
+    assert!(transmitted_data(&a.gather_outbound(now).0).is_empty());
+    let ppi = PayloadProtocolIdentifier::Binary;
+    a.stream(1)?
+        .write_sctp(now, &Bytes::from(vec![1; 1024]), ppi)?;
+    a.cwnd += 3 * 1024;
+    let sent: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert_eq!(vec![first + 3, first + 4], sent[..2]);
+    assert_eq!(
+        a.stats.get_num_fast_retrans(),
+        5,
+        "each lost chunk fast-retransmitted once"
+    );
+    Ok(())
+}

@@ -178,6 +178,11 @@ pub struct Association {
     /// retransmit scan entirely in the steady state, where nothing is ever
     /// marked — that scan was the single hottest function in the send profile.
     t3_retransmit_pending: bool,
+    /// TSNs marked for fast retransmission (three miss indications) and not resent yet,
+    /// lowest first. Only the first packet of them goes out at once, ignoring cwnd; the rest
+    /// wait here for cwnd (RFC 9260 §7.2.4 (5)). Entries that stop being candidates
+    /// (acknowledged, abandoned, resent by T3-rtx) are dropped lazily.
+    fast_rtx_marked: VecDeque<u32>,
 
     will_send_shutdown_ack: bool,
     will_send_shutdown_complete: bool,
@@ -282,6 +287,7 @@ impl Default for Association {
             will_retransmit_fast: false,
             will_retransmit_reconfig: false,
             t3_retransmit_pending: false,
+            fast_rtx_marked: VecDeque::new(),
 
             will_send_shutdown_ack: false,
             will_send_shutdown_complete: false,
@@ -2034,6 +2040,16 @@ impl Association {
                             .miss_indicator
                             .saturating_add(newly_acked_above.min(3) as u32)
                             .min(3);
+                        if c.is_fast_retransmit_candidate() {
+                            // 1) Mark the DATA chunk(s) with three miss indications for
+                            // retransmission. Kept in TSN order, so the earliest go first.
+                            let at = self
+                                .fast_rtx_marked
+                                .iter()
+                                .rposition(|&marked| sna32lt(marked, tsn))
+                                .map_or(0, |p| p + 1);
+                            self.fast_rtx_marked.insert(at, tsn);
+                        }
                         if c.miss_indicator == 3 && !self.in_fast_recovery {
                             // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the
                             //     destination address(es) to which the missing DATA chunks were
@@ -2332,11 +2348,13 @@ impl Association {
                 if self.state() == AssociationState::Closed {
                     return (vec![], false);
                 }
-                raw_packets = self.gather_outbound_data_and_reconfig_packets(raw_packets, now);
+                // RFC 9260 §6.1 (C): chunks marked for retransmission go before new DATA,
+                // which would otherwise take the cwnd they are waiting for.
+                raw_packets = self.gather_outbound_fast_retransmission_packets(raw_packets, now);
                 if self.state() == AssociationState::Closed {
                     return (vec![], false);
                 }
-                raw_packets = self.gather_outbound_fast_retransmission_packets(raw_packets, now);
+                raw_packets = self.gather_outbound_data_and_reconfig_packets(raw_packets, now);
                 if self.state() == AssociationState::Closed {
                     return (vec![], false);
                 }
@@ -2559,7 +2577,82 @@ impl Association {
             self.bundle_data_chunks_into_packets(to_fast_retrans, &mut raw_packets);
         }
 
+        if !self.fast_rtx_marked.is_empty() {
+            match self.pop_marked_chunks_to_retransmit(now) {
+                Ok(chunks) => self.bundle_data_chunks_into_packets(chunks, &mut raw_packets),
+                Err(err) => {
+                    self.fail_message_queue(err);
+                    return vec![];
+                }
+            }
+        }
+
         raw_packets
+    }
+
+    /// The chunks marked for fast retransmission that did not fit the packet sent at once:
+    /// RFC 9260 §7.2.4 (5) says they "will be retransmitted later on as soon as cwnd allows".
+    /// Without this they went out one packet per cumulative-TSN advance, so a burst of losses
+    /// (a GRO super-packet is 26-88 chunks) took as many round trips, or the T3-rtx timeout.
+    fn pop_marked_chunks_to_retransmit(&mut self, now: Instant) -> Result<Vec<ChunkPayloadData>> {
+        let inflight = &self.inflight_queue;
+        self.fast_rtx_marked.retain(|tsn| {
+            inflight
+                .get(*tsn)
+                .is_some_and(|c| c.is_fast_retransmit_candidate() && !c.retransmit)
+        });
+        // A chunk deemed lost has left the network, so it does not count against cwnd until
+        // it is resent (RFC 6675's "pipe"; Linux SCTP likewise takes a chunk out of the flight
+        // size when it marks it). Counting it would hold every retransmission back until half
+        // a window of SACKs had drained the flight below the halved cwnd.
+        let lost: usize = self
+            .fast_rtx_marked
+            .iter()
+            .filter_map(|tsn| inflight.get(*tsn))
+            .map(|c| c.user_data.len())
+            .sum();
+        let mut flight = inflight.get_num_bytes().saturating_sub(lost);
+
+        let mut chunks: Vec<ChunkPayloadData> = vec![];
+        while let Some(&tsn) = self.fast_rtx_marked.front() {
+            let Some(c) = self.inflight_queue.get(tsn) else {
+                self.fast_rtx_marked.pop_front();
+                continue;
+            };
+            let len = c.user_data.len();
+            if flight + len > self.cwnd as usize {
+                break;
+            }
+            self.fast_rtx_marked.pop_front();
+            // As for the first packet: an exhausted candidate retires its whole message,
+            // which may include chunks already selected here.
+            if self.abandon_retransmit_candidate(tsn, now)? {
+                chunks.retain(|chunk| {
+                    self.inflight_queue
+                        .get(chunk.tsn)
+                        .is_some_and(|c| !c.abandoned())
+                });
+                continue;
+            }
+            let Some(c) = self.inflight_queue.get(tsn) else {
+                continue;
+            };
+            flight += len;
+            chunks.push(c.clone());
+        }
+
+        for chunk in &mut chunks {
+            if let Some(c) = self.inflight_queue.get_mut(chunk.tsn) {
+                c.nsent += 1;
+                chunk.nsent = c.nsent;
+                self.stats.inc_fast_retrans();
+                trace!(
+                    "[{}] fast-retransmit (cwnd): tsn={} sent={}",
+                    self.side, c.tsn, c.nsent
+                );
+            }
+        }
+        Ok(chunks)
     }
 
     fn gather_outbound_sack_packets(&mut self, mut raw_packets: Vec<Bytes>) -> Vec<Bytes> {
@@ -3446,6 +3539,8 @@ impl Association {
 
                 self.inflight_queue.mark_all_to_retrasmit();
                 self.t3_retransmit_pending = true;
+                // Everything outstanding is now T3-rtx's to resend.
+                self.fast_rtx_marked.clear();
                 self.awake_write_loop();
             }
 
