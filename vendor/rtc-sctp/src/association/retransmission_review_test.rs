@@ -302,7 +302,8 @@ fn public_rtt_reports_measurements_independently_of_backoff() {
         a.rto_mgr.backoff();
         assert_eq!(Duration::from_millis(80), a.rtt());
     }
-    assert_eq!(16_000, a.rto_mgr.get_rto());
+    // First measurement: RTO = srtt + 4 * (srtt / 2) = 240 ms (above RTO.min), backed off 4x.
+    assert_eq!(240 << 4, a.rto_mgr.get_rto());
     a.rto_mgr.set_new_rtt(160);
     assert_eq!(Duration::from_millis(90), a.rtt());
 }

@@ -168,7 +168,15 @@ impl TimerTable {
 // RFC 9260 §16 recommends a one-second initial RTO.  This value is used by
 // both T1-init and T1-cookie before an RTT measurement is available.
 const RTO_INITIAL: u64 = 1000; // msec
-const RTO_MIN: u64 = 1000; // msec
+// RTO.min. RFC 9260 §16 suggests 1 s, a value from when RTTs were long and clocks coarse; it
+// is the floor of every T3-rtx timeout, so on a LAN (RTT ~1 ms, srtt + 4*rttvar of a few ms)
+// each loss that fast retransmit cannot repair idles the association for a full second, and
+// doubles from there. 200 ms is Linux TCP's TCP_RTO_MIN, long used on the same paths. It is not
+// below the peer's delayed-SACK timer (200 ms, the RFC default, also ACK_INTERVAL here): a
+// lone packet whose SACK the peer delays can still see one spurious retransmission, as with
+// TCP; the receiver answers such a duplicate at once (RFC 9260 §6.7). RTO.initial and RTO.max
+// keep the RFC values.
+const RTO_MIN: u64 = 200; // msec
 const RTO_MAX: u64 = 60000; // msec
 const RTO_ALPHA: u64 = 1;
 const RTO_BETA: u64 = 2;
@@ -275,6 +283,19 @@ mod tests {
         rto.set_rto(RTO_MAX - 1, false);
         rto.backoff();
         assert_eq!(RTO_MAX, rto.get_rto());
+    }
+
+    #[test]
+    fn rto_is_floored_at_200ms_on_a_fast_path() {
+        let mut rto = RtoManager::new();
+        for _ in 0..16 {
+            rto.set_new_rtt(1);
+        }
+        assert_eq!(200, rto.get_rto());
+        // Above the floor the RFC 9260 §6.3.1 estimate stands.
+        rto.set_new_rtt(400);
+        assert_eq!(rto.srtt + (4.0 * rto.rttvar) as u64, rto.get_rto());
+        assert!(rto.get_rto() > 200);
     }
 
     #[test]
