@@ -43,7 +43,7 @@ for pair in "$S veth-s" "$R veth-r"; do
     ip -n "$1" link set lo up
     ip -n "$1" link set "$2" mtu 1500 up
     if [[ ${OFFLOADS:-off} == off ]] && command -v ethtool >/dev/null; then
-        ip netns exec "$1" ethtool -K "$2" gro off gso off tso off >/dev/null 2>&1 || true
+        ip netns exec "$1" ethtool -K "$2" gro off gso off tso off tx-udp-segmentation off >/dev/null 2>&1 || true
     fi
 done
 
@@ -71,7 +71,7 @@ for loss in "${LOSSES[@]}"; do
         sender=$!
         code=
         for _ in $(seq 100); do
-            code=$(sed -n 's/^Code: \([^ ]*\).*/\1/p' "$TMP/send.log" | head -1)
+            code=$(sed -n 's/^Code: \([^ ]*\).*/\1/p' "$TMP/send.log" 2>/dev/null | head -1)
             [[ -n $code ]] && break
             sleep 0.05
         done
@@ -82,6 +82,11 @@ for loss in "${LOSSES[@]}"; do
         end=$(date +%s.%N)
         wait "$sender" || status=fail
         if [[ $status == ok ]] && ! cmp -s "$TMP/file" "$TMP/out/file"; then status=corrupt; fi
+        if [[ $status != ok ]]; then
+            keep=$(mktemp -d /tmp/loss-failed.XXXXXX)
+            cp "$TMP/send.log" "$TMP/recv.log" "$keep/" 2>/dev/null || true
+            status="$status (logs in $keep)"
+        fi
         # Whole receive (pairing, ICE, DTLS, SCTP, transfer) and the data phase alone
         # (first byte to finished, from the receiver's --json events).
         data=$(python3 -c 'import json,sys
