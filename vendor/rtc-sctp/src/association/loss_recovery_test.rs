@@ -1,0 +1,203 @@
+//! Loss recovery under random packet loss: when the receiver SACKs and how the sender
+//! detects and repairs holes (RFC 9260 §6.7, §7.2.4, §6.3.1).
+
+use super::*;
+
+/// A receiving association and one DATA chunk for it: `len` bytes at `tsn` on stream 0.
+fn data(tsn: u32, len: usize) -> ChunkPayloadData {
+    ChunkPayloadData {
+        beginning_fragment: true,
+        ending_fragment: true,
+        unordered: true,
+        tsn,
+        stream_identifier: 0,
+        user_data: Bytes::from(vec![0u8; len]),
+        ..Default::default()
+    }
+}
+
+/// Feeds one packet carrying a DATA chunk, as `handle_inbound` would, and reports what the
+/// receiver decided about its SACK. Any SACK it asked for is then sent, as a flush would.
+fn receive(a: &mut Association, tsn: u32, now: Instant) -> Result<AckState> {
+    a.handle_chunk_start();
+    a.handle_data(&data(tsn, 100))?;
+    a.handle_chunk_end(now);
+    let decided = a.ack_state;
+    a.gather_outbound_sack_packets(vec![]);
+    Ok(decided)
+}
+
+fn receiver() -> Association {
+    let mut a = create_association(TransportConfig::default());
+    a.set_state(AssociationState::Established);
+    a
+}
+
+#[test]
+fn receiver_sacks_at_once_for_a_gap_and_for_the_chunk_that_fills_it() -> Result<()> {
+    let now = Instant::now();
+    let mut a = receiver();
+    let first = a.peer_last_tsn.wrapping_add(1);
+
+    // In sequence: the first packet may wait for the delayed-ACK timer (RFC 9260 §6.2).
+    assert_eq!(AckState::Delay, receive(&mut a, first, now)?);
+    a.timers.stop(Timer::Ack);
+    a.ack_state = AckState::Idle;
+
+    // first+1 is lost: each packet above the hole is reported at once (§6.7).
+    assert_eq!(AckState::Immediate, receive(&mut a, first + 2, now)?);
+    assert_eq!(AckState::Immediate, receive(&mut a, first + 3, now)?);
+
+    // The retransmission fills the hole: the sender waits for this SACK, so it must not
+    // wait for the 200 ms delayed-ACK timer.
+    assert_eq!(AckState::Immediate, receive(&mut a, first + 1, now)?);
+    assert_eq!(a.peer_last_tsn, first + 3);
+    assert!(a.timers.get(Timer::Ack).is_none());
+
+    // Back in sequence, delayed SACKs resume.
+    assert_eq!(AckState::Delay, receive(&mut a, first + 4, now)?);
+    Ok(())
+}
+
+#[test]
+fn receiver_sacks_a_duplicate_at_once() -> Result<()> {
+    let now = Instant::now();
+    let mut a = receiver();
+    let first = a.peer_last_tsn.wrapping_add(1);
+    assert_eq!(AckState::Delay, receive(&mut a, first, now)?);
+    a.timers.stop(Timer::Ack);
+    a.ack_state = AckState::Idle;
+    // A second copy of a delivered chunk (e.g. a T3-rtx retransmission that crossed our
+    // SACK): RFC 9260 §6.7 says MUST SACK immediately.
+    assert_eq!(AckState::Immediate, receive(&mut a, first, now)?);
+    Ok(())
+}
+
+/// A sender with `count` one-chunk messages of 1 KiB in flight; returns the first TSN.
+fn sender(count: usize) -> Result<(Association, Instant, u32)> {
+    let mut a = timed_test_association();
+    a.cwnd = 64 * 1024;
+    a.rwnd = 1024 * 1024;
+    let now = Instant::now();
+    let first = a.my_next_tsn;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    let mut stream = a.open_stream(1, ppi)?;
+    for _ in 0..count {
+        stream.write_sctp(now, &Bytes::from(vec![0x5a; 1024]), ppi)?;
+    }
+    assert_eq!(transmitted_data(&a.gather_outbound(now).0).len(), count);
+    Ok((a, now, first))
+}
+
+/// A SACK with cumulative TSN `cum` and gap blocks covering the inclusive TSN ranges given.
+fn sack(cum: u32, acked: &[(u32, u32)]) -> ChunkSelectiveAck {
+    use crate::chunk::chunk_selective_ack::GapAckBlock;
+    ChunkSelectiveAck {
+        cumulative_tsn_ack: cum,
+        advertised_receiver_window_credit: 1024 * 1024,
+        gap_ack_blocks: acked
+            .iter()
+            .map(|&(start, end)| GapAckBlock {
+                start: start.wrapping_sub(cum) as u16,
+                end: end.wrapping_sub(cum) as u16,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn miss(a: &Association, tsn: u32) -> u32 {
+    a.inflight_queue.get(tsn).unwrap().miss_indicator
+}
+
+#[test]
+fn one_coalesced_sack_reporting_three_later_chunks_triggers_fast_retransmit() -> Result<()> {
+    let (mut a, now, first) = sender(8)?;
+    // `first` is lost; a receiver that coalesced its SACKs reports first+1..=first+3 at once.
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert_eq!(3, miss(&a, first), "three chunks above the hole arrived");
+    assert!(a.in_fast_recovery);
+    let resent = transmitted_data(&a.gather_outbound(now).0);
+    assert_eq!(first, resent[0].tsn, "the hole is fast-retransmitted first");
+    Ok(())
+}
+
+#[test]
+fn miss_indications_count_only_newly_acknowledged_chunks_above_the_hole() -> Result<()> {
+    let (mut a, now, first) = sender(8)?;
+    a.handle_sack(&sack(first - 1, &[(first + 2, first + 2)]), now)?;
+    // first and first+1 are both below the one newly acknowledged TSN.
+    assert_eq!((1, 1), (miss(&a, first), miss(&a, first + 1)));
+    // The same report again acknowledges nothing new: no indication (HTNA).
+    a.handle_sack(&sack(first - 1, &[(first + 2, first + 2)]), now)?;
+    assert_eq!((1, 1), (miss(&a, first), miss(&a, first + 1)));
+    // first+3 and first+4 arrive: two more indications each, not one.
+    a.handle_sack(&sack(first - 1, &[(first + 2, first + 4)]), now)?;
+    assert_eq!((3, 3), (miss(&a, first), miss(&a, first + 1)));
+    assert_eq!(0, miss(&a, first + 5), "nothing above first+5 was reported");
+    Ok(())
+}
+
+#[test]
+fn in_fast_recovery_only_holes_the_sack_reports_gain_indications() -> Result<()> {
+    let (mut a, now, first) = sender(10)?;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert!(a.in_fast_recovery);
+    // The retransmission of `first` arrives; first+4 is missing, first+5 arrives, and
+    // first+6..=first+9 are still in flight, so this SACK says nothing about them.
+    a.handle_sack(&sack(first + 3, &[(first + 5, first + 5)]), now)?;
+    assert_eq!(1, miss(&a, first + 4));
+    for tsn in first + 6..=first + 9 {
+        assert_eq!(0, miss(&a, tsn), "tsn {tsn} was not reported missing");
+    }
+    Ok(())
+}
+
+#[test]
+fn fast_recovery_lasts_until_the_highest_outstanding_tsn_is_acknowledged() -> Result<()> {
+    let (mut a, now, first) = sender(10)?;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert!(a.in_fast_recovery);
+    let cwnd = a.cwnd;
+    // The hole is repaired, passing the HTNA (first+3) but not the rest of the window,
+    // where first+5 is now reported missing.
+    a.handle_sack(&sack(first + 4, &[(first + 6, first + 8)]), now)?;
+    assert!(a.in_fast_recovery, "first+9 was outstanding at entry");
+    assert_eq!(cwnd, a.cwnd, "one loss event, one reduction");
+    a.handle_sack(&sack(first + 9, &[]), now)?;
+    assert!(!a.in_fast_recovery);
+    Ok(())
+}
+
+#[test]
+fn marked_chunks_beyond_the_first_packet_are_resent_as_cwnd_allows() -> Result<()> {
+    let (mut a, now, first) = sender(20)?;
+    // A burst of five lost chunks, then six that arrived.
+    a.handle_sack(&sack(first - 1, &[(first + 5, first + 10)]), now)?;
+    assert!(a.in_fast_recovery);
+    // Room for the first packet (sent regardless of cwnd) and two more chunks: the lost
+    // chunks are not counted as in flight, the ones resent are.
+    a.cwnd = (20 - 6 - 5 + 1 + 2) * 1024;
+    let resent: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert_eq!(vec![first, first + 1, first + 2], resent);
+    // Nothing more until cwnd opens; then the rest, before any new data.
+    assert!(transmitted_data(&a.gather_outbound(now).0).is_empty());
+    let ppi = PayloadProtocolIdentifier::Binary;
+    a.stream(1)?
+        .write_sctp(now, &Bytes::from(vec![1; 1024]), ppi)?;
+    a.cwnd += 3 * 1024;
+    let sent: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert_eq!(vec![first + 3, first + 4], sent[..2]);
+    assert_eq!(
+        a.stats.get_num_fast_retrans(),
+        5,
+        "each lost chunk fast-retransmitted once"
+    );
+    Ok(())
+}
