@@ -13,8 +13,9 @@
 //! Where it multicasts: only on the interfaces of the addresses the user allows (`--bind`,
 //! `MP_BIND`), else on those of every non-loopback address; never on loopback. When only
 //! loopback addresses are allowed there is nowhere to announce, and [`join`] says so before
-//! any mDNS starts. (mdns-sd joins the mDNS group on every interface while its thread starts,
-//! then leaves those that are not enabled, before it sends anything.) The receiver connects
+//! any mDNS starts. (One caveat: as its thread starts, mdns-sd joins the mDNS group on every
+//! interface, so the kernel sends a membership report there, then leaves the group where the
+//! interface is not enabled; it sends no mDNS packet there.) The receiver connects
 //! only to advertised addresses inside the subnet of an allowed address, so an answer cannot
 //! send it anywhere else.
 //!
@@ -24,6 +25,7 @@
 //! (the receiver's, which may be waiting for a last relayed message) have ended, after
 //! [`LINGER`] at most. The receiver's mDNS stops as soon as it has joined.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -47,6 +49,9 @@ pub const DISCOVERY: Duration = Duration::from_secs(10);
 /// How long the sender waits for mDNS to confirm its name is its own (probing takes ~1 s, and
 /// finding a name in use ~1 s more).
 const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Once announced on one interface, how long the others may take (each probes on its own,
+/// starting up to 250 ms apart).
+const ANNOUNCE_GRACE: Duration = Duration::from_millis(1500);
 /// How long connecting to one advertised address may take.
 const CANDIDATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Advertised addresses tried, at most, per answer.
@@ -149,11 +154,15 @@ fn instance(code: &Code) -> String {
 // ---------------------------------------------------------------------------------------------
 // Which addresses
 
-/// One local address LAN mode may use, with its subnet's prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One address of this machine, with its subnet's prefix length and its interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Local {
     ip: IpAddr,
     prefix: u8,
+    /// The interface's name, as mdns-sd reports where it announced.
+    interface: String,
+    /// Whether mdns-sd uses the interface now: operationally up, not point-to-point.
+    multicast: bool,
 }
 
 impl Local {
@@ -189,17 +198,16 @@ const NO_NETWORK: &str = "without a signaling server mp meets on the local netwo
 this machine has no network address besides loopback: pass --signal ws://HOST:PORT or set \
 MP_SIGNAL (run a server with `mp signal`)";
 
-/// The addresses mDNS and the hosted rendezvous may use: the non-loopback ones of `bind`,
-/// each of which must be on an interface (`interfaces`: address and prefix length), or, with
-/// no `bind`, every usable interface address. Never loopback; never empty.
-fn locals(bind: &[IpAddr], interfaces: &[(IpAddr, u8)]) -> Result<Vec<Local>, Failure> {
+/// The addresses mDNS and the hosted rendezvous may use, out of `interfaces` (every address
+/// of this machine): the non-loopback ones of `bind`, each of which must be there, or, with
+/// no `bind`, every usable one. Never loopback; never empty.
+fn locals(bind: &[IpAddr], interfaces: &[Local]) -> Result<Vec<Local>, Failure> {
     if !bind.is_empty() && bind.iter().all(IpAddr::is_loopback) {
         return Err(Failure::new(Kind::Usage, LOOPBACK_ONLY));
     }
-    let local = |&(ip, prefix): &(IpAddr, u8)| Local { ip, prefix };
     let mut locals: Vec<Local> = Vec::new();
     if bind.is_empty() {
-        locals.extend(interfaces.iter().filter(|(ip, _)| usable(*ip)).map(local));
+        locals.extend(interfaces.iter().filter(|l| usable(l.ip)).cloned());
         if locals.is_empty() {
             return Err(Failure::new(Kind::Usage, NO_NETWORK));
         }
@@ -214,8 +222,8 @@ fn locals(bind: &[IpAddr], interfaces: &[(IpAddr, u8)]) -> Result<Vec<Local>, Fa
                 ),
             ));
         }
-        match interfaces.iter().find(|(have, _)| *have == ip) {
-            Some(found) => locals.push(local(found)),
+        match interfaces.iter().find(|have| have.ip == ip) {
+            Some(found) => locals.push(found.clone()),
             None => {
                 return Err(Failure::new(
                     Kind::Usage,
@@ -228,8 +236,8 @@ fn locals(bind: &[IpAddr], interfaces: &[(IpAddr, u8)]) -> Result<Vec<Local>, Fa
     Ok(locals)
 }
 
-/// Every address of this machine's interfaces, with its prefix length.
-fn interfaces() -> Result<Vec<(IpAddr, u8)>, Failure> {
+/// Every address of this machine.
+fn interfaces() -> Result<Vec<Local>, Failure> {
     let list = if_addrs::get_if_addrs().map_err(|e| {
         Failure::new(
             Kind::Internal,
@@ -238,9 +246,17 @@ fn interfaces() -> Result<Vec<(IpAddr, u8)>, Failure> {
     })?;
     Ok(list
         .into_iter()
-        .map(|interface| match interface.addr {
-            if_addrs::IfAddr::V4(v4) => (IpAddr::V4(v4.ip), v4.prefixlen),
-            if_addrs::IfAddr::V6(v6) => (IpAddr::V6(v6.ip), v6.prefixlen),
+        .map(|interface| {
+            let (ip, prefix) = match &interface.addr {
+                if_addrs::IfAddr::V4(v4) => (IpAddr::V4(v4.ip), v4.prefixlen),
+                if_addrs::IfAddr::V6(v6) => (IpAddr::V6(v6.ip), v6.prefixlen),
+            };
+            Local {
+                ip,
+                prefix,
+                multicast: interface.is_oper_up() && !interface.is_p2p(),
+                interface: interface.name,
+            }
         })
         .collect())
 }
@@ -370,7 +386,6 @@ async fn host(
     let events = mdns.daemon().monitor().map_err(mdns_failure)?;
     // A made-up host name: the announcement says nothing about the machine either.
     let host_name = format!("mp-{:016x}.local.", rand::random::<u64>());
-    let addresses: Vec<IpAddr> = locals.iter().map(|l| l.ip).collect();
     let version = crate::protocol::session::VERSION.to_string();
     let given = code.is_some();
     let mut code = code.unwrap_or_else(Code::generate);
@@ -380,14 +395,14 @@ async fn host(
             SERVICE_TYPE,
             &instance(&code),
             &host_name,
-            addresses.as_slice(),
+            hosting.addresses.as_slice(),
             hosting.port,
             &[("v", version.as_str())][..],
         )
         .map_err(mdns_failure)?;
         let fullname = info.get_fullname().to_string();
         mdns.daemon().register(info).map_err(mdns_failure)?;
-        match announced(&events, &fullname).await {
+        match announced(&events, &fullname, &locals).await {
             Announced::Yes => break,
             Announced::Taken => {
                 mdns.withdraw(&fullname).await;
@@ -444,19 +459,43 @@ async fn host(
     Ok((Box::new(hosted), code))
 }
 
-/// Waits until mDNS has announced `fullname` (after probing that nobody else uses it).
-async fn announced(events: &mdns_sd::Receiver<DaemonEvent>, fullname: &str) -> Announced {
-    let deadline = Instant::now() + ANNOUNCE_TIMEOUT;
+/// Waits until mDNS has announced `fullname` (after probing that nobody else uses it) on
+/// every interface of `locals` it uses, or on some of them and [`ANNOUNCE_GRACE`] has passed.
+/// Each interface probes on its own: the code must not be shown while another sender could
+/// still win the name on one of them.
+async fn announced(
+    events: &mdns_sd::Receiver<DaemonEvent>,
+    fullname: &str,
+    locals: &[Local],
+) -> Announced {
+    let mut pending: HashSet<&str> = locals
+        .iter()
+        .filter(|l| l.multicast)
+        .map(|l| l.interface.as_str())
+        .collect();
+    let mut deadline = Instant::now() + ANNOUNCE_TIMEOUT;
+    let mut somewhere = false;
     let mut trouble = String::new();
     loop {
         let event = match tokio::time::timeout_at(deadline, events.recv_async()).await {
             Ok(Ok(event)) => event,
             Ok(Err(_)) => return Announced::Silent(": the mDNS daemon stopped".into()),
+            Err(_) if somewhere => return Announced::Yes,
             Err(_) => return Announced::Silent(trouble),
         };
         match event {
-            DaemonEvent::Announce(name, _) if name.eq_ignore_ascii_case(fullname) => {
-                return Announced::Yes
+            // Where: "<host name>:<interface>".
+            DaemonEvent::Announce(name, place) if name.eq_ignore_ascii_case(fullname) => {
+                if let Some((_, interface)) = place.split_once(".local.:") {
+                    pending.remove(interface);
+                }
+                if pending.is_empty() {
+                    return Announced::Yes;
+                }
+                if !somewhere {
+                    somewhere = true;
+                    deadline = deadline.min(Instant::now() + ANNOUNCE_GRACE);
+                }
             }
             // Probing found the name in use: mdns-sd would rename ours ("mp-7 (2)"), which
             // no receiver looks for.
@@ -475,7 +514,9 @@ async fn announced(events: &mdns_sd::Receiver<DaemonEvent>, fullname: &str) -> A
 struct Hosting {
     /// Where this side joins.
     url: String,
-    /// The port announced, open on every allowed address.
+    /// The addresses it can be reached on (every allowed one it could listen on).
+    addresses: Vec<IpAddr>,
+    /// The port announced, the same on each of them.
     port: u16,
     serve: Option<JoinHandle<()>>,
     forwarders: Vec<JoinHandle<()>>,
@@ -506,14 +547,16 @@ impl Hosting {
         let (stop, stopped) = watch::channel(());
         let mut hosting = Hosting {
             url: format!("ws://{server}"),
+            addresses: Vec::new(),
             port: 0,
             serve: Some(serve),
             forwarders: Vec::new(),
             stop: Some(stop),
         };
-        let listeners = listen_on_all(locals).await.map_err(failed)?;
-        hosting.port = listeners[0].local_addr().map_err(failed)?.port();
-        for listener in listeners {
+        for listener in listen_on_all(locals).await.map_err(failed)? {
+            let address = listener.local_addr().map_err(failed)?;
+            hosting.addresses.push(address.ip());
+            hosting.port = address.port();
             let forwarder = forward(listener, server, stopped.clone());
             hosting.forwarders.push(tokio::spawn(forwarder));
         }
@@ -549,30 +592,35 @@ impl Drop for Hosting {
     }
 }
 
-/// Listens on every address of `locals`, on one port (picked by the first).
+/// Listens on the addresses of `locals`, all on one port (picked by the first), leaving out
+/// any address that cannot be listened on (one still being checked for duplicates, say); at
+/// least one must work.
 async fn listen_on_all(locals: &[Local]) -> std::io::Result<Vec<TcpListener>> {
-    let mut clash = None;
+    let mut last = None;
     for _ in 0..PORT_ATTEMPTS {
         let mut port = 0;
         let mut listeners = Vec::new();
+        let mut clash = false;
         for local in locals {
             match TcpListener::bind((local.ip, port)).await {
                 Ok(listener) => {
                     port = listener.local_addr()?.port();
                     listeners.push(listener);
                 }
+                // The port the first address got is taken on another: try another port.
                 Err(e) if port != 0 && e.kind() == std::io::ErrorKind::AddrInUse => {
-                    clash = Some(e);
+                    last = Some(e);
+                    clash = true;
                     break;
                 }
-                Err(e) => return Err(e),
+                Err(e) => last = Some(e),
             }
         }
-        if listeners.len() == locals.len() {
+        if !clash && !listeners.is_empty() {
             return Ok(listeners);
         }
     }
-    Err(clash.unwrap_or_else(|| std::io::Error::other("no free port")))
+    Err(last.unwrap_or_else(|| std::io::Error::other("no address to listen on")))
 }
 
 /// Passes each connection on `listener` through to the server, until told to stop; then lets
@@ -705,10 +753,19 @@ fn nobody(code: &Code, waited: Duration) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv6Addr;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    /// An address `text` with prefix length `prefix` on interface `eth0`.
+    fn at(text: &str, prefix: u8) -> Local {
+        Local {
+            ip: ip(text),
+            prefix,
+            interface: "eth0".into(),
+            multicast: true,
+        }
     }
 
     #[test]
@@ -751,7 +808,7 @@ mod tests {
 
     #[test]
     fn loopback_only_is_refused_before_anything() {
-        let interfaces = [(ip("127.0.0.1"), 8), (ip("10.77.0.1"), 24)];
+        let interfaces = [at("127.0.0.1", 8), at("10.77.0.1", 24)];
         for bind in [vec![ip("127.0.0.1")], vec![ip("127.0.0.1"), ip("::1")]] {
             let failure = locals(&bind, &interfaces).unwrap_err();
             assert_eq!(failure.kind, Kind::Usage);
@@ -762,31 +819,25 @@ mod tests {
             );
             assert!(failure.message.contains("MP_SIGNAL"), "{}", failure.message);
         }
-        let failure = locals(&[], &[(ip("127.0.0.1"), 8), (ip("::1"), 128)]).unwrap_err();
+        let failure = locals(&[], &[at("127.0.0.1", 8), at("::1", 128)]).unwrap_err();
         assert_eq!(failure.kind, Kind::Usage);
     }
 
     #[test]
     fn allowed_addresses_follow_bind() {
         let interfaces = [
-            (ip("127.0.0.1"), 8),
-            (ip("10.77.0.1"), 24),
-            (ip("192.168.1.5"), 24),
-            (ip("fe80::1"), 64),
-            (ip("fd00::5"), 64),
+            at("127.0.0.1", 8),
+            at("10.77.0.1", 24),
+            at("192.168.1.5", 24),
+            at("fe80::1", 64),
+            at("fd00::5", 64),
         ];
         let all = locals(&[], &interfaces).unwrap();
         let ips: Vec<IpAddr> = all.iter().map(|l| l.ip).collect();
         assert_eq!(ips, [ip("10.77.0.1"), ip("192.168.1.5"), ip("fd00::5")]);
         // Loopback in --bind is for ICE: LAN mode uses the rest.
         let some = locals(&[ip("127.0.0.1"), ip("192.168.1.5")], &interfaces).unwrap();
-        assert_eq!(
-            some,
-            [Local {
-                ip: ip("192.168.1.5"),
-                prefix: 24
-            }]
-        );
+        assert_eq!(some, [at("192.168.1.5", 24)]);
         let failure = locals(&[ip("10.9.9.9")], &interfaces).unwrap_err();
         assert_eq!(failure.kind, Kind::Usage);
         assert!(failure.message.contains("10.9.9.9"));
@@ -795,24 +846,15 @@ mod tests {
 
     #[test]
     fn only_addresses_on_an_allowed_subnet_are_tried() {
-        let local = Local {
-            ip: ip("10.77.0.1"),
-            prefix: 24,
-        };
+        let local = at("10.77.0.1", 24);
         assert!(local.on_link(ip("10.77.0.2")));
         assert!(!local.on_link(ip("10.77.1.2")));
         assert!(!local.on_link(ip("8.8.8.8")));
         assert!(!local.on_link(ip("fd00::2")));
-        let odd = Local {
-            ip: ip("192.168.4.1"),
-            prefix: 22,
-        };
+        let odd = at("192.168.4.1", 22);
         assert!(odd.on_link(ip("192.168.7.255")));
         assert!(!odd.on_link(ip("192.168.8.1")));
-        let v6 = Local {
-            ip: IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 5)),
-            prefix: 64,
-        };
+        let v6 = at("fd00::5", 64);
         assert!(v6.on_link(ip("fd00::9")));
         assert!(!v6.on_link(ip("fd01::9")));
         assert!(!usable(ip("fe80::1")));
