@@ -7,20 +7,25 @@
 
 mod common;
 
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
-/// Two network namespaces, `a` and `b`, joined by a veth pair (`lan0` in each) with the
-/// addresses 10.77.0.1/24 and 10.77.0.2/24 (and fd77::1/64, fd77::2/64); each has its loopback
-/// up. Removed on drop.
+/// Three network namespaces: `a` and `b` joined by a veth pair (`lan0` in each) with the
+/// addresses 10.77.0.1/24 and 10.77.0.2/24 (and fd77::1/64, fd77::2/64), and `c` joined to `a`
+/// by another (`side0`: 10.78.0.1/24 in `a`, 10.78.0.2/24 in `c`). Each has its loopback up.
+/// Removed on drop.
 struct Lan {
     a: String,
     b: String,
+    c: String,
 }
 
 static NEXT_LAN: AtomicU32 = AtomicU32::new(1);
@@ -63,6 +68,46 @@ fn require_namespaces() {
     );
 }
 
+/// Joins namespaces `one` and `two` with a veth pair named `name` in both, giving each end
+/// its addresses (with prefix length), and brings both ends up.
+fn link(name: &str, one: (&str, &[&str]), two: (&str, &[&str])) {
+    // Both ends are made inside the namespaces: nothing appears in this machine's own.
+    ip(&[
+        "-n", one.0, "link", "add", name, "type", "veth", "peer", "name", name, "netns", two.0,
+    ]);
+    for (ns, addresses) in [one, two] {
+        for address in addresses {
+            ip(&["-n", ns, "addr", "add", address, "dev", name]);
+        }
+        ip(&["-n", ns, "link", "set", name, "up"]);
+    }
+}
+
+/// Waits until the link `name` in `ns` is settled: operationally up (a fresh veth is only
+/// after the kernel's next link check, up to a second later) with its IPv6 link-local address
+/// in place. mDNS leaves out a link that is not up and probes its names again when an address
+/// appears, so the tests start on a plugged-in cable, ready.
+fn settled(ns: &str, name: &str) {
+    let show = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let up = show(&["-n", ns, "-o", "link", "show", name]).contains("state UP");
+        let tentative = show(&["-n", ns, "-6", "addr", "show", "dev", name, "tentative"]);
+        let link_local = show(&["-n", ns, "-6", "addr", "show", "dev", name, "scope", "link"]);
+        if up && tentative.trim().is_empty() && !link_local.trim().is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} in {ns} never settled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Lan {
     fn new() -> Lan {
         require_namespaces();
@@ -71,48 +116,36 @@ impl Lan {
         let lan = Lan {
             a: name("a"),
             b: name("b"),
+            c: name("c"),
         };
         // From here on, Drop removes whatever was made.
-        ip(&["netns", "add", &lan.a]);
-        ip(&["netns", "add", &lan.b]);
-        // Both ends are made inside the namespaces: nothing appears in this machine's own.
-        ip(&[
-            "-n", &lan.a, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0", "netns",
-            &lan.b,
-        ]);
-        for (ns, v4, v6) in [(&lan.a, A4, A6), (&lan.b, B4, B6)] {
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", "lan0"]);
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                "lan0",
-                "nodad",
-            ]);
-            ip(&["-n", ns, "link", "set", "lan0", "up"]);
-        }
-        // A fresh veth is operationally up only after the kernel's next link check (up to a
-        // second); until then mDNS leaves it out. A plugged-in cable, ready.
-        for ns in [&lan.a, &lan.b] {
-            let deadline = std::time::Instant::now() + STEP;
-            loop {
-                let out = Command::new("ip")
-                    .args(["-n", ns, "-o", "link", "show", "lan0"])
-                    .output()
-                    .unwrap();
-                if String::from_utf8_lossy(&out.stdout).contains("state UP") {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "lan0 in {ns} never came up"
-                );
-                std::thread::sleep(Duration::from_millis(20));
+        for ns in [&lan.a, &lan.b, &lan.c] {
+            // One left by a killed test process that had the same pid: no live process owns it.
+            if Path::new("/run/netns").join(ns).exists() {
+                ip(&["netns", "del", ns]);
             }
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            // No duplicate address detection on these private links: their IPv6 addresses
+            // are usable at once instead of a second or two later.
+            let no_dad = "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad";
+            ip(&["netns", "exec", ns, "sh", "-c", no_dad]);
+        }
+        let (a4, a6) = (format!("{A4}/24"), format!("{A6}/64"));
+        let (b4, b6) = (format!("{B4}/24"), format!("{B6}/64"));
+        link("lan0", (&lan.a, &[&a4, &a6]), (&lan.b, &[&b4, &b6]));
+        link(
+            "side0",
+            (&lan.a, &["10.78.0.1/24"]),
+            (&lan.c, &["10.78.0.2/24"]),
+        );
+        for (ns, name) in [
+            (&lan.a, "lan0"),
+            (&lan.b, "lan0"),
+            (&lan.a, "side0"),
+            (&lan.c, "side0"),
+        ] {
+            settled(ns, name);
         }
         lan
     }
@@ -136,7 +169,7 @@ impl Lan {
 impl Drop for Lan {
     fn drop(&mut self) {
         // Deleting a namespace deletes its end of the veth pair, and so the pair.
-        for ns in [&self.a, &self.b] {
+        for ns in [&self.a, &self.b, &self.c] {
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
@@ -285,6 +318,86 @@ fn a_room_another_sender_announces_is_refused() {
     first.wait(LIMIT).assert_code(exit::SUCCESS);
 }
 
+/// Listens for mDNS (224.0.0.251:5353) inside namespace `ns`, on the interface that has
+/// `local`, from a thread of this test moved into that namespace; returns the sources of the
+/// packets heard until `stop` is set.
+fn hear_mdns(
+    ns: &str,
+    local: Ipv4Addr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<SocketAddr>> {
+    let path = format!("/run/netns/{ns}");
+    let (ready, listening) = std::sync::mpsc::channel();
+    let listener = std::thread::spawn(move || {
+        let netns = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns(2) on a namespace file we hold open; it moves this thread only.
+        let moved = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(moved, 0, "setns: {}", std::io::Error::last_os_error());
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 5353)).unwrap();
+        socket
+            .join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 251), &local)
+            .unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        ready.send(()).unwrap();
+        let mut heard = Vec::new();
+        let mut packet = [0; 9000];
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok((_, from)) = socket.recv_from(&mut packet) {
+                heard.push(from);
+            }
+        }
+        heard
+    });
+    listening.recv_timeout(STEP).expect("the listener started");
+    listener
+}
+
+/// mDNS stays on the interfaces `--bind` allows: a sender bound to its `lan0` address sends
+/// nothing on its other interface (`side0`, to `c`), from start to goodbye, and is found from
+/// `b`. Without `--bind` it does announce on `side0`, so the listener would have heard a leak.
+#[test]
+fn mdns_stays_on_the_interfaces_bind_allows() {
+    let lan = Lan::new();
+    let (side_a, side_c) = (Ipv4Addr::new(10, 78, 0, 1), Ipv4Addr::new(10, 78, 0, 2));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = hear_mdns(&lan.c, side_c, stop.clone());
+    let mut send = lan.mp(&lan.a);
+    send.args(["--json", "send", "--code", "9-only-lan0", "--text", "hi"])
+        .env("MP_BIND", A4);
+    let sender = spawn(&mut send);
+    sender.wait_event("code", STEP);
+    let mut receive = lan.mp(&lan.b);
+    receive.args(["receive", "9-only-lan0"]);
+    let received = spawn(&mut receive).wait(LIMIT);
+    received.assert_code(exit::SUCCESS);
+    assert_eq!(received.stdout, b"hi\n");
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    stop.store(true, Ordering::SeqCst);
+    let heard = listener.join().unwrap();
+    assert!(
+        heard.iter().all(|from| from.ip() != side_a),
+        "mDNS from {side_a} on side0, which --bind does not allow: {heard:?}"
+    );
+
+    // The same sender without --bind: every interface, side0 included.
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = hear_mdns(&lan.c, side_c, stop.clone());
+    let mut send = lan.mp(&lan.a);
+    send.args(["--json", "send", "--code", "10-everywhere", "--text", "hi"]);
+    let sender = spawn(&mut send);
+    sender.wait_event("code", STEP);
+    drop(sender);
+    stop.store(true, Ordering::SeqCst);
+    let heard = listener.join().unwrap();
+    assert!(
+        heard.iter().any(|from| from.ip() == side_a),
+        "the listener heard nothing from {side_a}: {heard:?}"
+    );
+}
+
 /// With only loopback allowed there is nowhere to announce: both commands stop at once with
 /// a usage error that names the way out. (Run inside a namespace of its own all the same.)
 #[test]
@@ -308,7 +421,7 @@ fn loopback_only_is_refused_without_multicasting() {
 #[test]
 fn the_namespaces_are_removed() {
     let lan = Lan::new();
-    let names = [lan.a.clone(), lan.b.clone()];
+    let names = [lan.a.clone(), lan.b.clone(), lan.c.clone()];
     drop(lan);
     let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
