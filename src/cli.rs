@@ -15,7 +15,8 @@ Send files directly between two machines over WebRTC.
 
 Both sides meet through a signaling server (`mp signal`) only long enough to agree on a \
 connection; the bytes then travel straight between the two machines over an encrypted WebRTC \
-data channel. The code is the only secret: a password-authenticated key exchange (SPAKE2) turns \
+data channel. With no signaling server given, on one local network, the sender runs one itself \
+and announces it with mDNS. The code is the only secret: a password-authenticated key exchange (SPAKE2) turns \
 it into keys that seal every signaling message, so the server can neither read nor redirect \
 the transfer.";
 
@@ -140,16 +141,19 @@ pub struct SignalArgs {
 /// Options shared by `send` and `receive`.
 #[derive(Debug, Args)]
 pub struct NetArgs {
-    /// Signaling server URL (ws:// or wss://).
+    /// Signaling server URL (ws:// or wss://). Without one, the sender runs a rendezvous
+    /// itself and announces it on the local network (mDNS), where the receiver finds it.
     #[arg(long, env = "MP_SIGNAL", value_name = "URL")]
     pub signal: Option<String>,
 
-    /// Seconds to wait for the other side to arrive.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub timeout: u64,
+    /// Seconds to wait for the other side to arrive (default: 600). Without --signal, also how
+    /// long the receiver looks for the sender on the local network (default there: 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
 
     /// Local IP address(es) the direct connection may use (default: every non-loopback
-    /// interface). Loopback addresses are allowed when given here.
+    /// interface). Loopback addresses are allowed when given here. Without --signal, mDNS runs
+    /// only on the interfaces of the non-loopback ones.
     #[arg(long, env = "MP_BIND", value_delimiter = ',', value_name = "IP")]
     pub bind: Vec<IpAddr>,
 

@@ -216,23 +216,36 @@ async fn read_text() -> anyhow::Result<String> {
     read.map_err(|e| error::local_io("cannot read the text from standard input", e))
 }
 
+/// How long to wait for the other side when `--timeout` is not given.
+const DEFAULT_WAIT: Duration = Duration::from_secs(600);
+
 /// Resolves the shared network options; also returns the URL to show in the receive hint when
 /// it did not come from the environment.
+///
+/// Without a signaling server the meeting place is the local network: `signal` then holds
+/// [`mp::rendezvous::lan::Options`] as a place (`lan:…`), which `rendezvous::join` reads, and
+/// the receiver needs no hint.
 fn net_options(args: NetArgs) -> anyhow::Result<(NetOptions, Option<String>)> {
-    let Some(signal) = args.signal else {
-        return Err(fail(
-            Kind::Usage,
-            "no signaling server: pass --signal ws://HOST:PORT or set MP_SIGNAL \
-             (run one with `mp signal`)",
-        ));
+    let timeout = args.timeout.map(Duration::from_secs);
+    let (signal, hint) = match args.signal {
+        Some(signal) => {
+            signal::client::check_url(&signal)?;
+            let from_env = std::env::var("MP_SIGNAL").is_ok_and(|v| v == signal);
+            let hint = (!from_env).then(|| signal.clone());
+            (signal, hint)
+        }
+        None => {
+            let lan = mp::rendezvous::lan::Options {
+                bind: args.bind.clone(),
+                discovery: timeout.unwrap_or(mp::rendezvous::lan::DISCOVERY),
+            };
+            (lan.to_place(), None)
+        }
     };
-    signal::client::check_url(&signal)?;
-    let from_env = std::env::var("MP_SIGNAL").is_ok_and(|v| v == signal);
-    let hint = (!from_env).then(|| signal.clone());
     Ok((
         NetOptions {
             signal,
-            wait: Duration::from_secs(args.timeout),
+            wait: timeout.unwrap_or(DEFAULT_WAIT),
             bind: args.bind,
             sctp_mtu: sctp_mtu()?,
             ice_servers: ice_servers(&args.stun, &args.turn, args.turn_user, args.turn_password),

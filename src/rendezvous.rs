@@ -5,9 +5,17 @@
 //! to meet (a LAN endpoint found with mDNS, a server backed by Redis) is one more
 //! implementation of this trait, and nothing else changes.
 //!
-//! Today there is one: [`crate::signal::client::SignalClient`], a room on an `mp signal`
-//! server over WebSocket. [`join`] picks the room from the code, or, for a sender without one,
-//! asks the server for a free room and draws the words of the code.
+//! There are two, and [`join`] picks one from the meeting place it is given:
+//! - a room on an `mp signal` server over WebSocket ([`crate::signal::client::SignalClient`]),
+//!   for a `ws://` or `wss://` URL;
+//! - the same, on a server the sender runs itself and announces on the local network with
+//!   mDNS ([`lan`]), for [`lan::Options`] written as a place (`lan:…`): what `mp` does when no
+//!   signaling server is given.
+//!
+//! Either way the room comes from the code; a sender without one asks the server for a free
+//! room (or, on the LAN, draws one nobody announces) and draws the words of the code.
+
+pub mod lan;
 
 use crate::error::{Failure, Kind};
 use crate::protocol::code::{Code, MAX_GENERATED_ROOM};
@@ -50,22 +58,28 @@ pub trait Rendezvous: Send {
 /// How often a generated code is redrawn when its room is busy (servers without `allocate`).
 const ROOM_ATTEMPTS: usize = 20;
 
-/// Joins the room of `code` on the signaling server at `url` as `side`; a sender without a
-/// code gets a generated one: the room the server allocates (its lowest free number, so
-/// nobody can make every short code busy), and two words drawn here, which the server never
-/// sees.
+/// Joins the room of `code` as `side` at `place`: the URL of a signaling server, or
+/// [`lan::Options::to_place`] to meet on the local network. A sender without a code gets a
+/// generated one: on a server, the room it allocates (its lowest free number, so nobody can
+/// make every short code busy), and two words drawn here, which the server never sees.
 pub async fn join(
-    url: &str,
+    place: &str,
     code: Option<&str>,
     side: Side,
 ) -> Result<(Box<dyn Rendezvous>, Code), Failure> {
+    let code = code
+        .map(|text| Code::parse(text).map_err(|e| Failure::new(Kind::Usage, e.to_string())))
+        .transpose()?;
+    if let Some(options) = lan::Options::from_place(place) {
+        return lan::join(&options?, code, side).await;
+    }
+    let url = place;
     let join = |room: String| async move {
         SignalClient::join(url, &room, side)
             .await
             .map_err(Failure::from_any)
     };
-    if let Some(text) = code {
-        let code = Code::parse(text).map_err(|e| Failure::new(Kind::Usage, e.to_string()))?;
+    if let Some(code) = code {
         return match join(code.room().to_string()).await? {
             Join::Joined(client) => Ok((client, code)),
             Join::Busy if side == Side::Sender => Err(Failure::new(
