@@ -638,16 +638,22 @@ fn read_stream(
         if want == 0 {
             return Ok(Some((read, hasher.finalize().into())));
         }
-        // Filled without zeroing first: the payload is read straight into the frame.
-        let mut frame = Vec::with_capacity(1 + want);
-        frame.push(DATA_TYPE);
-        let read_now = loop {
-            match (&mut *input).take(want as u64).read_to_end(&mut frame) {
-                Ok(n) => break n,
+        // One large read per syscall where the input allows (a pipe gives at most its buffer,
+        // a file all of it): growing reads, as `read_to_end` does, go through stdin's small
+        // buffer and cost many more syscalls.
+        let mut frame = vec![0u8; 1 + want];
+        frame[0] = DATA_TYPE;
+        let mut filled = 1;
+        while filled < frame.len() {
+            match input.read(&mut frame[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(local_io_failure(what, e)),
             }
-        };
+        }
+        frame.truncate(filled);
+        let read_now = filled - 1;
         if read_now == 0 {
             return Ok(Some((read, hasher.finalize().into())));
         }
