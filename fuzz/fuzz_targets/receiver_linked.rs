@@ -25,6 +25,12 @@ enum Step {
         len: u32,
         byte: u8,
     },
+    /// `count` such DATA frames in a row.
+    Burst {
+        count: u8,
+        len: u32,
+        byte: u8,
+    },
     /// An END frame: the SHA-256 of what was sent of the current file, or `hash`.
     End {
         correct: bool,
@@ -71,6 +77,7 @@ struct Seen {
     queued_messages: u64,
     granted: Taken,
     place_asked: bool,
+    place_answered: bool,
     placed_ok: bool,
 }
 
@@ -105,14 +112,11 @@ fuzz_target!(|input: (HandshakeSpec, Vec<Step>)| {
         let mut timeout = false;
         let mut inputs = Vec::new();
         match step {
-            Step::Data { len, byte } => {
-                let len = len as usize % (MAX_DATA + 1);
-                let mut frame = vec![byte; len + 1];
-                frame[0] = 0;
-                mock.hasher
-                    .get_or_insert_with(Sha256::new)
-                    .update(&frame[1..]);
-                inputs.push(Input::Frame(frame));
+            Step::Data { len, byte } => inputs.push(mock.data(len, byte)),
+            Step::Burst { count, len, byte } => {
+                for _ in 0..count % 64 {
+                    inputs.push(mock.data(len, byte));
+                }
             }
             Step::End { correct, hash } => {
                 let sent = mock.hasher.take().unwrap_or_default().finalize().into();
@@ -161,8 +165,13 @@ fuzz_target!(|input: (HandshakeSpec, Vec<Step>)| {
                 }
             }
             Step::WriteFailed(kind) => inputs.push(Input::WriteFailed(failure(kind))),
+            // Only the answer to `Place`, once.
             Step::Placed(placed) => {
-                seen.placed_ok |= seen.place_asked && placed.is_none();
+                if !seen.place_asked || seen.place_answered {
+                    continue;
+                }
+                seen.place_answered = true;
+                seen.placed_ok = placed.is_none();
                 inputs.push(Input::Placed(match placed {
                     None => Ok(()),
                     Some(kind) => Err(failure(kind)),
@@ -193,6 +202,19 @@ fuzz_target!(|input: (HandshakeSpec, Vec<Step>)| {
         }
     }
 });
+
+impl Mock {
+    /// A DATA frame of the current file: `len` bytes (cut to a frame) of `byte`.
+    fn data(&mut self, len: u32, byte: u8) -> Input {
+        let len = len as usize % (MAX_DATA + 1);
+        let mut frame = vec![byte; len + 1];
+        frame[0] = 0;
+        self.hasher
+            .get_or_insert_with(Sha256::new)
+            .update(&frame[1..]);
+        Input::Frame(frame)
+    }
+}
 
 impl Writer {
     /// Carries out one write, as the pump's writer thread does; the `Written` report when a

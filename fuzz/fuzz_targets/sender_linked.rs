@@ -26,6 +26,11 @@ enum Step {
         len: u32,
         end: bool,
     },
+    /// Up to `count` pieces of `len` bytes in a row, while the engine wants them.
+    ReadMany {
+        count: u8,
+        len: u32,
+    },
     ReadFailed(u8),
     /// An ACK: within what was sent (`honest`, scaled down) or anything.
     Ack {
@@ -92,37 +97,33 @@ fuzz_target!(|input: (HandshakeSpec, Vec<Step>)| {
         let mut timeout = false;
         let mut over_ack = false;
         let input = match step {
-            Step::Read { len, end } => {
-                let Some(reader) = reader.as_mut().filter(|_| engine.wants_chunk()) else {
-                    continue;
-                };
-                let Some(planned) = reader.plan.get(reader.current).copied() else {
-                    panic!("the sender wants a chunk after the last file");
-                };
-                if reader.at == 0 {
-                    reader.at = planned.start;
+            Step::Read { len, end } => match reader.as_mut() {
+                Some(reader) if engine.wants_chunk() => reader.next(len, end),
+                _ => continue,
+            },
+            Step::ReadMany { count, len } => {
+                for _ in 0..count {
+                    let Some(input) = reader
+                        .as_mut()
+                        .filter(|_| engine.wants_chunk())
+                        .map(|r| r.next(len, false))
+                    else {
+                        break;
+                    };
+                    engine.handle(now, input);
+                    let outputs;
+                    (outputs, deadline) = watch.sender(&mut engine, now, false);
+                    for output in outputs {
+                        observe(output, &mut reader, &mut seen, linked);
+                    }
                 }
-                let left = reader.sizes[reader.current].map_or(u64::MAX, |size| size - reader.at);
-                let ends = left == 0 || (end && reader.sizes[reader.current].is_none());
-                if ends {
-                    reader.current += 1;
-                    reader.at = 0;
-                    Input::Chunk(Chunk::End {
-                        index: planned.index,
-                        sha256: [1; 32],
-                    })
-                } else {
-                    let len = (len as u64 % reader.max_data as u64 + 1).min(left);
-                    reader.at += len;
-                    let mut frame = vec![0xab; len as usize + 1];
-                    frame[0] = 0;
-                    Input::Chunk(Chunk::Data {
-                        index: planned.index,
-                        frame,
-                    })
-                }
+                continue;
             }
-            Step::ReadFailed(kind) => Input::Chunk(Chunk::Failed(failure(kind))),
+            // Only while there is something to read.
+            Step::ReadFailed(kind) => match &reader {
+                Some(r) if r.current < r.plan.len() => Input::Chunk(Chunk::Failed(failure(kind))),
+                _ => continue,
+            },
             Step::Ack {
                 bytes,
                 messages,
@@ -185,6 +186,37 @@ fuzz_target!(|input: (HandshakeSpec, Vec<Step>)| {
         }
     }
 });
+
+impl Reader {
+    /// The next piece: up to `len` bytes of the current file, or its end (`end` ends a
+    /// stream).
+    fn next(&mut self, len: u32, end: bool) -> Input {
+        let Some(planned) = self.plan.get(self.current).copied() else {
+            panic!("the sender wants a chunk after the last file");
+        };
+        if self.at == 0 {
+            self.at = planned.start;
+        }
+        let size = self.sizes[self.current];
+        let left = size.map_or(u64::MAX, |size| size - self.at);
+        if left == 0 || (end && size.is_none()) {
+            self.current += 1;
+            self.at = 0;
+            return Input::Chunk(Chunk::End {
+                index: planned.index,
+                sha256: [1; 32],
+            });
+        }
+        let len = (len as u64 % self.max_data as u64 + 1).min(left);
+        self.at += len;
+        let mut frame = vec![0xab; len as usize + 1];
+        frame[0] = 0;
+        Input::Chunk(Chunk::Data {
+            index: planned.index,
+            frame,
+        })
+    }
+}
 
 fn observe(
     output: Output,
