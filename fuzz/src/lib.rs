@@ -324,3 +324,197 @@ pub fn check_plan(plan: &[Planned], manifest: &Manifest, agreed: &HashMap<usize,
         .collect();
     assert_eq!(plan, expected.as_slice());
 }
+
+/// The other side of a conversation, played by the harness: it knows the keys, so it can
+/// seal anything (not only well-formed messages) and read what the engine says.
+pub struct Peer {
+    pub sealer: mp::protocol::seal::Sealer,
+    pub opener: mp::protocol::seal::Opener,
+}
+
+impl Peer {
+    /// Plays `side` against an engine whose first envelope (its key-exchange message) is
+    /// `theirs`; returns the peer and the two envelopes to give the engine (our key-exchange
+    /// message, then our sealed hello). The engine's own hello is to be given to
+    /// [`Peer::open`] first.
+    pub fn start(side: mp::protocol::pake::Side, theirs: &[u8]) -> (Peer, Vec<u8>, Vec<u8>) {
+        use mp::protocol::session::Handshake;
+        let (handshake, pake) = Handshake::start(&code(), side);
+        let (handshake, hello) = handshake
+            .on_pake(theirs)
+            .expect("the engine's key exchange");
+        let Handshake::AwaitHello(sealer, opener) = handshake else {
+            unreachable!("after the key exchange comes the hello");
+        };
+        (Peer { sealer, opener }, pake, hello)
+    }
+
+    /// Opens what the engine sent: it must open, and be a message.
+    pub fn open(&mut self, envelope: &[u8]) -> mp::protocol::message::Message {
+        let plain = self
+            .opener
+            .open(envelope)
+            .expect("the engine's envelope opens");
+        mp::protocol::message::Message::from_bytes(&plain).expect("the engine says a message")
+    }
+
+    pub fn seal(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.sealer
+            .seal(&bytes[..bytes.len().min(mp::protocol::seal::MAX_MESSAGE)])
+            .expect("a message within the limit")
+    }
+}
+
+/// A path in a hostile offer: mostly names that collide, nest and clash, sometimes anything.
+#[derive(Arbitrary, Debug)]
+pub enum PathSpec {
+    Name(u8),
+    Nested(u8, u8),
+    Upper(u8),
+    Any(String),
+}
+
+impl PathSpec {
+    pub fn path(&self) -> String {
+        match self {
+            PathSpec::Name(n) => format!("e{}", n % 8),
+            PathSpec::Nested(a, b) => format!("e{}/e{}", a % 8, b % 8),
+            PathSpec::Upper(n) => format!("E{}", n % 8),
+            PathSpec::Any(text) => text.clone(),
+        }
+    }
+}
+
+/// One entry of a hostile offer.
+#[derive(Arbitrary, Debug)]
+pub struct EntryRaw {
+    pub path: PathSpec,
+    pub dir: bool,
+    pub size: Option<u64>,
+    pub mode: Option<u32>,
+}
+
+/// A prefix hash in a hostile `prefixes`.
+#[derive(Arbitrary, Debug)]
+pub enum HashSpec {
+    /// The hash of what the receiver kept of that file (as if the sender had the same bytes).
+    Real,
+    Hex([u8; 32]),
+    Any(String),
+    Null,
+}
+
+/// Anything a peer may say, sealed with the right key.
+#[derive(Arbitrary, Debug)]
+pub enum Said {
+    Hello {
+        version: u32,
+        features: Vec<String>,
+    },
+    Offer {
+        entries: Vec<EntryRaw>,
+        more: bool,
+    },
+    Text(String),
+    Accept(Vec<(u16, u64)>),
+    Prefixes(Vec<(u16, HashSpec)>),
+    Resume(Vec<u16>),
+    Reject(String),
+    Sdp {
+        answer: bool,
+        sdp: String,
+    },
+    Candidate {
+        candidate: String,
+        mid: Option<String>,
+        mline: Option<u16>,
+    },
+    Abort(String),
+    /// Any bytes, sealed as they are.
+    Bytes(Vec<u8>),
+}
+
+impl Said {
+    /// The bytes to seal; `real(index)`: the hash the receiver kept of `index`, if any.
+    pub fn bytes(&self, real: impl Fn(usize) -> Option<[u8; 32]>) -> Vec<u8> {
+        use mp::protocol::manifest::Kind as EntryKind;
+        use mp::protocol::message::{Candidate, Kept, Message, Prefix, SdpKind};
+        let message = match self {
+            Said::Bytes(bytes) => return bytes.clone(),
+            Said::Hello { version, features } => Message::Hello {
+                version: *version,
+                features: features.clone(),
+            },
+            Said::Offer { entries, more } => Message::Offer {
+                manifest: Manifest {
+                    entries: entries
+                        .iter()
+                        .take(64)
+                        .map(|e| Entry {
+                            path: e.path.path(),
+                            kind: if e.dir {
+                                EntryKind::Dir
+                            } else {
+                                EntryKind::File
+                            },
+                            size: e.size,
+                            mode: e.mode,
+                        })
+                        .collect(),
+                },
+                more: *more,
+            },
+            Said::Text(text) => Message::Text { text: text.clone() },
+            Said::Accept(resume) => Message::Accept {
+                resume: resume
+                    .iter()
+                    .map(|&(index, offset)| Kept {
+                        index: index.into(),
+                        offset,
+                    })
+                    .collect(),
+            },
+            Said::Prefixes(prefixes) => Message::Prefixes {
+                prefixes: prefixes
+                    .iter()
+                    .map(|(index, hash)| Prefix {
+                        index: (*index).into(),
+                        sha256: match hash {
+                            HashSpec::Real => real((*index).into()).map(|h| mp::protocol::hex(&h)),
+                            HashSpec::Hex(h) => Some(mp::protocol::hex(h)),
+                            HashSpec::Any(text) => Some(text.clone()),
+                            HashSpec::Null => None,
+                        },
+                    })
+                    .collect(),
+            },
+            Said::Resume(files) => Message::Resume {
+                files: files.iter().map(|&i| i.into()).collect(),
+            },
+            Said::Reject(reason) => Message::Reject {
+                reason: reason.clone(),
+            },
+            Said::Sdp { answer, sdp } => Message::Sdp {
+                kind: if *answer {
+                    SdpKind::Answer
+                } else {
+                    SdpKind::Offer
+                },
+                sdp: sdp.clone(),
+            },
+            Said::Candidate {
+                candidate,
+                mid,
+                mline,
+            } => Message::Candidate(Candidate {
+                candidate: candidate.clone(),
+                mid: mid.clone(),
+                mline: *mline,
+            }),
+            Said::Abort(reason) => Message::Abort {
+                reason: reason.clone(),
+            },
+        };
+        message.to_bytes()
+    }
+}
