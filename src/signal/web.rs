@@ -329,7 +329,11 @@ pub fn parse_link(text: &str) -> Option<(String, String)> {
     };
     let (before, fragment) = rest.split_once('#')?;
     let authority = before.split(['/', '?']).next()?;
-    if authority.is_empty() || fragment.is_empty() {
+    // A user name is not a host: `http://u@/#7-x` names no server (as `page_url` sees it).
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() || fragment.is_empty() {
         return None;
     }
     let code = percent_decode(fragment)?;
@@ -378,6 +382,13 @@ mod tests {
         assert_eq!(parse_link("7-guitar-ocean"), None);
         assert_eq!(parse_link("http://host/"), None);
         assert_eq!(parse_link("http://host/#%zz"), None);
+        // Found by fuzz/fuzz_targets/code.rs: a user name and no host is no server.
+        assert_eq!(parse_link("https://u@#:h"), None);
+        assert_eq!(parse_link("http://u@/#7-x"), None);
+        assert_eq!(
+            parse_link("http://u@h/#7-x"),
+            Some(("ws://u@h/".into(), "7-x".into()))
+        );
         let code = "7-é-\u{1F600}";
         let (_, back) = parse_link(&link("ws://h:1", code).unwrap()).unwrap();
         assert_eq!(back, code);
