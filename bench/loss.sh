@@ -12,7 +12,7 @@
 # and the data phase alone (first byte to finished, from the receiver's --json events).
 # Every transfer is bounded by `timeout`; the namespaces are removed on exit.
 set -euo pipefail
-MP=${1:-/work/target-sctp/release/mp}
+MP=${1:-"$(cd "$(dirname "$0")/.." && pwd)/target/release/mp"}
 SIZE_MIB=${2:-50}
 RUNS=${3:-3}
 shift 3 2>/dev/null || shift $#
