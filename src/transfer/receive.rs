@@ -64,7 +64,10 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let (rendezvous, code) =
         rendezvous::join(&args.net.signal, Some(&args.code), Side::Receiver).await?;
     super::check_relay(&args.net, rendezvous.as_ref())?;
-    ui.status("Waiting for the sender…");
+    ui.status(&format!(
+        "Waiting for the sender (at most {} s; Ctrl-C to stop)…",
+        args.net.wait.as_secs()
+    ));
     ui.event("waiting", json!({}));
     let engine = Receiver::new(code, Instant::now(), args.net.wait);
     let mut pump = Pump {

@@ -264,6 +264,12 @@ impl Pump {
                         }
                     }
                     Output::HashPrefixes(kept) => {
+                        let kept_bytes: u64 = kept.iter().map(|k| k.offset).sum();
+                        self.ui.status(&format!(
+                            "The receiver already has {} from an earlier attempt; checking it \
+                             matches…",
+                            size(kept_bytes)
+                        ));
                         let work = hash_prefixes(self.origins(&kept), kept.clone());
                         hashing = Some(Box::pin(work));
                         self.hash_request = kept;
