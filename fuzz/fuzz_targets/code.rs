@@ -21,6 +21,12 @@ fuzz_target!(|text: &str| {
     }
     if let Some((signal, code)) = parse_link(text) {
         assert!(signal.starts_with("ws://") || signal.starts_with("wss://"));
+        // RFC 3986 percent-encoding: '%' and two hex digits, nothing else.
+        let fragment = text.split_once('#').unwrap().1.as_bytes();
+        for (i, _) in fragment.iter().enumerate().filter(|(_, &b)| b == b'%') {
+            let escape = &fragment[i + 1..i + 3];
+            assert!(escape.iter().all(u8::is_ascii_hexdigit), "{text:?}");
+        }
         assert!(!code.is_empty());
         // The link made for that server and code reads back as the same code and page.
         let again = link(&signal, &code).expect("a link for a parsed link's server");

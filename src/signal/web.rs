@@ -346,7 +346,12 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            // Two hex digits exactly: `from_str_radix` alone would also take "+A".
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -385,6 +390,12 @@ mod tests {
         // Found by fuzz/fuzz_targets/code.rs: a user name and no host is no server.
         assert_eq!(parse_link("https://u@#:h"), None);
         assert_eq!(parse_link("http://u@/#7-x"), None);
+        // Also found by it: an escape is '%' and two hex digits, not a sign and one.
+        assert_eq!(parse_link("https://0s#%+A"), None);
+        assert_eq!(
+            parse_link("http://h/#7-%2b%2B"),
+            Some(("ws://h/".into(), "7-++".into()))
+        );
         assert_eq!(
             parse_link("http://u@h/#7-x"),
             Some(("ws://u@h/".into(), "7-x".into()))
