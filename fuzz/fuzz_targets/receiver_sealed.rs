@@ -12,16 +12,26 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use mp::protocol::engine::MAX_CANDIDATES;
 use mp::protocol::manifest::Manifest;
 use mp::protocol::message::{Candidate, Message, MAX_TEXT};
 use mp::protocol::pake::Side;
 use mp::protocol::receiver::{Input, KeptPrefix, Output, Receiver};
-use mp_fuzz::{code, failure, kept_bytes, start, Peer, Said, Watch, MAX_KEPT, WAIT};
+use mp_fuzz::{
+    code, failure, kept_bytes, manifest, start, EntrySpec, HashSpec, Peer, Said, Watch, MAX_KEPT,
+    WAIT,
+};
 use sha2::{Digest, Sha256};
 
 #[derive(Arbitrary, Debug)]
 enum Step {
     Say(Said),
+    /// Shortcuts to what an honest sender says: a valid offer, in one message…
+    Offer(Vec<EntrySpec>),
+    /// …the SHA-256 of each kept prefix (or not)…
+    Prove(Vec<bool>),
+    /// …and its WebRTC offer.
+    SdpOffer,
     /// An envelope not sealed with the key.
     Forged(Vec<u8>),
     /// The last sealed envelope again.
@@ -44,6 +54,8 @@ enum Step {
 /// What the pump was asked, and what the receiver has been seen to do.
 #[derive(Default)]
 struct State {
+    /// The peer's ICE candidates passed on to the peer connection.
+    candidates: usize,
     asked: Option<Manifest>,
     answered: bool,
     accepted: bool,
@@ -80,6 +92,37 @@ fuzz_target!(|steps: Vec<Step>| {
     }
     let (_, mut deadline) = watch.receiver(&mut engine, now, false);
     for step in steps.into_iter().take(256) {
+        let step = match step {
+            Step::Offer(specs) => match manifest(&specs) {
+                Some(manifest) => Step::Say(Said::Bytes(
+                    Message::Offer {
+                        manifest,
+                        more: false,
+                    }
+                    .to_bytes(),
+                )),
+                None => continue,
+            },
+            Step::Prove(real) => Step::Say(Said::Prefixes(
+                state
+                    .kept
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        let hash = match real.get(i) {
+                            Some(true) => HashSpec::Real,
+                            _ => HashSpec::Hex([0; 32]),
+                        };
+                        (k.index as u16, hash)
+                    })
+                    .collect(),
+            )),
+            Step::SdpOffer => Step::Say(Said::Sdp {
+                answer: false,
+                sdp: "v=0".into(),
+            }),
+            step => step,
+        };
         let mut timeout = false;
         let input = match step {
             Step::Say(said) => {
@@ -88,15 +131,14 @@ fuzz_target!(|steps: Vec<Step>| {
                 if let Said::Prefixes(prefixes) = &said {
                     state.proved = prefixes
                         .iter()
-                        .filter(|(i, h)| {
-                            matches!(h, mp_fuzz::HashSpec::Real) && real((*i).into()).is_some()
-                        })
+                        .filter(|(i, h)| matches!(h, HashSpec::Real) && real((*i).into()).is_some())
                         .map(|(i, _)| (*i).into())
                         .collect();
                 }
                 last = peer.seal(&said.bytes(real));
                 Input::Envelope(last.clone())
             }
+            Step::Offer(_) | Step::Prove(_) | Step::SdpOffer => unreachable!("made a Say above"),
             Step::Forged(bytes) => Input::Envelope(bytes),
             Step::Replay => Input::Envelope(last.clone()),
             Step::Accept(kept) => {
@@ -231,6 +273,13 @@ fn observe(output: Output, peer: &mut Peer, state: &mut State) {
         }
         Output::Write(_) | Output::Place | Output::Discard => {
             assert!(state.accepted, "touching files before the user accepted")
+        }
+        Output::AddCandidate(_) => {
+            state.candidates += 1;
+            assert!(
+                state.candidates <= MAX_CANDIDATES,
+                "more ICE candidates than taken"
+            );
         }
         _ => {}
     }

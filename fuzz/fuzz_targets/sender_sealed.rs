@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use mp::protocol::engine::MAX_CANDIDATES;
 use mp::protocol::manifest::Manifest;
 use mp::protocol::message::{Candidate, Kept, Message, OfferAssembly};
 use mp::protocol::pake::Side;
@@ -29,6 +30,12 @@ enum OfferSpec {
 #[derive(Arbitrary, Debug)]
 enum Step {
     Say(Said),
+    /// Shortcuts to what an honest receiver says: accept, with prefixes kept of some files…
+    Accept(Vec<(u8, u32)>),
+    /// …which of those match…
+    Resume(Vec<bool>),
+    /// …and its WebRTC answer.
+    SdpAnswer,
     /// An envelope not sealed with the key.
     Forged(Vec<u8>),
     /// The last sealed envelope again.
@@ -48,6 +55,8 @@ enum Step {
 
 #[derive(Default)]
 struct State {
+    /// The peer's ICE candidates passed on to the peer connection.
+    candidates: usize,
     manifest: Option<Manifest>,
     text: Option<String>,
     assembly: OfferAssembly,
@@ -99,6 +108,41 @@ fuzz_target!(|input: (OfferSpec, Vec<Step>)| {
     assert!(engine.is_confirmed());
     let (_, mut deadline) = watch.sender(&mut engine, now, false);
     for step in steps.into_iter().take(256) {
+        let step = match step {
+            Step::Accept(kept) => {
+                let mut resume: Vec<(u16, u64)> = Vec::new();
+                if let Some(manifest) = &state.manifest {
+                    for (index, len) in kept {
+                        let index = index as usize % manifest.entries.len();
+                        let entry = &manifest.entries[index];
+                        let Some(size) = entry.size.filter(|_| entry.is_file()) else {
+                            continue;
+                        };
+                        let len = u64::from(len).min(size);
+                        if len > 0 && !resume.iter().any(|&(i, _)| usize::from(i) == index) {
+                            resume.push((index as u16, len));
+                        }
+                    }
+                }
+                Step::Say(Said::Accept(resume))
+            }
+            Step::Resume(matches) => {
+                let accepted = state.accept.clone().unwrap_or_default();
+                Step::Say(Said::Resume(
+                    accepted
+                        .iter()
+                        .zip(matches)
+                        .filter(|(_, m)| *m)
+                        .map(|(k, _)| k.index as u16)
+                        .collect(),
+                ))
+            }
+            Step::SdpAnswer => Step::Say(Said::Sdp {
+                answer: true,
+                sdp: "v=0".into(),
+            }),
+            step => step,
+        };
         let mut timeout = false;
         let input = match step {
             Step::Say(said) => {
@@ -118,6 +162,7 @@ fuzz_target!(|input: (OfferSpec, Vec<Step>)| {
                 last = peer.seal(&bytes);
                 Input::Envelope(last.clone())
             }
+            Step::Accept(_) | Step::Resume(_) | Step::SdpAnswer => unreachable!("made a Say above"),
             Step::Forged(bytes) => Input::Envelope(bytes),
             Step::Replay => Input::Envelope(last.clone()),
             Step::Prefixes(matches, fail) => {
@@ -251,6 +296,13 @@ fn observe(output: Output, peer: &mut Peer, state: &mut State) {
         }
         Output::Done(Ok(_)) => {
             assert!(state.accept.is_some(), "success without an accept");
+        }
+        Output::AddCandidate(_) => {
+            state.candidates += 1;
+            assert!(
+                state.candidates <= MAX_CANDIDATES,
+                "more ICE candidates than taken"
+            );
         }
         _ => {}
     }
