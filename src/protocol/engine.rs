@@ -132,3 +132,27 @@ impl Stop {
         Stop::tell(Failure::new(Kind::Internal, what.to_string()))
     }
 }
+
+/// The peer's `abort` saying it could not connect, received while this side is connecting
+/// too, is the same failure on both sides (exit 9), with the peer's words; any other
+/// failure stays as it is. `peer` names the other side ("sender", "receiver").
+pub fn gave_up(failure: Failure, connecting: bool, peer: &str) -> Failure {
+    let could_not_connect = failure.message.ends_with(Kind::Connect.public_reason());
+    if connecting && failure.kind == Kind::PeerGone && could_not_connect {
+        let message = format!(
+            "no direct connection could be established with the {peer} ({})",
+            failure.message
+        );
+        return Failure::new(Kind::Connect, message);
+    }
+    failure
+}
+
+/// The peer left the rendezvous while the link was opening (it leaves as soon as *its* end
+/// is open): give ours [`LEFT_GRACE`] more at most, failing with `why` if it does not open.
+pub fn shorten_to_grace(timer: &mut Option<Timer>, now: Instant, why: Failure) {
+    let grace = now + LEFT_GRACE;
+    if timer.as_ref().is_none_or(|t| t.at > grace) {
+        *timer = Some(Timer::new(grace, why.kind, why.message));
+    }
+}

@@ -297,10 +297,7 @@ impl Receiver {
             Input::Envelope(envelope) => self.on_envelope(&envelope),
             Input::RendezvousClosed(why) => match self.phase {
                 Phase::Connecting => {
-                    let grace = self.now + engine::LEFT_GRACE;
-                    if self.timer.as_ref().is_none_or(|t| t.at > grace) {
-                        self.timer = Some(Timer::new(grace, why.kind, why.message));
-                    }
+                    engine::shorten_to_grace(&mut self.timer, self.now, why);
                     Ok(())
                 }
                 Phase::Streaming | Phase::Placing | Phase::Closing => Ok(()),
@@ -445,7 +442,7 @@ impl Receiver {
         let connecting = self.phase == Phase::Connecting;
         let message = conversation
             .receive(envelope)
-            .map_err(|failure| Stop::quiet(gave_up(failure, connecting)))?;
+            .map_err(|failure| Stop::quiet(engine::gave_up(failure, connecting, "sender")))?;
         let Some(message) = message else {
             let within = if !was_confirmed && conversation.is_confirmed() {
                 self.phase = Phase::AwaitOffer;
@@ -870,18 +867,4 @@ fn integrity(message: String) -> Failure {
 /// 64 lowercase hex digits.
 fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// The sender's `abort` saying it could not connect, while the connection is being made,
-/// means the same failure here: the same failure on both sides (exit 9), with the sender's words.
-fn gave_up(failure: Failure, connecting: bool) -> Failure {
-    let could_not_connect = failure.message.ends_with(Kind::Connect.public_reason());
-    if connecting && failure.kind == Kind::PeerGone && could_not_connect {
-        let message = format!(
-            "no direct connection could be established with the sender ({})",
-            failure.message
-        );
-        return Failure::new(Kind::Connect, message);
-    }
-    failure
 }

@@ -339,10 +339,7 @@ impl Sender {
                 // The receiver leaves the rendezvous once its end of the link is open: give
                 // ours a moment to open too.
                 Phase::Connecting => {
-                    let grace = self.now + engine::LEFT_GRACE;
-                    if self.timer.as_ref().is_none_or(|t| t.at > grace) {
-                        self.timer = Some(Timer::new(grace, why.kind, why.message));
-                    }
+                    engine::shorten_to_grace(&mut self.timer, self.now, why);
                     Ok(())
                 }
                 Phase::Streaming => Ok(()),
@@ -464,7 +461,7 @@ impl Sender {
         let connecting = self.phase == Phase::Connecting;
         let message = conversation
             .receive(envelope)
-            .map_err(|failure| Stop::quiet(gave_up(failure, connecting)))?;
+            .map_err(|failure| Stop::quiet(engine::gave_up(failure, connecting, "receiver")))?;
         let Some(message) = message else {
             if !was_confirmed && conversation.is_confirmed() {
                 self.confirmed()?;
@@ -768,18 +765,4 @@ impl Phase {
             _ => "nothing",
         }
     }
-}
-
-/// The receiver's `abort` saying it could not connect, while the connection is being made,
-/// means the same failure here: the same failure on both sides (exit 9), with the receiver's words.
-fn gave_up(failure: Failure, connecting: bool) -> Failure {
-    let could_not_connect = failure.message.ends_with(Kind::Connect.public_reason());
-    if connecting && failure.kind == Kind::PeerGone && could_not_connect {
-        let message = format!(
-            "no direct connection could be established with the receiver ({})",
-            failure.message
-        );
-        return Failure::new(Kind::Connect, message);
-    }
-    failure
 }
