@@ -40,13 +40,16 @@ pub enum Kind {
     Interrupted,
     /// The other side runs a version of mp that speaks another protocol version.
     Version,
+    /// Nobody is waiting with this generated code: it was used already, it expired, or its
+    /// sender stopped.
+    NoSender,
     /// A bug or an unforeseen error (exit code 1).
     Internal,
 }
 
 impl Kind {
     /// Every kind with an exit code of its own (all but [`Kind::Internal`], which is 1).
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Usage,
         Kind::WrongCode,
         Kind::Declined,
@@ -61,6 +64,7 @@ impl Kind {
         Kind::NoTerminal,
         Kind::Interrupted,
         Kind::Version,
+        Kind::NoSender,
     ];
 
     pub fn exit_code(self) -> u8 {
@@ -79,6 +83,7 @@ impl Kind {
             Kind::NoTerminal => 13,
             Kind::Interrupted => 130,
             Kind::Version => 14,
+            Kind::NoSender => 15,
             Kind::Internal => 1,
         }
     }
@@ -100,6 +105,7 @@ impl Kind {
             Kind::NoTerminal => "no-terminal",
             Kind::Interrupted => "interrupted",
             Kind::Version => "version",
+            Kind::NoSender => "no-sender",
             Kind::Internal => "internal",
         }
     }
@@ -123,6 +129,9 @@ impl Kind {
             Kind::NoTerminal => "confirmation needed but no terminal (use --yes)",
             Kind::Interrupted => "interrupted (Ctrl-C)",
             Kind::Version => "the other side speaks another protocol version (update mp)",
+            Kind::NoSender => {
+                "no sender is waiting with this code (used, expired or stopped): ask for a new one"
+            }
             Kind::Internal => "unexpected error",
         }
     }

@@ -73,6 +73,13 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                 })),
                 None => None,
             };
+            // Redis first: an instance that cannot share its rooms must not take clients.
+            let redis = match args.redis.as_deref() {
+                Some(url) => Some(signal::backplane::Backplane::connect(url).await.map_err(
+                    |why| fail(Kind::Server, format!("cannot use Redis (--redis): {why}")),
+                )?),
+                None => None,
+            };
             let listeners = signal::server::bind(args.listen, !args.no_stun)
                 .await
                 .map_err(|e| {
@@ -108,6 +115,9 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                     turn.urls.join(", ")
                 );
             }
+            if redis.is_some() {
+                eprintln!("mp signal: keeping rooms in Redis, shared with other instances");
+            }
             let config = signal::server::Config {
                 room_timeout: Duration::from_secs(args.room_timeout),
                 wait_timeout: Duration::from_secs(args.wait_timeout),
@@ -119,17 +129,40 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                 max_waiting_per_addr: args.max_waiting_per_addr,
                 joins_per_minute: args.joins_per_minute,
                 turn,
+                redis: redis.clone(),
                 ..Default::default()
             };
             let drain = config.drain_timeout;
-            let stop = async move {
-                terminated().await;
-                eprintln!(
-                    "mp signal: stopping: no new clients; open rooms may finish (at most {} s)",
-                    drain.as_secs()
-                );
+            let lost_redis = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop = {
+                let lost_redis = lost_redis.clone();
+                async move {
+                    let lost = async {
+                        match &redis {
+                            Some(redis) => redis.lost().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = terminated() => {}
+                        _ = lost => {
+                            lost_redis.store(true, std::sync::atomic::Ordering::Relaxed);
+                            eprintln!("mp signal: lost the connection to Redis");
+                        }
+                    }
+                    eprintln!(
+                        "mp signal: stopping: no new clients; open rooms may finish (at most {} s)",
+                        drain.as_secs()
+                    );
+                }
             };
             signal::server::run(listeners, config, stop).await?;
+            if lost_redis.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(fail(
+                    Kind::Server,
+                    "stopped: lost the connection to Redis (--redis)",
+                ));
+            }
             eprintln!("mp signal: stopped");
             Ok(())
         }

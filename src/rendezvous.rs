@@ -55,6 +55,17 @@ pub trait Rendezvous: Send {
     }
 }
 
+/// What the receiver of a generated code is told when nobody waits with it.
+pub fn no_sender(code: &Code) -> Failure {
+    Failure::new(
+        Kind::NoSender,
+        format!(
+            "no sender is waiting with the code {code}: it was used already, it expired, or the \
+             sender stopped; ask the sender for a new code"
+        ),
+    )
+}
+
 /// How often a generated code is redrawn when its room is busy (servers without `allocate`).
 const ROOM_ATTEMPTS: usize = 20;
 
@@ -80,13 +91,23 @@ pub async fn join(
             .map_err(Failure::from_any)
     };
     if let Some(code) = code {
-        return match join(code.room().to_string()).await? {
+        // The sender of a generated code is in its room before the code is shown: a receiver
+        // that finds nobody there is told so at once instead of waiting for nobody.
+        let joined = if side == Side::Receiver && code.is_generated() {
+            SignalClient::join_waiting(url, code.room(), side)
+                .await
+                .map_err(Failure::from_any)?
+        } else {
+            join(code.room().to_string()).await?
+        };
+        return match joined {
             Join::Joined(client) => Ok((client, code)),
+            Join::NoPeer => Err(no_sender(&code)),
             Join::Busy if side == Side::Sender => Err(Failure::new(
                 Kind::RoomFull,
                 format!("the code {code} is already in use on the server; pick another"),
             )),
-            Join::Busy => Err(Failure::new(
+            Join::Busy | Join::Unsupported => Err(Failure::new(
                 Kind::RoomFull,
                 format!("the code {code} is already in use by another receiver or transfer"),
             )),

@@ -24,6 +24,8 @@ pub const MAX_CODE_LEN: usize = 256;
 pub struct Code {
     room: String,
     full: String,
+    /// Of the generated form: a number and two words of the list.
+    generated: bool,
 }
 
 /// Why a string is not a code.
@@ -44,6 +46,7 @@ impl Code {
     /// as typed (a custom code is a password).
     pub fn parse(text: &str) -> Result<Code, CodeError> {
         let normal = normalise_generated(text.trim());
+        let generated = normal.as_deref().is_some_and(|n| n.split('-').count() == 3);
         let full = normal.as_deref().unwrap_or(text.trim());
         if full.len() > MAX_CODE_LEN {
             return Err(CodeError::TooLong);
@@ -61,6 +64,7 @@ impl Code {
         Ok(Code {
             room: room.to_string(),
             full: format!("{room}-{secret}"),
+            generated,
         })
     }
 
@@ -92,6 +96,13 @@ impl Code {
     /// The part after the room number.
     pub fn secret(&self) -> &str {
         &self.full[self.room.len() + 1..]
+    }
+
+    /// Whether the code has the form `mp send` generates: a number and two words of the list.
+    /// The sender of such a code is in its room before the code is shown, so a receiver that
+    /// finds nobody waiting there need not wait (a `--code` of this form is taken the same way).
+    pub fn is_generated(&self) -> bool {
+        self.generated
     }
 
     /// The whole code: the SPAKE2 password.
@@ -206,6 +217,22 @@ mod tests {
             Code::parse(&format!("1-{}", "a".repeat(300))),
             Err(CodeError::TooLong)
         );
+    }
+
+    #[test]
+    fn codes_of_the_generated_form_are_known_as_such() {
+        assert!(Code::parse("7-guitar-ocean").unwrap().is_generated());
+        assert!(Code::parse("1234 Guitar OCEAN").unwrap().is_generated());
+        assert!(Code::generate().is_generated());
+        assert!(Code::generate().with_room(500).is_generated());
+        for custom in [
+            "7-guitar",
+            "7-guitar-ocean-guitar",
+            "7-MySecret",
+            "7-guitar-xyzzy",
+        ] {
+            assert!(!Code::parse(custom).unwrap().is_generated(), "{custom}");
+        }
     }
 
     #[test]

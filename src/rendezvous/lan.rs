@@ -444,7 +444,7 @@ async fn host(
         .map_err(Failure::from_any)?
     {
         Join::Joined(client) => client,
-        Join::Busy => {
+        Join::Busy | Join::NoPeer | Join::Unsupported => {
             return Err(Failure::new(
                 Kind::Internal,
                 "the hosted rendezvous refused its own sender",
@@ -720,7 +720,7 @@ async fn connect(
         let join = SignalClient::join(&url, code.room(), Side::Receiver);
         let why = match tokio::time::timeout(CANDIDATE_TIMEOUT, join).await {
             Ok(Ok(Join::Joined(client))) => return Ok(client),
-            Ok(Ok(Join::Busy)) => {
+            Ok(Ok(Join::Busy | Join::NoPeer | Join::Unsupported)) => {
                 return Err(Failure::new(
                     Kind::RoomFull,
                     format!("the code {code} is already in use by another receiver or transfer"),

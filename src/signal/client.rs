@@ -105,6 +105,10 @@ pub enum Join {
     Joined(Box<SignalClient>),
     /// The room is taken (full, or the same side is already waiting).
     Busy,
+    /// Asked to join only if the other side waits: nobody does.
+    NoPeer,
+    /// The server did not understand `if_waiting` (one from before it).
+    Unsupported,
 }
 
 /// The outcome of asking the server for a room.
@@ -118,13 +122,34 @@ pub enum Allocate {
 impl SignalClient {
     /// Connects and asks to join `room` as `side`.
     pub async fn join(url: &str, room: &str, side: Side) -> anyhow::Result<Join> {
+        Self::join_with(url, room, side, false).await
+    }
+
+    /// Connects and asks to join `room` as `side` only if the other side is waiting there
+    /// (the receiver of a generated code): [`Join::NoPeer`] at once otherwise. A server from
+    /// before `if_waiting` refuses the request as malformed; then this is a plain join.
+    pub async fn join_waiting(url: &str, room: &str, side: Side) -> anyhow::Result<Join> {
+        match Self::join_with(url, room, side, true).await? {
+            Join::Unsupported => Self::join_with(url, room, side, false).await,
+            other => Ok(other),
+        }
+    }
+
+    async fn join_with(
+        url: &str,
+        room: &str,
+        side: Side,
+        if_waiting: bool,
+    ) -> anyhow::Result<Join> {
         let join = ClientMessage::Join {
             room: room.to_string(),
             side: side.wire_name().to_string(),
+            if_waiting,
         };
         match Self::enter(url, join).await? {
             Ok((client, _)) => Ok(Join::Joined(client)),
-            Err(ErrorKind::RoomFull | ErrorKind::SideTaken) => Ok(Join::Busy),
+            Err(ErrorKind::NoPeer) => Ok(Join::NoPeer),
+            Err(ErrorKind::BadRequest) => Ok(Join::Unsupported),
             Err(_) => Ok(Join::Busy),
         }
     }
@@ -180,7 +205,12 @@ impl SignalClient {
             url: url.to_string(),
             ice_servers: Vec::new(),
         };
-        let allocating = matches!(request, ClientMessage::Allocate { .. });
+        // The refusals the caller handles: a busy room; to `allocate` or an `if_waiting` join, a
+        // server from before them (`bad-request`); to the latter, nobody waiting (`no-peer`).
+        let (allocating, if_waiting) = match &request {
+            ClientMessage::Allocate { .. } => (true, false),
+            ClientMessage::Join { if_waiting, .. } => (false, *if_waiting),
+        };
         let text = serde_json::to_string(&request).expect("requests serialise");
         client.send_ws(WsMessage::text(text)).await?;
         let reply = tokio::time::timeout(CONNECT_TIMEOUT, client.next_control()).await;
@@ -202,11 +232,15 @@ impl SignalClient {
             ServerMessage::Error {
                 kind: kind @ (ErrorKind::RoomFull | ErrorKind::SideTaken),
                 ..
-            } if !allocating => Ok(Err(kind)),
+            } => Ok(Err(kind)),
             ServerMessage::Error {
-                kind: kind @ (ErrorKind::BadRequest | ErrorKind::RoomFull | ErrorKind::SideTaken),
+                kind: ErrorKind::BadRequest,
                 ..
-            } if allocating => Ok(Err(kind)),
+            } if allocating || if_waiting => Ok(Err(ErrorKind::BadRequest)),
+            ServerMessage::Error {
+                kind: ErrorKind::NoPeer,
+                ..
+            } if if_waiting => Ok(Err(ErrorKind::NoPeer)),
             other => Err(client.unexpected(other)),
         }
     }
@@ -242,6 +276,7 @@ impl SignalClient {
                 let kind = match kind {
                     ErrorKind::RoomFull | ErrorKind::SideTaken => Kind::RoomFull,
                     ErrorKind::Timeout => Kind::Timeout,
+                    ErrorKind::NoPeer => Kind::NoSender,
                     ErrorKind::BadRequest | ErrorKind::Busy => Kind::Server,
                 };
                 let message = crate::protocol::manifest::display(&message);

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub room_timeouts_total: AtomicU64,
     pub relayed_messages_total: AtomicU64,
     pub relayed_bytes_total: AtomicU64,
+    /// Redis commands that failed (with `--redis`).
+    pub redis_errors_total: AtomicU64,
     limit_hits: [AtomicU64; Limit::ALL.len()],
 }
 
@@ -156,6 +158,12 @@ impl Metrics {
             "counter",
             "Bytes of binary messages relayed.",
             get(&self.relayed_bytes_total),
+        );
+        one(
+            "mp_signal_redis_errors_total",
+            "counter",
+            "Redis commands that failed (with --redis).",
+            get(&self.redis_errors_total),
         );
         let name = "mp_signal_limit_hits_total";
         let _ = writeln!(

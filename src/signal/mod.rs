@@ -7,10 +7,14 @@
 //! - [`web`]: the web peer served at `/`, and links that open it with a code.
 //! - [`metrics`]: the aggregate counters `/metrics` shows.
 //! - [`turn`]: short-lived credentials for a TURN server that shares a secret with the server.
+//! - [`backplane`]: rooms in Redis, shared by several instances (`mp signal --redis`); `store`
+//!   puts it and the in-memory rooms behind one interface.
 
+pub mod backplane;
 pub mod client;
 pub mod metrics;
 pub mod server;
+mod store;
 pub mod stun;
 pub mod turn;
 pub mod web;

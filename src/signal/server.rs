@@ -11,7 +11,7 @@
 //! ([`super::stun`], on UDP at the listener's port) and, when configured, a TURN server with a
 //! credential minted for that client ([`super::turn`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +21,9 @@ use std::time::{Duration, SystemTime};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+
+use super::backplane::Backplane;
+use super::store::{Event, Peer, Placed, Release, Request, Store, Tick};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -59,6 +62,8 @@ pub struct Config {
     pub stun_port: Option<u16>,
     /// The TURN server whose credentials `joined` hands out.
     pub turn: Option<Arc<Turn>>,
+    /// Rooms kept in Redis, shared with other instances (`--redis`), instead of in memory.
+    pub redis: Option<Arc<Backplane>>,
 }
 
 impl Default for Config {
@@ -77,6 +82,7 @@ impl Default for Config {
             relay_budget: RELAY_BUDGET,
             stun_port: None,
             turn: None,
+            redis: None,
         }
     }
 }
@@ -92,40 +98,6 @@ const RELAY_STALL: Duration = Duration::from_secs(10);
 pub const MEMBER_QUEUE_BYTES: usize = 4 * MAX_MESSAGE;
 /// Bytes that may wait for all clients together (64 MiB).
 pub const RELAY_BUDGET: usize = 64 << 20;
-
-/// What a connection's task is told by the other member of its room.
-enum Event {
-    Paired(Peer),
-    /// A message, and the share of the byte budgets it holds until it is written out.
-    Relay(Vec<u8>, Budget),
-    PeerLeft,
-}
-
-/// The byte budgets a queued message holds: its receiver's and the server's.
-#[allow(dead_code)] // held for their drop
-struct Budget(OwnedSemaphorePermit, OwnedSemaphorePermit);
-
-/// How to reach a member: its event queue and the byte budget of that queue.
-#[derive(Clone)]
-struct Peer {
-    tx: mpsc::Sender<Event>,
-    budget: Arc<Semaphore>,
-}
-
-struct Member {
-    id: u64,
-    side: String,
-    peer: Peer,
-}
-
-/// One room: its members and when it was opened (its timeouts count from then).
-struct Room {
-    opened: tokio::time::Instant,
-    members: Vec<Member>,
-    /// While the room waits for its second member: the address of the client that opened it,
-    /// whose count of waiting rooms it is in.
-    waiting_for: Option<AddrKey>,
-}
 
 /// A client address as the per-address limits see it: an IPv4 address, or the /64 prefix of
 /// an IPv6 address (one subscriber's usual allocation, which an attacker gets whole).
@@ -144,72 +116,10 @@ impl AddrKey {
     }
 }
 
-/// The rooms, and what the per-address limits count.
-#[derive(Default)]
-struct State {
-    rooms: HashMap<String, Room>,
-    /// The rooms named by a canonical number (no leading zero), to find the lowest free one.
-    numbered: BTreeSet<u32>,
-    /// Rooms waiting for their second member, by the address that opened them (no entry at 0).
-    waiting: HashMap<AddrKey, u32>,
-}
-
-impl State {
-    /// The lowest room number in use by no room.
-    fn lowest_free(&self) -> u32 {
-        let mut want = 1;
-        for &n in self.numbered.range(1..) {
-            if n != want {
-                break;
-            }
-            want += 1;
-        }
-        want
-    }
-
-    fn insert(&mut self, name: String, room: Room) {
-        if let Some(n) = canonical_number(&name) {
-            self.numbered.insert(n);
-        }
-        if let Some(key) = room.waiting_for {
-            *self.waiting.entry(key).or_default() += 1;
-        }
-        self.rooms.insert(name, room);
-    }
-
-    fn remove(&mut self, name: &str) -> Option<Room> {
-        let mut room = self.rooms.remove(name)?;
-        if let Some(n) = canonical_number(name) {
-            self.numbered.remove(&n);
-        }
-        if let Some(opener) = room.waiting_for.take() {
-            release(&mut self.waiting, opener);
-        }
-        Some(room)
-    }
-}
-
-/// One room fewer waiting from `key` (the room got its second member, or is gone).
-fn release(waiting: &mut HashMap<AddrKey, u32>, key: AddrKey) {
-    if let Some(count) = waiting.get_mut(&key) {
-        *count -= 1;
-        if *count == 0 {
-            waiting.remove(&key);
-        }
-    }
-}
-
-/// `"42"` → 42; `"042"`, `"0"` and numbers past `u32` → `None`.
-fn canonical_number(room: &str) -> Option<u32> {
-    room.parse::<u32>()
-        .ok()
-        .filter(|n| *n > 0 && !room.starts_with('0'))
-}
-
 type JoinLimiter = governor::DefaultKeyedRateLimiter<AddrKey>;
 
 struct Rooms {
-    state: Mutex<State>,
+    store: Store,
     /// Bytes of relayed messages waiting to be written, all clients together.
     relay_budget: Arc<Semaphore>,
     next_id: AtomicU64,
@@ -224,7 +134,7 @@ impl Rooms {
     fn new(config: &Config, stopping: watch::Receiver<bool>) -> Rooms {
         let per_minute = NonZeroU32::new(config.joins_per_minute.max(1)).expect("at least one");
         Rooms {
-            state: Mutex::new(State::default()),
+            store: Store::new(config.redis.clone()),
             relay_budget: Arc::new(Semaphore::new(config.relay_budget.max(MAX_MESSAGE))),
             next_id: AtomicU64::new(0),
             joins: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
@@ -372,11 +282,7 @@ pub async fn serve(
         let (rooms, slots, handshakes) = (rooms.clone(), slots.clone(), handshakes.clone());
         let (max_clients, max_handshakes) = (config.max_clients, handshakes.size);
         Arc::new(move || {
-            let (open, waiting) = {
-                let state = rooms.state.lock().expect("rooms lock");
-                let waiting: u32 = state.waiting.values().sum();
-                (state.rooms.len() as u64, u64::from(waiting))
-            };
+            let (open, waiting) = rooms.store.gauges();
             rooms.metrics.render(&Gauges {
                 clients: (max_clients - slots.available_permits()) as u64,
                 handshakes: (max_handshakes - handshakes.total.available_permits()) as u64,
@@ -574,77 +480,6 @@ async fn close(ws: &mut Ws) {
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
 }
 
-/// What `join` or `allocate` got: the room, the peer already in it, when the room opened.
-struct Placed {
-    room: String,
-    peer: Option<Peer>,
-    opened: tokio::time::Instant,
-}
-
-/// Puts the client in the room it named (`Some`) or in the lowest free one (`None`).
-fn place(
-    rooms: &Rooms,
-    config: &Config,
-    key: AddrKey,
-    room: Option<String>,
-    member: Member,
-) -> Result<Placed, WsMessage> {
-    let mut state = rooms.state.lock().expect("rooms lock");
-    let state = &mut *state;
-    let allocated = room.is_none();
-    let name = room.unwrap_or_else(|| state.lowest_free().to_string());
-    if let Some(entry) = state.rooms.get_mut(&name) {
-        let members = &mut entry.members;
-        if members.len() >= 2 {
-            return Err(error(ErrorKind::RoomFull, "this code's room is full"));
-        }
-        if members.iter().any(|m| m.side == member.side) {
-            return Err(error(
-                ErrorKind::SideTaken,
-                "someone else is already using this code on the same side",
-            ));
-        }
-        let peer = members.first().map(|m| m.peer.clone());
-        members.push(member);
-        let opened = entry.opened;
-        if let Some(opener) = entry.waiting_for.take() {
-            release(&mut state.waiting, opener);
-        }
-        Metrics::add(&rooms.metrics.pairings_total, 1);
-        debug_assert!(!allocated, "an allocated room is free");
-        return Ok(Placed {
-            room: name,
-            peer,
-            opened,
-        });
-    }
-    if state.waiting.get(&key).copied().unwrap_or(0) >= config.max_waiting_per_addr {
-        rooms.metrics.hit(Limit::WaitingPerAddr);
-        return Err(error(
-            ErrorKind::Busy,
-            "too many rooms are waiting from your address; try again later",
-        ));
-    }
-    let opened = tokio::time::Instant::now();
-    Metrics::add(&rooms.metrics.rooms_total, 1);
-    if allocated {
-        Metrics::add(&rooms.metrics.rooms_allocated_total, 1);
-    }
-    state.insert(
-        name.clone(),
-        Room {
-            opened,
-            members: vec![member],
-            waiting_for: Some(key),
-        },
-    );
-    Ok(Placed {
-        room: name,
-        peer: None,
-        opened,
-    })
-}
-
 /// What a client waiting alone hears when the server shuts down.
 const SHUTTING_DOWN: &str = "the signaling server is restarting; try again";
 
@@ -676,30 +511,43 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
         .await;
         return;
     }
-    let (room, side, allocated) = match request {
-        ClientMessage::Join { room, side } => (Some(room), side, false),
-        ClientMessage::Allocate { side } => (None, side, true),
+    let (room, side, if_waiting, allocated) = match request {
+        ClientMessage::Join {
+            room,
+            side,
+            if_waiting,
+        } => (Some(room), side, if_waiting, false),
+        ClientMessage::Allocate { side } => (None, side, false, true),
     };
 
     let (tx, mut rx) = mpsc::channel::<Event>(64);
     let id = rooms.next_id.fetch_add(1, Ordering::Relaxed);
-    let me = Peer {
-        tx,
-        budget: Arc::new(Semaphore::new(config.member_queue_bytes.max(MAX_MESSAGE))),
+    let budget = Arc::new(Semaphore::new(config.member_queue_bytes.max(MAX_MESSAGE)));
+    let me = Peer::Local {
+        tx: tx.clone(),
+        budget: budget.clone(),
     };
-    let member = Member {
-        id,
+    let request = Request {
+        room,
         side,
-        peer: me.clone(),
+        if_waiting,
+        key,
+        id,
+        tx,
+        budget,
     };
+    let placed = rooms
+        .store
+        .place(&rooms.metrics, config.max_waiting_per_addr, request)
+        .await;
     let Placed {
         room,
         mut peer,
         opened,
-    } = match place(&rooms, &config, key, room, member) {
+    } = match placed {
         Ok(placed) => placed,
-        Err(refusal) => {
-            let _ = tokio::time::timeout(REFUSAL_STALL, ws.send(refusal)).await;
+        Err((kind, why)) => {
+            let _ = tokio::time::timeout(REFUSAL_STALL, ws.send(error(kind, why))).await;
             close(&mut ws).await;
             return;
         }
@@ -714,8 +562,11 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
     };
     let mut announce = vec![WsMessage::text(joined.to_text())];
     if let Some(other) = &peer {
-        // Tell the first member who its peer is; both learn they are paired.
-        let _ = other.tx.send(Event::Paired(me.clone())).await;
+        // Tell the first member who its peer is (a member elsewhere was told by the store);
+        // both learn they are paired.
+        if let Peer::Local { tx, .. } = other {
+            let _ = tx.send(Event::Paired(me.clone())).await;
+        }
         announce.push(WsMessage::text(ServerMessage::Paired.to_text()));
     }
     drop(me);
@@ -729,6 +580,10 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
         wait_deadline
     });
     tokio::pin!(deadline);
+    // A shared store's room must be kept alive, and a peer elsewhere checked on.
+    let ticking = rooms.store.tick_every();
+    let every = ticking.unwrap_or(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut ok = true;
     for message in announce {
         ok &= deliver(&mut ws, message).await;
@@ -741,12 +596,19 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
                     deadline.as_mut().reset(room_deadline);
                     ok = deliver(&mut ws, WsMessage::text(ServerMessage::Paired.to_text())).await;
                 }
-                Some(Event::Relay(bytes, budget)) => {
+                Some(Event::Relay(bytes, release)) => {
                     ok = deliver(&mut ws, WsMessage::binary(bytes)).await;
-                    drop(budget);
+                    if let (Release::Remote, Some(other), true) = (&release, &peer, ok) {
+                        rooms.store.delivered(&rooms.metrics, other).await;
+                    }
+                    drop(release);
                 }
                 Some(Event::PeerLeft) | None => {
                     deliver(&mut ws, WsMessage::text(ServerMessage::PeerLeft.to_text())).await;
+                    break;
+                }
+                Some(Event::Lost) => {
+                    deliver(&mut ws, error(ErrorKind::Busy, LOST)).await;
                     break;
                 }
             },
@@ -757,17 +619,28 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
                     // stalling the server.
                     Some(other) => {
                         let n = bytes.len() as u64;
-                        let relay = relay(other, &rooms.relay_budget, bytes.to_vec());
-                        ok = match tokio::time::timeout(RELAY_STALL, relay).await {
-                            Ok(sent) => sent,
+                        let relay = relay(&rooms, other, bytes.to_vec());
+                        let relayed = match tokio::time::timeout(RELAY_STALL, relay).await {
+                            Ok(relayed) => relayed,
                             Err(_) => {
                                 rooms.metrics.hit(Limit::RelayStall);
-                                false
+                                Relayed::Failed
                             }
                         };
-                        if ok {
-                            Metrics::add(&rooms.metrics.relayed_messages_total, 1);
-                            Metrics::add(&rooms.metrics.relayed_bytes_total, n);
+                        match relayed {
+                            Relayed::Sent => {
+                                Metrics::add(&rooms.metrics.relayed_messages_total, 1);
+                                Metrics::add(&rooms.metrics.relayed_bytes_total, n);
+                            }
+                            Relayed::Failed => ok = false,
+                            Relayed::PeerGone => {
+                                deliver(&mut ws, WsMessage::text(ServerMessage::PeerLeft.to_text())).await;
+                                break;
+                            }
+                            Relayed::Lost => {
+                                deliver(&mut ws, error(ErrorKind::Busy, LOST)).await;
+                                break;
+                            }
                         }
                     }
                     None => {
@@ -778,6 +651,19 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                 _ => break,
             },
+            _ = tick.tick(), if ticking.is_some() => {
+                match rooms.store.tick(&rooms.metrics, id, peer.as_ref()).await {
+                    Tick::Fine => {}
+                    Tick::PeerGone => {
+                        deliver(&mut ws, WsMessage::text(ServerMessage::PeerLeft.to_text())).await;
+                        break;
+                    }
+                    Tick::Lost => {
+                        deliver(&mut ws, error(ErrorKind::Busy, LOST)).await;
+                        break;
+                    }
+                }
+            }
             _ = stopping.changed(), if peer.is_none() => {
                 deliver(&mut ws, error(ErrorKind::Busy, SHUTTING_DOWN)).await;
                 break;
@@ -794,49 +680,46 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
             }
         }
     }
-    leave(&rooms, &room, id);
+    rooms.store.leave(&rooms.metrics, &room, id).await;
     close(&mut ws).await;
 }
 
-/// Queues `bytes` for `peer` once its queue and the server's budget have room for them.
-async fn relay(peer: &Peer, global: &Arc<Semaphore>, bytes: Vec<u8>) -> bool {
-    // Messages are at most MAX_MESSAGE long, which both budgets hold whole.
-    let n = bytes.len().max(1) as u32;
-    let Ok(mine) = peer.budget.clone().acquire_many_owned(n).await else {
-        return false;
-    };
-    let Ok(all) = global.clone().acquire_many_owned(n).await else {
-        return false;
-    };
-    peer.tx
-        .send(Event::Relay(bytes, Budget(mine, all)))
-        .await
-        .is_ok()
+/// What a client hears when the shared store (Redis) fails under its session.
+const LOST: &str = "the signaling server lost its shared store; try again";
+
+/// How relaying one message went.
+pub(super) enum Relayed {
+    Sent,
+    /// The peer's session is gone or stalled: end this one.
+    Failed,
+    /// The peer left (its instance says so, or is gone).
+    PeerGone,
+    /// The shared store failed.
+    Lost,
 }
 
-/// Forgets the room and tells the other member, if any.
-/// (The paired peer is either still a member, and told here, or gone already.)
-fn leave(rooms: &Rooms, room: &str, id: u64) {
-    let others: Vec<mpsc::Sender<Event>> = {
-        let mut state = rooms.state.lock().expect("rooms lock");
-        // The room may already be gone, and its number reused by strangers: only forget it if
-        // this member is still in it.
-        let ours = state
-            .rooms
-            .get(room)
-            .is_some_and(|r| r.members.iter().any(|m| m.id == id));
-        match ours.then(|| state.remove(room)).flatten() {
-            Some(removed) => removed
-                .members
-                .into_iter()
-                .filter(|m| m.id != id)
-                .map(|m| m.peer.tx)
-                .collect(),
-            None => Vec::new(),
+/// Queues `bytes` for `peer` once its queue and the server's budget have room for them.
+async fn relay(rooms: &Rooms, peer: &Peer, bytes: Vec<u8>) -> Relayed {
+    let global = &rooms.relay_budget;
+    let (tx, budget) = match (peer, &rooms.store) {
+        (Peer::Local { tx, budget }, _) => (tx, budget),
+        (Peer::Remote(remote), Store::Redis(backplane)) => {
+            return backplane.relay(&rooms.metrics, remote, global, bytes).await
         }
+        (Peer::Remote(_), Store::Memory(_)) => return Relayed::Failed,
     };
-    for other in others {
-        let _ = other.try_send(Event::PeerLeft);
+    // Messages are at most MAX_MESSAGE long, which both budgets hold whole.
+    let n = bytes.len().max(1) as u32;
+    let Ok(mine) = budget.clone().acquire_many_owned(n).await else {
+        return Relayed::Failed;
+    };
+    let Ok(all) = global.clone().acquire_many_owned(n).await else {
+        return Relayed::Failed;
+    };
+    let release = Release::Local(super::store::Budget(mine, all));
+    match tx.send(Event::Relay(bytes, release)).await {
+        Ok(()) => Relayed::Sent,
+        Err(_) => Relayed::Failed,
     }
 }
 
@@ -852,25 +735,6 @@ mod tests {
         assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_ne!(key("::"), key("0.0.0.0"));
-    }
-
-    #[test]
-    fn the_lowest_free_number_is_allocated() {
-        let mut state = State::default();
-        assert_eq!(state.lowest_free(), 1);
-        let room = || Room {
-            opened: tokio::time::Instant::now(),
-            members: Vec::new(),
-            waiting_for: None,
-        };
-        for name in ["1", "2", "4", "007", "0"] {
-            state.insert(name.into(), room());
-        }
-        assert_eq!(state.lowest_free(), 3, "007 and 0 are other rooms");
-        state.insert("3".into(), room());
-        assert_eq!(state.lowest_free(), 5);
-        state.remove("2");
-        assert_eq!(state.lowest_free(), 2);
     }
 
     #[test]

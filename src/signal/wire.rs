@@ -5,13 +5,16 @@
 //!
 //! ```text
 //! client → server   {"type":"join","room":"7","side":"send"}        first message, once: a
-//!                                                                     room the client chose, or
+//!                                                                     room the client chose,
+//!                   {"type":"join","room":"7","side":"receive",       that room only if the
+//!                    "if_waiting":true}                               other side waits in it, or
 //!                   {"type":"allocate","side":"send"}                 a room the server picks
 //! server → client   {"type":"joined","stun_port":8080,"turn":{…}}    waiting for the other side
 //!                   {"type":"joined","room":"3",…}                    (after allocate) in room 3
 //!                   {"type":"paired"}                                 the other side is here
 //!                   {"type":"peer-left"}                              the other side went away
 //!                   {"type":"error","kind":"room-full","message":…}   refused; the server closes
+//!                   {"type":"error","kind":"no-peer",…}               (if_waiting) nobody waits
 //! either way        binary frames                                     relayed to the other side
 //! ```
 //!
@@ -34,10 +37,21 @@ pub const MAX_ROOM_LEN: usize = 9;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ClientMessage {
-    /// Join (or open) the room the client names: a custom code's.
-    Join { room: String, side: String },
+    /// Join (or open) the room the client names. With `if_waiting`, only join a room where
+    /// the other side is already waiting, else be refused `no-peer` at once: the receiver of a
+    /// generated code, whose sender is in its room before the code is shown.
+    Join {
+        room: String,
+        side: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        if_waiting: bool,
+    },
     /// Open a new room whose number the server picks (the lowest free one): a generated code's.
     Allocate { side: String },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Server → client.
@@ -107,15 +121,18 @@ pub enum ErrorKind {
     Timeout,
     /// The client broke the protocol.
     BadRequest,
-    /// The server is at a limit (connections, or what one address may hold), or shutting down.
+    /// The server is at a limit (connections, or what one address may hold), or shutting down,
+    /// or it cannot reach its backplane (Redis).
     Busy,
+    /// A `join` with `if_waiting` found nobody of the other side waiting in the room.
+    NoPeer,
 }
 
 impl ClientMessage {
     /// Checks a request: a room of 1 to 9 ASCII digits, side "send" or "receive".
     pub fn validate(&self) -> Result<(), &'static str> {
         let side = match self {
-            ClientMessage::Join { room, side } => {
+            ClientMessage::Join { room, side, .. } => {
                 if !is_room(room) {
                     return Err("room must be 1 to 9 digits");
                 }
@@ -231,6 +248,7 @@ mod tests {
         let join = |room: &str, side: &str| ClientMessage::Join {
             room: room.into(),
             side: side.into(),
+            if_waiting: false,
         };
         assert!(join("", "send").validate().is_err());
         assert!(join("1234567890", "send").validate().is_err());
@@ -249,6 +267,30 @@ mod tests {
             r#"{"type":"allocate","side":"send","room":"7"}"#
         )
         .is_err());
+        // `if_waiting` is sent only when true, so older servers see the join they know.
+        assert_eq!(
+            serde_json::to_string(&join("7", "send")).unwrap(),
+            r#"{"type":"join","room":"7","side":"send"}"#
+        );
+        let waiting = ClientMessage::Join {
+            room: "7".into(),
+            side: "receive".into(),
+            if_waiting: true,
+        };
+        let text = r#"{"type":"join","room":"7","side":"receive","if_waiting":true}"#;
+        assert_eq!(serde_json::to_string(&waiting).unwrap(), text);
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(text).unwrap(),
+            waiting
+        );
+        assert_eq!(
+            ServerMessage::Error {
+                kind: ErrorKind::NoPeer,
+                message: "x".into()
+            }
+            .to_text(),
+            r#"{"type":"error","kind":"no-peer","message":"x"}"#
+        );
         let joined = ServerMessage::Joined {
             room: Some("12".into()),
             stun_port: None,

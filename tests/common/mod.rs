@@ -72,6 +72,7 @@ pub mod exit {
     pub const INTEGRITY: Kind = Kind::Integrity;
     pub const NO_TERMINAL: Kind = Kind::NoTerminal;
     pub const INTERRUPTED: Kind = Kind::Interrupted;
+    pub const NO_SENDER: Kind = Kind::NoSender;
 }
 
 /// What [`Outcome::assert_code`] accepts: a plain exit code, or a [`Kind`] (its exit code).
