@@ -411,3 +411,52 @@ fn a_device_is_never_replaced_even_with_overwrite() {
         "/dev/null is still a device"
     );
 }
+
+#[test]
+fn a_generated_code_nobody_sends_with_fails_at_once_and_so_does_a_used_one() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let no_sender = |outcome: &Outcome, code: &str| {
+        outcome.assert_code(exit::NO_SENDER);
+        assert_eq!(
+            outcome.last_line(),
+            format!(
+                "mp: no sender is waiting with the code {code}: it was used already, it \
+                 expired, or the sender stopped; ask the sender for a new code"
+            )
+        );
+        assert!(outcome.elapsed < Duration::from_secs(10), "{outcome:?}");
+    };
+
+    // A code of the generated form that no sender has: told at once, not after 600 s.
+    let unused = spawn(receive(&signal, "7-guitar-ocean", dst.path()).arg("--yes"));
+    no_sender(&unused.wait(STEP), "7-guitar-ocean");
+
+    // A generated code, used once: the same again.
+    let path = file_in(src.path(), "once.txt", b"once");
+    let sender = spawn(
+        mp().args(["send", "--signal", &signal.url, "--json"])
+            .arg(&path),
+    );
+    let code = sender.wait_event("code", STEP)["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = spawn(receive(&signal, &code, dst.path()).arg("--yes"));
+    first.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    let again = tempfile::tempdir().unwrap();
+    let second = spawn(receive(&signal, &code, again.path()).arg("--yes"));
+    no_sender(&second.wait(STEP), &code);
+    assert!(list(again.path()).is_empty());
+
+    // A custom code still lets the receiver come first.
+    let custom = fresh_code();
+    let receiver = spawn(receive(&signal, &custom, dst.path()).args(["--yes", "--json"]));
+    receiver.wait_event("waiting", STEP);
+    let path = file_in(src.path(), "custom.txt", b"custom");
+    let sender = spawn(&mut send(&signal, &custom, &path));
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+}

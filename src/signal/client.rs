@@ -296,7 +296,7 @@ impl SignalClient {
     fn closed(&self) -> anyhow::Error {
         fail(
             Kind::PeerGone,
-            "the signaling connection closed before the transfer could start",
+            "lost the connection to the signaling server before the transfer could start",
         )
     }
 }
