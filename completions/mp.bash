@@ -171,7 +171,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__signal)
-            opts="-q -h --listen --room-timeout --drain-timeout --wait-timeout --max-clients --handshake-timeout --max-handshakes --max-handshakes-per-addr --max-waiting-per-addr --joins-per-minute --no-stun --turn --turn-secret --turn-ttl --quiet --json --help"
+            opts="-q -h --listen --room-timeout --drain-timeout --redis --wait-timeout --max-clients --handshake-timeout --max-handshakes --max-handshakes-per-addr --max-waiting-per-addr --joins-per-minute --no-stun --turn --turn-secret --turn-ttl --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -186,6 +186,10 @@ _mp() {
                     return 0
                     ;;
                 --drain-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
