@@ -38,7 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address and port to listen on')
             [CompletionResult]::new('--room-timeout', '--room-timeout', [CompletionResultType]::ParameterName, 'Seconds a room may live, from its first client, before the server closes it')
             [CompletionResult]::new('--drain-timeout', '--drain-timeout', [CompletionResultType]::ParameterName, 'Seconds open rooms may go on after SIGTERM, which stops new clients at once')
-            [CompletionResult]::new('--redis', '--redis', [CompletionResultType]::ParameterName, 'Keep rooms in this Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]) instead of in memory, so that several instances behind one load balancer act as one; prefer the environment variable, which `ps` does not show')
+            [CompletionResult]::new('--redis', '--redis', [CompletionResultType]::ParameterName, 'Keep rooms in the Redis at this URL (redis://HOST:PORT, or redis://:PASSWORD@HOST:PORT/DB) instead of in memory, so that several instances behind one load balancer act as one; prefer the environment variable, which `ps` does not show')
             [CompletionResult]::new('--wait-timeout', '--wait-timeout', [CompletionResultType]::ParameterName, 'Seconds a room may wait for its second member (within --room-timeout)')
             [CompletionResult]::new('--max-clients', '--max-clients', [CompletionResultType]::ParameterName, 'Most connections served at once')
             [CompletionResult]::new('--handshake-timeout', '--handshake-timeout', [CompletionResultType]::ParameterName, 'Seconds a new connection may take for its WebSocket handshake, and again for its first message')

@@ -34,7 +34,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --listen 'Address and port to listen on'
             cand --room-timeout 'Seconds a room may live, from its first client, before the server closes it'
             cand --drain-timeout 'Seconds open rooms may go on after SIGTERM, which stops new clients at once'
-            cand --redis 'Keep rooms in this Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]) instead of in memory, so that several instances behind one load balancer act as one; prefer the environment variable, which `ps` does not show'
+            cand --redis 'Keep rooms in the Redis at this URL (redis://HOST:PORT, or redis://:PASSWORD@HOST:PORT/DB) instead of in memory, so that several instances behind one load balancer act as one; prefer the environment variable, which `ps` does not show'
             cand --wait-timeout 'Seconds a room may wait for its second member (within --room-timeout)'
             cand --max-clients 'Most connections served at once'
             cand --handshake-timeout 'Seconds a new connection may take for its WebSocket handshake, and again for its first message'

@@ -35,7 +35,7 @@ complete -c mp -n "__fish_mp_needs_command" -f -a "partial" -d 'List the partial
 complete -c mp -n "__fish_mp_using_subcommand signal" -l listen -d 'Address and port to listen on' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l room-timeout -d 'Seconds a room may live, from its first client, before the server closes it' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l drain-timeout -d 'Seconds open rooms may go on after SIGTERM, which stops new clients at once' -r
-complete -c mp -n "__fish_mp_using_subcommand signal" -l redis -d 'Keep rooms in this Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]) instead of in memory, so that several instances behind one load balancer act as one; prefer the environment variable, which `ps` does not show' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l redis -d 'Keep rooms in the Redis at this URL (redis://HOST:PORT, or redis://:PASSWORD@HOST:PORT/DB) instead of in memory, so that several instances behind one load balancer act as one; prefer the environment variable, which `ps` does not show' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l wait-timeout -d 'Seconds a room may wait for its second member (within --room-timeout)' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l max-clients -d 'Most connections served at once' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l handshake-timeout -d 'Seconds a new connection may take for its WebSocket handshake, and again for its first message' -r

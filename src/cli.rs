@@ -79,9 +79,9 @@ pub struct SignalArgs {
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub drain_timeout: u64,
 
-    /// Keep rooms in this Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]) instead of in memory, so
-    /// that several instances behind one load balancer act as one; prefer the environment
-    /// variable, which `ps` does not show.
+    /// Keep rooms in the Redis at this URL (redis://HOST:PORT, or redis://:PASSWORD@HOST:PORT/DB)
+    /// instead of in memory, so that several instances behind one load balancer act as one;
+    /// prefer the environment variable, which `ps` does not show.
     #[arg(long, env = "MP_REDIS", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
 

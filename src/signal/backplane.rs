@@ -15,18 +15,18 @@
 //! Each member subscribes to its own channel, `mp:in:<token>`, *before* its token is written
 //! in a room, so nothing sent to it can be lost. Lua scripts make every change of a room
 //! atomic:
-//! - placing a member ([`PLACE`]): allocate the lowest free room number (no key
+//! - placing a member (`PLACE`): allocate the lowest free room number (no key
 //!   `mp:room:<n>`), open a room, or join one and publish `p<token>` (paired) to the member
 //!   already there. A room one of whose members is no longer subscribed lost its instance: it
 //!   is deleted first. `if_waiting` joins only a room where the other side waits.
-//! - leaving ([`LEAVE`]): delete the room if the member is still in it, and publish `l` to the
+//! - leaving (`LEAVE`): delete the room if the member is still in it, and publish `l` to the
 //!   other member.
-//! - the heartbeat ([`TICK`]): renew the lease, and count the peer's subscribers (none: its
+//! - the heartbeat (`TICK`): renew the lease, and count the peer's subscribers (none: its
 //!   instance is gone).
 //!
 //! A member's messages are published to its peer's channel as `m<bytes>`, one publish at a
 //! time, so they arrive in order. Queues stay bounded in bytes across instances by credit:
-//! a sender may have at most [`MEMBER_QUEUE_BYTES`](super::server::MEMBER_QUEUE_BYTES) in
+//! a sender may have at most [`super::server::MEMBER_QUEUE_BYTES`] in
 //! flight (each message counting at least a 32nd of that), and the peer's instance publishes
 //! `c` back once it wrote a message to its client. The bytes in flight also count against
 //! the sending instance's relay budget.
@@ -173,7 +173,7 @@ fn now_ms() -> u64 {
 }
 
 impl Backplane {
-    /// Connects to the Redis at `url` (`redis://[:password@]host[:port][/db]`) and starts
+    /// Connects to the Redis at `url` (`redis://` URL, with a password and a database number if needed) and starts
     /// listening for this instance's members. The error says why, without the URL (it may
     /// hold a password).
     pub async fn connect(url: &str) -> Result<Arc<Backplane>, String> {

@@ -1,8 +1,14 @@
 //! `mp signal`: rooms of two, relaying opaque binary messages between them.
 //!
-//! The server keeps everything in memory, writes nothing to disk and logs no client address.
-//! A room is created by its first client, holds at most one sender and one receiver, and is
-//! forgotten as soon as either leaves or the room outlives its timeout.
+//! The server writes nothing to disk and logs no client address. A room is created by its
+//! first client, holds at most one sender and one receiver, and is forgotten as soon as either
+//! leaves or the room outlives its timeout. A `join` with `if_waiting` (the receiver of a
+//! generated code) is refused `no-peer` at once when nobody of the other side waits.
+//!
+//! Rooms live in a store (`store.rs`): this process's memory, or, with `--redis`, Redis shared by
+//! several instances behind one load balancer ([`super::backplane`]: the two members of a
+//! room may be on different instances, allocation stays unique, rooms have leases). A session
+//! reads the same either way; only per-address limits and byte budgets stay per instance.
 //!
 //! The same port serves the web peer ([`super::web`]): a request that does not ask for a
 //! WebSocket gets the page's files.
