@@ -328,6 +328,19 @@ fn texts_declines_and_a_vanished_sender_on_the_page() {
         tab.describe()
     );
     assert!(tab.text("error").contains("left"), "{}", tab.describe());
+
+    // A generated code nobody sends with: said at once, not after a long wait.
+    tab.navigate(&format!("{}#7-guitar-ocean", page(&signal)));
+    tab.wait_for(
+        "document.getElementById('error').dataset.kind === 'no-sender'",
+        STEP,
+    );
+    assert!(
+        tab.text("error")
+            .starts_with("No sender is waiting with the code 7-guitar-ocean"),
+        "{}",
+        tab.describe()
+    );
     assert_no_csp_violation(&tab);
 }
 

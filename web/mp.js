@@ -94,8 +94,11 @@ class Signal {
     this.closed = false;
   }
 
-  /** Connects and joins `room` as `side`; resolves with { joined } or { busy }. */
-  async join(room, side, host) {
+  /**
+   * Connects and joins `room` as `side`; resolves with 'joined', 'busy', or, with `ifWaiting`
+   * (§3.2: only if the other side waits), 'no-peer' or 'unsupported' (a server from before it).
+   */
+  async join(room, side, host, ifWaiting = false) {
     const ws = new WebSocket(this.url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
@@ -114,11 +117,13 @@ class Signal {
     const unreachable = () => new MpError('server', `the signaling server at ${this.url} did not answer`);
     let ev = await control.next(T.connectServer);
     if (ev.kind !== 'open') throw unreachable();
-    ws.send(JSON.stringify({ type: 'join', room, side }));
+    ws.send(JSON.stringify(ifWaiting ? { type: 'join', room, side, if_waiting: true } : { type: 'join', room, side }));
     ev = await control.next(T.joined);
     if (ev.kind === 'timeout' || ev.kind === 'closed') throw unreachable();
     if (ev.kind === 'error') {
       if (ev.message.kind === 'room-full' || ev.message.kind === 'side-taken') return 'busy';
+      if (ifWaiting && ev.message.kind === 'no-peer') return 'no-peer';
+      if (ifWaiting && ev.message.kind === 'bad-request') return 'unsupported';
       throw new MpError('server', `signaling server: ${P.display(ev.message.message ?? '')}`);
     }
     this.iceServers = iceServers(ev.message, host);
@@ -855,9 +860,21 @@ function streamFiles(dc, link, files, agreed, prefixState, ui) {
  */
 export async function receive(codeText, { url, host, ui, words }) {
   const code = P.parseCode(codeText, words);
-  const events = new Events();
-  const signal = new Signal(url, events);
-  if ((await signal.join(code.room, 'receive', host)) === 'busy') {
+  let events = new Events();
+  let signal = new Signal(url, events);
+  // A generated code's sender waits before it shows the code: if none does, say so at once.
+  let joined = await signal.join(code.room, 'receive', host, code.generated);
+  if (joined === 'unsupported') {
+    signal.close();
+    events = new Events();
+    signal = new Signal(url, events);
+    joined = await signal.join(code.room, 'receive', host);
+  }
+  if (joined === 'no-peer') {
+    signal.close();
+    throw new MpError('no-sender', `no sender is waiting with the code ${code.full}: it was used already, it expired, or the sender stopped; ask the sender for a new code`, false);
+  }
+  if (joined === 'busy') {
     signal.close();
     throw new MpError('busy', `the code ${code.full} is already in use by another receiver or transfer`, false);
   }

@@ -24,9 +24,14 @@ const TRIM = new RegExp(`^[${WHITE}]+|[${WHITE}]+$`, 'g');
 
 export class CodeError extends Error {}
 
-/** Parses a code as §2 says; returns { room, full } or throws CodeError. */
+/**
+ * Parses a code as §2 says; returns { room, full, generated } or throws CodeError. `generated`:
+ * of the generated form (a number and two words of the list), whose sender waits before the
+ * code is shown.
+ */
 export function parseCode(text, words) {
-  const full = normaliseGenerated(String(text).replace(TRIM, ''), words) ?? String(text).replace(TRIM, '');
+  const spelled = normaliseGenerated(String(text).replace(TRIM, ''), words);
+  const full = spelled ?? String(text).replace(TRIM, '');
   if (utf8.encode(full).length > 256) throw new CodeError('the code is too long (at most 256 bytes)');
   const dash = full.indexOf('-');
   const malformed = () => new CodeError('a code looks like 7-guitar-ocean: a number, a dash, then words');
@@ -35,7 +40,7 @@ export function parseCode(text, words) {
   const secret = full.slice(dash + 1);
   if (!/^[0-9]{1,9}$/.test(room) || secret === '' || /\p{Cc}/u.test(full)) throw malformed();
   const normal = room.replace(/^0+/, '') || '0';
-  return { room: normal, full: `${normal}-${secret}` };
+  return { room: normal, full: `${normal}-${secret}`, generated: spelled !== null && spelled.split('-').length === 3 };
 }
 
 /**
