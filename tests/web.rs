@@ -332,7 +332,7 @@ fn texts_declines_and_a_vanished_sender_on_the_page() {
     // A generated code nobody sends with: said at once, not after a long wait.
     tab.navigate(&format!("{}#7-guitar-ocean", page(&signal)));
     tab.wait_for(
-        "document.getElementById('error').dataset.kind === 'no-sender'",
+        "document.getElementById('error')?.dataset.kind === 'no-sender'",
         STEP,
     );
     assert!(
