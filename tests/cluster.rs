@@ -341,3 +341,61 @@ fn an_unreachable_redis_stops_the_server_at_start() {
     );
     assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
 }
+
+/// `GET /metrics` of an instance: the value of one unlabelled or exactly labelled sample.
+fn metric(url: &str, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
+    socket.set_read_timeout(Some(STEP)).unwrap();
+    write!(socket, "GET /metrics HTTP/1.1\r\nHost: mp\r\n\r\n").unwrap();
+    let mut text = String::new();
+    socket.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_peer_that_does_not_read_stalls_its_sender_on_the_other_instance() {
+    let redis = Redis::start();
+    let (a, b) = (redis.signal(), redis.signal());
+    let rt = runtime();
+    let (mut sender, receiver) = rt.block_on(async {
+        let mut sender = join(&a.url, "900", "send").await;
+        assert_eq!(next_json(&mut sender, STEP).await["type"], "joined");
+        let mut receiver = join(&b.url, "900", "receive").await;
+        assert_eq!(next_json(&mut receiver, STEP).await["type"], "joined");
+        assert_eq!(next_json(&mut receiver, STEP).await["type"], "paired");
+        assert_eq!(next_json(&mut sender, STEP).await["type"], "paired");
+        (sender, receiver)
+    });
+    // The receiver reads nothing more. The sender pumps 1,000 messages of 32 KiB (32 MiB):
+    // the credit stops instance A from relaying more than B has written out, A stops reading,
+    // and after 10 s of no credit it ends the sender's session.
+    let accepted = rt.block_on(async {
+        let message = vec![7u8; 32 * 1024];
+        let pump = async {
+            for i in 0..1000 {
+                if sender.send(Ws::binary(message.clone())).await.is_err() {
+                    return i;
+                }
+            }
+            1000
+        };
+        tokio::time::timeout(Duration::from_secs(90), pump)
+            .await
+            .expect("the sender was never stopped")
+    });
+    assert!(accepted < 1000, "the whole 32 MiB went through");
+    let relayed = metric(&a.url, "mp_signal_relayed_bytes_total");
+    // What B could write into the idle receiver's socket buffers, plus one window of credit.
+    assert!(
+        relayed < 16 << 20,
+        "{relayed} bytes relayed to a peer that reads nothing"
+    );
+    assert!(metric(&a.url, "mp_signal_limit_hits_total{limit=\"relay_stall\"}") >= 1);
+    drop(receiver);
+    redis.wait_empty(STEP);
+}
