@@ -326,6 +326,19 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
         .find(|e| e["event"] == "offer")
         .expect("an offer event");
     assert_eq!(offer["already_here"], kept, "{offer}");
+    // Both sides said they were checking the kept bytes, before the connection came up.
+    for (side, out) in [("receiver", &received.stdout), ("sender", &sent.stdout)] {
+        let names: Vec<_> = events(out)
+            .into_iter()
+            .map(|e| e["event"].clone())
+            .collect();
+        let checking = names.iter().position(|n| n == "checking");
+        let connected = names.iter().position(|n| n == "connected");
+        assert!(
+            checking.is_some() && checking < connected,
+            "{side}: {names:?}"
+        );
+    }
     // The sender reports what it sent and what was already there.
     let finished = events(&sent.stdout)
         .into_iter()

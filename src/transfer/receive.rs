@@ -555,6 +555,15 @@ async fn decide(
         return Ok((sink, Vec::new()));
     };
     let layout = layout.clone();
+    if already_here > 0 {
+        // Hashing what is kept takes a while for a large file (about 2 s per GiB): say so
+        // rather than sit silent after the "y".
+        ui.status(&format!(
+            "Checking the {} already here from the interrupted transfer…",
+            size(already_here)
+        ));
+        ui.event("checking", json!({ "bytes": already_here }));
+    }
     let kept = tokio::task::spawn_blocking(move || {
         layout.prepare(&manifest)?;
         layout.kept(&manifest)

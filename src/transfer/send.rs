@@ -270,6 +270,7 @@ impl Pump {
                              matches…",
                             size(kept_bytes)
                         ));
+                        self.ui.event("checking", json!({ "bytes": kept_bytes }));
                         let work = hash_prefixes(self.origins(&kept), kept.clone());
                         hashing = Some(Box::pin(work));
                         self.hash_request = kept;
