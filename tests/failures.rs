@@ -153,6 +153,33 @@ fn existing_target_is_never_overwritten() {
 }
 
 #[test]
+fn a_missing_target_folder_is_named_and_the_sender_hears_why() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "album.zip", b"zip");
+    let code = fresh_code();
+
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let target = dst.path().join("not-made-yet").join("album.zip");
+    let received = spawn(receive(&signal, &code, &target).arg("--yes")).wait(LIMIT);
+    received.assert_code(exit::LOCAL_IO);
+    assert!(
+        received.last_line().contains("not-made-yet does not exist"),
+        "{}",
+        received.stderr
+    );
+    let sent = sender.wait(LIMIT);
+    sent.assert_code(exit::DECLINED);
+    assert!(
+        sent.last_line().contains("a file or folder is missing"),
+        "{}",
+        sent.stderr
+    );
+    assert!(list(dst.path()).is_empty(), "nothing made");
+}
+
+#[test]
 fn overwrite_replaces_an_existing_target() {
     let signal = Signal::start();
     let src = tempfile::tempdir().unwrap();
