@@ -27,7 +27,9 @@ fn a_wrong_code_fails_the_receiver_and_the_sender_waits_for_the_right_one() {
     let received = wrong.wait(Duration::from_secs(20));
     received.assert_code(exit::WRONG_CODE);
     assert!(
-        received.last_line().contains("wrong code"),
+        received
+            .last_line()
+            .contains("wrong code, or the signaling server tampered with the key exchange; did you mean 42-guitar-ocean?"),
         "{}",
         received.stderr
     );
@@ -262,6 +264,14 @@ fn malformed_code_is_a_usage_error() {
     let out = spawn(mp().args(["receive", "--signal", &signal.url, "guitar-ocean"])).wait(LIMIT);
     out.assert_code(exit::USAGE);
     assert!(out.last_line().contains("7-guitar-ocean"), "{}", out.stderr);
+    // Spaces for dashes and a typo: the generated code it most likely means is suggested.
+    let out = spawn(mp().args(["receive", "--signal", &signal.url, "12 Cello lader"])).wait(LIMIT);
+    out.assert_code(exit::USAGE);
+    assert!(
+        out.last_line().ends_with("did you mean 12-cello-ladder?"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ use super::connection::{Connection, Happened};
 use super::layout::Layout;
 use super::{finished, NetOptions, Work};
 use crate::error::{local_io_failure, Failure, Kind};
+use crate::protocol::code::{likely_meant, Code};
 use crate::protocol::frame::{Taken, ACK_EVERY};
 use crate::protocol::manifest::{display, Manifest, Summary};
 use crate::protocol::pake::Side;
@@ -60,6 +61,7 @@ enum Sink {
 pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let (rendezvous, code) =
         rendezvous::join(&args.net.signal, Some(&args.code), Side::Receiver).await?;
+    let typed = code.clone();
     super::check_relay(&args.net, rendezvous.as_ref())?;
     ui.status(&format!(
         "Waiting for the sender (at most {} s; Ctrl-C to stop)…",
@@ -84,7 +86,9 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     if let Some(progress) = &pump.progress {
         progress.finish();
     }
-    let report = pump.clean_up(result)?;
+    let report = pump
+        .clean_up(result)
+        .map_err(|failure| typo_hint(failure, &typed))?;
     if let Some(bytes) = report.text {
         ui.event("finished", json!({ "bytes": bytes }));
         return Ok(());
@@ -131,6 +135,21 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
         )),
     }
     Ok(())
+}
+
+/// A failed key exchange with a code one typo away from a generated one says which: the
+/// sender keeps waiting for a few more tries, so the next attempt can succeed.
+fn typo_hint(failure: Failure, typed: &Code) -> Failure {
+    if failure.kind != Kind::WrongCode {
+        return failure;
+    }
+    match likely_meant(typed.as_str()) {
+        Some(meant) => {
+            let message = format!("{}; did you mean {meant}?", failure.message);
+            failure.with_message(message)
+        }
+        None => failure,
+    }
 }
 
 /// What the user decided, and what was kept from an earlier attempt.
