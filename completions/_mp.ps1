@@ -80,6 +80,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             break
         }
         'mp;receive' {
+            [CompletionResult]::new('--code-file', '--code-file', [CompletionResultType]::ParameterName, 'Read the code (or link) from the first line of FILE, `-` for standard input: for scripts that keep it in a file rather than in the environment')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)')
             [CompletionResult]::new('--signal', '--signal', [CompletionResultType]::ParameterName, 'Signaling server URL (ws:// or wss://). Without one, the sender runs a rendezvous itself and announces it on the local network (mDNS), where the receiver finds it')

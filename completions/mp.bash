@@ -63,12 +63,27 @@ _mp() {
             return 0
             ;;
         mp__subcmd__receive)
-            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
+            opts="-y -o -q -h --code-file --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --code-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

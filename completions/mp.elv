@@ -74,6 +74,7 @@ set edit:completion:arg-completer[mp] = {|@words|
             cand --help 'Print help'
         }
         &'mp;receive'= {
+            cand --code-file 'Read the code (or link) from the first line of FILE, `-` for standard input: for scripts that keep it in a file rather than in the environment'
             cand -o 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)'
             cand --output 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)'
             cand --signal 'Signaling server URL (ws:// or wss://). Without one, the sender runs a rendezvous itself and announces it on the local network (mDNS), where the receiver finds it'

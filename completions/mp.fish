@@ -67,6 +67,7 @@ complete -c mp -n "__fish_mp_using_subcommand send" -l relay -d 'Only ever conne
 complete -c mp -n "__fish_mp_using_subcommand send" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand send" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
 complete -c mp -n "__fish_mp_using_subcommand send" -s h -l help -d 'Print help'
+complete -c mp -n "__fish_mp_using_subcommand receive" -l code-file -d 'Read the code (or link) from the first line of FILE, `-` for standard input: for scripts that keep it in a file rather than in the environment' -r -F
 complete -c mp -n "__fish_mp_using_subcommand receive" -s o -l output -d 'Where to write: an existing folder, a new name for the single file or folder offered, or `-` for standard output (a single file or stream only)' -r -F
 complete -c mp -n "__fish_mp_using_subcommand receive" -l signal -d 'Signaling server URL (ws:// or wss://). Without one, the sender runs a rendezvous itself and announces it on the local network (mDNS), where the receiver finds it' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l timeout -d 'Seconds to wait for the other side to arrive (default: 600). Without --signal, also how long the receiver looks for the sender on the local network (default there: 10)' -r

@@ -236,6 +236,11 @@ pub struct ReceiveArgs {
     #[arg(env = "MP_CODE", hide_env_values = true, value_name = "CODE|LINK")]
     pub code: Option<String>,
 
+    /// Read the code (or link) from the first line of FILE, `-` for standard input: for
+    /// scripts that keep it in a file rather than in the environment.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, conflicts_with = "code")]
+    pub code_file: Option<PathBuf>,
+
     /// Accept the offer without asking.
     #[arg(short, long)]
     pub yes: bool,

@@ -206,9 +206,10 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
         }
         Command::Receive(mut args) => {
             // The code as given, or asked for on the terminal (so it is not in `ps`).
-            let mut code = match args.code.take() {
-                Some(code) => code,
-                None => prompt::ask_code().await?,
+            let mut code = match (args.code.take(), &args.code_file) {
+                (Some(code), _) => code,
+                (None, Some(file)) => prompt::read_code(file)?,
+                (None, None) => prompt::ask_code().await?,
             };
             // A link names the server and carries the code; --signal on the command line
             // still wins over the link, the link over MP_SIGNAL.

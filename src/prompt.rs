@@ -1,7 +1,7 @@
 //! Asking for the code on the terminal, so it never shows in the process list, with the
 //! generated codes' words completed on Tab (as magic-wormhole does).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
@@ -17,8 +17,8 @@ pub async fn ask_code() -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return Err(fail(
             Kind::Usage,
-            "no code given: pass the code the sender printed (mp receive 7-guitar-ocean), or set \
-             MP_CODE",
+            "no code given: pass the code the sender printed (mp receive 7-guitar-ocean), set \
+             MP_CODE, or read it from a file with --code-file",
         ));
     }
     let asked = tokio::task::spawn_blocking(|| {
@@ -36,6 +36,28 @@ pub async fn ask_code() -> anyhow::Result<String> {
         Err(rustyline::error::ReadlineError::Eof) => Err(fail(Kind::Usage, "no code given")),
         Err(err) => Err(fail(Kind::Usage, format!("cannot read the code: {err}"))),
     }
+}
+
+/// Reads the code from the first line of `file` (`-`: standard input).
+pub fn read_code(file: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    let read = if file == std::path::Path::new("-") {
+        std::io::stdin().lock().take(4096).read_line(&mut line)
+    } else {
+        std::fs::File::open(file)
+            .and_then(|f| std::io::BufReader::new(f.take(4096)).read_line(&mut line))
+    };
+    let what = format!("cannot read the code from {}", crate::ui::shown(file));
+    read.map_err(|e| crate::error::local_io(&what, e))?;
+    let code = line.trim();
+    if code.is_empty() {
+        return Err(fail(
+            Kind::Usage,
+            format!("{what}: its first line is empty"),
+        ));
+    }
+    Ok(code.to_string())
 }
 
 /// Completes the word under the cursor from the word list.

@@ -79,7 +79,13 @@ pub async fn join(
     side: Side,
 ) -> Result<(Box<dyn Rendezvous>, Code), Failure> {
     let code = code
-        .map(|text| Code::parse(text).map_err(|e| Failure::new(Kind::Usage, e.to_string())))
+        .map(|text| {
+            Code::parse(text).map_err(|e| {
+                let hint = crate::protocol::code::likely_meant(text)
+                    .map_or(String::new(), |meant| format!("; did you mean {meant}?"));
+                Failure::new(Kind::Usage, format!("{e}{hint}"))
+            })
+        })
         .transpose()?;
     if let Some(options) = lan::Options::from_place(place) {
         return lan::join(&options?, code, side).await;

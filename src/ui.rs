@@ -286,7 +286,20 @@ pub fn pace(bytes: u64, elapsed: Duration) -> String {
         return String::new();
     }
     let per_second = (bytes as f64 / seconds) as u64;
-    format!(" in {seconds:.1} s ({}/s)", size(per_second))
+    format!(" in {} ({}/s)", duration(elapsed), size(per_second))
+}
+
+/// "39 ms", "2.0 s", "3 min 05 s": as precise as a person reads it.
+fn duration(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    if seconds < 1.0 {
+        format!("{} ms", elapsed.as_millis().max(1))
+    } else if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else {
+        let whole = elapsed.as_secs();
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
 }
 
 /// "2.40 MiB"
@@ -305,5 +318,13 @@ mod tests {
             " in 2.0 s (150.00 MiB/s)"
         );
         assert_eq!(pace(5, Duration::ZERO), "");
+        assert_eq!(
+            pace(3 << 20, Duration::from_millis(39)),
+            " in 39 ms (76.92 MiB/s)"
+        );
+        assert_eq!(
+            pace(1 << 30, Duration::from_secs(185)),
+            " in 3 min 05 s (5.54 MiB/s)"
+        );
     }
 }

@@ -27,7 +27,9 @@ fn a_wrong_code_fails_the_receiver_and_the_sender_waits_for_the_right_one() {
     let received = wrong.wait(Duration::from_secs(20));
     received.assert_code(exit::WRONG_CODE);
     assert!(
-        received.last_line().contains("wrong code"),
+        received
+            .last_line()
+            .contains("wrong code, or the signaling server tampered with the key exchange; did you mean 42-guitar-ocean?"),
         "{}",
         received.stderr
     );
@@ -153,6 +155,33 @@ fn existing_target_is_never_overwritten() {
 }
 
 #[test]
+fn a_missing_target_folder_is_named_and_the_sender_hears_why() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = file_in(src.path(), "album.zip", b"zip");
+    let code = fresh_code();
+
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let target = dst.path().join("not-made-yet").join("album.zip");
+    let received = spawn(receive(&signal, &code, &target).arg("--yes")).wait(LIMIT);
+    received.assert_code(exit::LOCAL_IO);
+    assert!(
+        received.last_line().contains("not-made-yet does not exist"),
+        "{}",
+        received.stderr
+    );
+    let sent = sender.wait(LIMIT);
+    sent.assert_code(exit::DECLINED);
+    assert!(
+        sent.last_line().contains("a file or folder is missing"),
+        "{}",
+        sent.stderr
+    );
+    assert!(list(dst.path()).is_empty(), "nothing made");
+}
+
+#[test]
 fn overwrite_replaces_an_existing_target() {
     let signal = Signal::start();
     let src = tempfile::tempdir().unwrap();
@@ -235,6 +264,14 @@ fn malformed_code_is_a_usage_error() {
     let out = spawn(mp().args(["receive", "--signal", &signal.url, "guitar-ocean"])).wait(LIMIT);
     out.assert_code(exit::USAGE);
     assert!(out.last_line().contains("7-guitar-ocean"), "{}", out.stderr);
+    // Spaces for dashes and a typo: the generated code it most likely means is suggested.
+    let out = spawn(mp().args(["receive", "--signal", &signal.url, "12 Cello lader"])).wait(LIMIT);
+    out.assert_code(exit::USAGE);
+    assert!(
+        out.last_line().ends_with("did you mean 12-cello-ladder?"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -326,6 +326,19 @@ fn an_interrupted_transfer_resumes_where_it_stopped() {
         .find(|e| e["event"] == "offer")
         .expect("an offer event");
     assert_eq!(offer["already_here"], kept, "{offer}");
+    // Both sides said they were checking the kept bytes, before the connection came up.
+    for (side, out) in [("receiver", &received.stdout), ("sender", &sent.stdout)] {
+        let names: Vec<_> = events(out)
+            .into_iter()
+            .map(|e| e["event"].clone())
+            .collect();
+        let checking = names.iter().position(|n| n == "checking");
+        let connected = names.iter().position(|n| n == "connected");
+        assert!(
+            checking.is_some() && checking < connected,
+            "{side}: {names:?}"
+        );
+    }
     // The sender reports what it sent and what was already there.
     let finished = events(&sent.stdout)
         .into_iter()
@@ -578,6 +591,62 @@ fn without_a_terminal_a_missing_code_says_how_to_pass_one() {
     let out = spawn(mp().args(["receive", "--signal", "ws://127.0.0.1:9"])).wait(LIMIT);
     out.assert_code(exit::USAGE);
     assert!(out.last_line().contains("MP_CODE"), "{}", out.stderr);
+    assert!(out.last_line().contains("--code-file"), "{}", out.stderr);
+}
+
+#[test]
+fn a_script_can_keep_the_code_in_a_file_or_pipe_it_in() {
+    let signal = Signal::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("scripted.txt");
+    std::fs::write(&path, b"from a script").unwrap();
+
+    // From a file (first line; surrounding space ignored).
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let file = src.path().join("code.txt");
+    std::fs::write(&file, format!("  {code}\nignored\n")).unwrap();
+    let mut cmd = mp();
+    cmd.args(["receive", "--signal", &signal.url, "--yes", "-o"])
+        .arg(dst.path().join("one.txt"))
+        .arg("--code-file")
+        .arg(&file);
+    spawn(&mut cmd).wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+
+    // From standard input.
+    let code = fresh_code();
+    let sender = spawn(&mut send(&signal, &code, &path));
+    let mut cmd = mp();
+    cmd.args([
+        "receive",
+        "--signal",
+        &signal.url,
+        "--yes",
+        "--code-file",
+        "-",
+        "-o",
+    ])
+    .arg(dst.path().join("two.txt"))
+    .stdin(Stdio::piped());
+    let mut receiver = spawn(&mut cmd);
+    receiver.write_stdin(format!("{code}\n").as_bytes());
+    receiver.close_stdin();
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    assert_eq!(list(dst.path()), vec!["one.txt", "two.txt"]);
+
+    // An empty file is a usage error, said at once.
+    let empty = src.path().join("empty.txt");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = spawn(
+        mp().args(["receive", "--signal", &signal.url, "--code-file"])
+            .arg(&empty),
+    )
+    .wait(LIMIT);
+    out.assert_code(exit::USAGE);
+    assert!(out.last_line().contains("empty"), "{}", out.stderr);
 }
 
 #[test]

@@ -135,6 +135,61 @@ fn normalise_generated(text: &str) -> Option<String> {
     Some(format!("{room}-{}", words.join("-")))
 }
 
+/// The generated code `typed` most likely mistypes: the same room and words of the built-in
+/// list, each typed word being either one of them or a typo of one (at most two letters off,
+/// and nearer to it than to any other), in any case and with dashes or spaces between them.
+/// `None` when `typed` is a generated code already, or does not look like a mistyped one.
+///
+/// Only a hint for a person (after a malformed code or a failed key exchange): a custom code
+/// that happens to look like a typo is still taken as typed.
+pub fn likely_meant(typed: &str) -> Option<Code> {
+    let typed = typed.trim();
+    if normalise_generated(typed).is_some() {
+        return None;
+    }
+    let parts: Vec<&str> = typed
+        .split(|c: char| c == '-' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .collect();
+    let [room, words @ ..] = parts.as_slice() else {
+        return None;
+    };
+    if words.len() != 2 || !room.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut fixed = Vec::with_capacity(words.len());
+    for word in words {
+        if !word.chars().all(|c| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        fixed.push(nearest_word(&word.to_ascii_lowercase())?);
+    }
+    Code::parse(&format!("{room}-{}", fixed.join("-"))).ok()
+}
+
+/// `word` if it is on the list, else the one listed word at most two edits away from it
+/// and nearer than every other.
+fn nearest_word(word: &str) -> Option<&'static str> {
+    if let Some(listed) = WORDS.lines().find(|listed| *listed == word) {
+        return Some(listed);
+    }
+    let mut best: Option<(&str, usize)> = None;
+    let mut tie = false;
+    for listed in WORDS.lines() {
+        let distance = strsim::damerau_levenshtein(word, listed);
+        match best {
+            Some((_, d)) if distance > d => {}
+            Some((_, d)) if distance == d => tie = true,
+            _ => {
+                best = Some((listed, distance));
+                tie = false;
+            }
+        }
+    }
+    best.filter(|&(_, d)| d <= 2 && !tie)
+        .map(|(listed, _)| listed)
+}
+
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.full)
@@ -245,6 +300,20 @@ mod tests {
         let room: u32 = a.room().parse().unwrap();
         assert!((1..=MAX_GENERATED_ROOM).contains(&room));
         assert_eq!(a.as_str().split('-').count(), 3);
+    }
+
+    #[test]
+    fn a_word_one_typo_off_the_list_suggests_the_generated_code() {
+        let meant = likely_meant;
+        let ladder = Code::parse("1-cello-ladder").unwrap();
+        assert_eq!(meant("1-cello-lader"), Some(ladder.clone()));
+        assert_eq!(meant("1-Cello-ldader"), Some(ladder.clone()));
+        assert_eq!(meant("1 cello laddre").as_ref(), Some(&ladder));
+        // A generated code as it is, or something no typo explains: no suggestion.
+        assert_eq!(meant("1-cello-ladder"), None);
+        assert_eq!(meant("1-my-secret-phrase"), None);
+        assert_eq!(meant("1-cello-xyzzyq"), None);
+        assert_eq!(meant("1-cello-l4dder"), None);
     }
 
     #[test]

@@ -19,7 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::message::Message;
+use super::frame::Frame;
+use super::message::{Candidate, Message};
+use super::session::Conversation;
 use crate::error::{Failure, Kind};
 
 /// How long each handshake message may take once both sides are paired.
@@ -64,6 +66,15 @@ impl Timer {
             at,
             failure: (kind, message.into()),
         }
+    }
+
+    /// The wait for the other side to arrive at the rendezvous.
+    pub fn arrival(now: Instant, wait: Duration) -> Timer {
+        Timer::new(
+            now + wait,
+            Kind::Timeout,
+            format!("the other side did not arrive within {} s", wait.as_secs()),
+        )
     }
 
     /// The deadline for the peer's next message.
@@ -155,4 +166,75 @@ pub fn shorten_to_grace(timer: &mut Option<Timer>, now: Instant, why: Failure) {
     if timer.as_ref().is_none_or(|t| t.at > grace) {
         *timer = Some(Timer::new(grace, why.kind, why.message));
     }
+}
+
+/// Trickled ICE candidates, both ways.
+#[derive(Default)]
+pub struct Trickle {
+    /// Both hellos listed `trickle`.
+    pub on: bool,
+    /// Our SDP went out: our candidates may follow it.
+    pub sdp_sent: bool,
+    /// Our candidates gathered before our SDP went out.
+    pub waiting: Vec<Candidate>,
+    /// The peer's candidates taken so far.
+    pub taken: usize,
+}
+
+/// What one envelope from the peer brought.
+pub enum Received {
+    /// A step of the handshake; `confirmed` when this step proved both sides hold the same
+    /// code (it happens once).
+    Handshake { confirmed: bool },
+    /// A message of the sealed conversation.
+    Message(Message),
+}
+
+/// Opens the peer's `envelope`. A failure to open it ends the run quietly (the peer cannot be
+/// told through a channel that failed); see [`gave_up`] for `connecting` and `peer`.
+pub fn receive(
+    conversation: &mut Option<Conversation>,
+    envelope: &[u8],
+    connecting: bool,
+    peer: &str,
+) -> Result<Received, Stop> {
+    let conversation = conversation
+        .as_mut()
+        .ok_or_else(|| Stop::internal("engine: an envelope before pairing"))?;
+    let was_confirmed = conversation.is_confirmed();
+    let message = conversation
+        .receive(envelope)
+        .map_err(|failure| Stop::quiet(gave_up(failure, connecting, peer)))?;
+    Ok(match message {
+        Some(message) => Received::Message(message),
+        None => Received::Handshake {
+            confirmed: !was_confirmed && conversation.is_confirmed(),
+        },
+    })
+}
+
+/// Seals `message` for the peer.
+pub fn send(conversation: &mut Option<Conversation>, message: &Message) -> Result<(), Stop> {
+    let conversation = conversation
+        .as_mut()
+        .ok_or_else(|| Stop::internal("engine: a message before pairing"))?;
+    conversation.send(message).map_err(Stop::quiet)
+}
+
+/// Tells the peer why this side stops: a FAIL frame to send when the link carries the
+/// transfer (`on_link`), else a sealed `abort` (queued in the conversation) once both sides
+/// proved the code; before that, nothing can be said safely.
+pub fn last_word(
+    failure: &Failure,
+    on_link: bool,
+    conversation: &mut Option<Conversation>,
+) -> Option<Vec<u8>> {
+    let reason = failure.public_reason();
+    if on_link {
+        return Some(Frame::Fail(failure.kind.fail_kind(), reason).encode());
+    }
+    if let Some(conversation) = conversation.as_mut().filter(|c| c.is_confirmed()) {
+        let _ = conversation.send(&Message::Abort { reason });
+    }
+    None
 }

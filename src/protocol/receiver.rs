@@ -19,13 +19,12 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use super::code::Code;
-use super::engine::{self, earliest, unexpected, violation, Stop, Timer};
+use super::engine::{self, earliest, unexpected, violation, Received, Stop, Timer, Trickle};
 use super::frame::{Frame, Taken, Window, ACK_EVERY, ACK_EVERY_MESSAGES, MAX_DATA};
 use super::hex;
 use super::manifest::{display, Manifest, ManifestError, Summary};
 use super::message::{Candidate, Kept, Message, OfferAssembly, SdpKind, MAX_TEXT};
 use super::pake::Side;
-use super::sender::Trickle;
 use super::session::{Conversation, TRICKLE};
 use crate::error::{Failure, Kind};
 
@@ -235,11 +234,7 @@ impl Receiver {
             conversation: None,
             outputs: VecDeque::new(),
             now,
-            timer: Some(Timer::new(
-                now + wait,
-                Kind::Timeout,
-                format!("the other side did not arrive within {} s", wait.as_secs()),
-            )),
+            timer: Some(Timer::arrival(now, wait)),
             assembly: OfferAssembly::default(),
             manifest: None,
             kept: Vec::new(),
@@ -434,25 +429,24 @@ impl Receiver {
     }
 
     fn on_envelope(&mut self, envelope: &[u8]) -> Result<(), Stop> {
-        let conversation = self
-            .conversation
-            .as_mut()
-            .ok_or_else(|| Stop::internal("receiver engine: an envelope before pairing"))?;
-        let was_confirmed = conversation.is_confirmed();
         let connecting = self.phase == Phase::Connecting;
-        let message = conversation
-            .receive(envelope)
-            .map_err(|failure| Stop::quiet(engine::gave_up(failure, connecting, "sender")))?;
-        let Some(message) = message else {
-            let within = if !was_confirmed && conversation.is_confirmed() {
-                self.phase = Phase::AwaitOffer;
-                self.ice.on = conversation.features().iter().any(|f| f == TRICKLE);
-                engine::STEP_TIMEOUT
-            } else {
-                engine::HANDSHAKE_TIMEOUT
-            };
-            self.timer = Some(Timer::reply(self.now, within));
-            return Ok(());
+        let message = match engine::receive(&mut self.conversation, envelope, connecting, "sender")?
+        {
+            Received::Message(message) => message,
+            Received::Handshake { confirmed } => {
+                let within = if confirmed {
+                    self.phase = Phase::AwaitOffer;
+                    self.ice.on = self
+                        .conversation
+                        .as_ref()
+                        .is_some_and(|c| c.features().iter().any(|f| f == TRICKLE));
+                    engine::STEP_TIMEOUT
+                } else {
+                    engine::HANDSHAKE_TIMEOUT
+                };
+                self.timer = Some(Timer::reply(self.now, within));
+                return Ok(());
+            }
         };
         match (self.phase, message) {
             (Phase::AwaitOffer, Message::Offer { manifest, more }) => {
@@ -797,11 +791,7 @@ impl Receiver {
     }
 
     fn send(&mut self, message: &Message) -> Result<(), Stop> {
-        let conversation = self
-            .conversation
-            .as_mut()
-            .ok_or_else(|| Stop::internal("receiver engine: a message before pairing"))?;
-        conversation.send(message).map_err(Stop::quiet)
+        engine::send(&mut self.conversation, message)
     }
 
     /// Ends the transfer with `failure`; `tell`: let the peer know why.
@@ -811,15 +801,8 @@ impl Receiver {
             Phase::Streaming | Phase::Placing | Phase::Closing
         );
         if tell {
-            let reason = failure.public_reason();
-            if on_link {
-                self.outputs.push_back(Output::Frame(
-                    Frame::Fail(failure.kind.fail_kind(), reason).encode(),
-                ));
-            } else if let Some(conversation) =
-                self.conversation.as_mut().filter(|c| c.is_confirmed())
-            {
-                let _ = conversation.send(&Message::Abort { reason });
+            if let Some(frame) = engine::last_word(&failure, on_link, &mut self.conversation) {
+                self.outputs.push_back(Output::Frame(frame));
             }
         }
         // What a sender that broke the rules wrote is not kept, nor what cannot be finished

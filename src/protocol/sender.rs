@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use super::code::Code;
-use super::engine::{self, earliest, unexpected, violation, Stop, Timer};
+use super::engine::{self, earliest, unexpected, violation, Received, Stop, Timer, Trickle};
 use super::frame::{Frame, Taken, Window, MAX_MESSAGE};
 use super::hex;
 use super::manifest::{display, Manifest};
@@ -179,19 +179,6 @@ pub struct Sender {
     stream: Stream,
 }
 
-/// Trickled ICE candidates, both ways.
-#[derive(Default)]
-pub(crate) struct Trickle {
-    /// Both hellos listed `trickle`.
-    pub on: bool,
-    /// Our SDP went out: our candidates may follow it.
-    pub sdp_sent: bool,
-    /// Our candidates gathered before our SDP went out.
-    pub waiting: Vec<Candidate>,
-    /// The peer's candidates taken so far.
-    pub taken: usize,
-}
-
 /// The data phase's state.
 #[derive(Default)]
 struct Stream {
@@ -222,11 +209,7 @@ impl Sender {
             conversation: None,
             outputs: VecDeque::new(),
             now,
-            timer: Some(Timer::new(
-                now + wait,
-                Kind::Timeout,
-                format!("the other side did not arrive within {} s", wait.as_secs()),
-            )),
+            timer: Some(Timer::arrival(now, wait)),
             kept: Vec::new(),
             agreed: HashMap::new(),
             resume_pending: false,
@@ -453,23 +436,16 @@ impl Sender {
     }
 
     fn on_envelope(&mut self, envelope: &[u8]) -> Result<(), Stop> {
-        let conversation = self
-            .conversation
-            .as_mut()
-            .ok_or_else(|| Stop::internal("sender engine: an envelope before pairing"))?;
-        let was_confirmed = conversation.is_confirmed();
         let connecting = self.phase == Phase::Connecting;
-        let message = conversation
-            .receive(envelope)
-            .map_err(|failure| Stop::quiet(engine::gave_up(failure, connecting, "receiver")))?;
-        let Some(message) = message else {
-            if !was_confirmed && conversation.is_confirmed() {
-                self.confirmed()?;
-            } else {
-                self.timer = Some(Timer::reply(self.now, engine::HANDSHAKE_TIMEOUT));
-            }
-            return Ok(());
-        };
+        let message =
+            match engine::receive(&mut self.conversation, envelope, connecting, "receiver")? {
+                Received::Message(message) => message,
+                Received::Handshake { confirmed: true } => return self.confirmed(),
+                Received::Handshake { confirmed: false } => {
+                    self.timer = Some(Timer::reply(self.now, engine::HANDSHAKE_TIMEOUT));
+                    return Ok(());
+                }
+            };
         match (self.phase, message) {
             (Phase::AwaitAccept, Message::Reject { reason }) => {
                 let message = if reason == Kind::Declined.public_reason() {
@@ -723,25 +699,15 @@ impl Sender {
     }
 
     fn send(&mut self, message: &Message) -> Result<(), Stop> {
-        let conversation = self
-            .conversation
-            .as_mut()
-            .ok_or_else(|| Stop::internal("sender engine: a message before pairing"))?;
-        conversation.send(message).map_err(Stop::quiet)
+        engine::send(&mut self.conversation, message)
     }
 
     /// Ends the transfer with `failure`; `tell`: let the peer know why.
     fn fail(&mut self, failure: Failure, tell: bool) {
         if tell {
-            let reason = failure.public_reason();
-            if self.phase == Phase::Streaming {
-                self.outputs.push_back(Output::Frame(
-                    Frame::Fail(failure.kind.fail_kind(), reason).encode(),
-                ));
-            } else if let Some(conversation) =
-                self.conversation.as_mut().filter(|c| c.is_confirmed())
-            {
-                let _ = conversation.send(&Message::Abort { reason });
+            let on_link = self.phase == Phase::Streaming;
+            if let Some(frame) = engine::last_word(&failure, on_link, &mut self.conversation) {
+                self.outputs.push_back(Output::Frame(frame));
             }
         }
         self.finish(Err(failure));

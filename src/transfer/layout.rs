@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{fail, local_io, Kind};
+use crate::error::{fail, local_io, Failure, Kind};
 use crate::protocol::manifest::{display_start, Kind as EntryKind, Manifest};
 use crate::ui::shown;
 
@@ -73,11 +73,26 @@ impl Layout {
                 ))
             }
         };
-        if !out_dir.is_dir() {
-            return Err(fail(
-                Kind::LocalIo,
-                format!("{} is not a folder", shown(&out_dir)),
-            ));
+        match std::fs::metadata(&out_dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("{} is not a folder", shown(&out_dir)),
+                ))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Failure::new(
+                    Kind::LocalIo,
+                    format!(
+                        "the folder {} does not exist: create it, or choose another with -o",
+                        shown(&out_dir)
+                    ),
+                )
+                .caused_by(err)
+                .into())
+            }
+            Err(err) => return Err(local_io(&format!("cannot use {}", shown(&out_dir)), err)),
         }
         // A stream cannot be resumed (its content is unknown up front): its staging folder
         // gets a name of its own, so two streams never share one.

@@ -21,18 +21,16 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::connection::{Connection, Happened};
 use super::layout::Layout;
-use super::{finished, make_sdp, new_peer, next_candidate, next_frame, next_met, open_link};
-use super::{show_path, Interrupts, Met, Tried, STALLED_SEND, STOP_SEND};
-use super::{Made, NetOptions, Opened, Work};
+use super::{finished, NetOptions, Work};
 use crate::error::{local_io_failure, Failure, Kind};
-use crate::peer::{Link, LinkEvent, Peer, RemoteCandidates};
+use crate::protocol::code::{likely_meant, Code};
 use crate::protocol::frame::{Taken, ACK_EVERY};
 use crate::protocol::manifest::{display, Manifest, Summary};
-use crate::protocol::message::Candidate;
 use crate::protocol::pake::Side;
 use crate::protocol::receiver::{Event, Input, KeptPrefix, Output, Receiver, Report, Write};
-use crate::rendezvous::{self, Rendezvous};
+use crate::rendezvous;
 use crate::ui::{shown, size, Progress, Ui};
 
 /// Up to this many files are synced one by one; more get one file-system flush.
@@ -63,6 +61,7 @@ enum Sink {
 pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let (rendezvous, code) =
         rendezvous::join(&args.net.signal, Some(&args.code), Side::Receiver).await?;
+    let typed = code.clone();
     super::check_relay(&args.net, rendezvous.as_ref())?;
     ui.status(&format!(
         "Waiting for the sender (at most {} s; Ctrl-C to stop)…",
@@ -72,16 +71,10 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let engine = Receiver::new(code, Instant::now(), args.net.wait);
     let mut pump = Pump {
         engine,
-        rendezvous: Some(rendezvous),
-        paired: false,
+        connection: Connection::new(args.net.clone(), rendezvous),
         args,
         ui: ui.clone(),
         progress: None,
-        peer: None,
-        link: None,
-        candidates: None,
-        remote: None,
-        tried: Tried::default(),
         offer: None,
         sink: None,
         prefixes: HashMap::new(),
@@ -93,7 +86,9 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     if let Some(progress) = &pump.progress {
         progress.finish();
     }
-    let report = pump.clean_up(result)?;
+    let report = pump
+        .clean_up(result)
+        .map_err(|failure| typo_hint(failure, &typed))?;
     if let Some(bytes) = report.text {
         ui.event("finished", json!({ "bytes": bytes }));
         return Ok(());
@@ -142,23 +137,31 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A failed key exchange with a code one typo away from a generated one says which: the
+/// sender keeps waiting for a few more tries, so the next attempt can succeed.
+fn typo_hint(failure: Failure, typed: &Code) -> Failure {
+    if failure.kind != Kind::WrongCode {
+        return failure;
+    }
+    match likely_meant(typed.as_str()) {
+        Some(meant) => {
+            let message = format!("{}; did you mean {meant}?", failure.message);
+            failure.with_message(message)
+        }
+        None => failure,
+    }
+}
+
 /// What the user decided, and what was kept from an earlier attempt.
 type Decision = Result<(Sink, Vec<(usize, u64, Sha256)>), Failure>;
 
 /// Everything the receiver's loop holds.
 struct Pump {
     engine: Receiver,
-    rendezvous: Option<Box<dyn Rendezvous>>,
-    paired: bool,
+    connection: Connection,
     args: ReceiveArgs,
     ui: Ui,
     progress: Option<Progress>,
-    peer: Option<Peer>,
-    link: Option<Link>,
-    /// Local ICE candidates as they are gathered, and where the peer's go.
-    candidates: Option<mpsc::UnboundedReceiver<Candidate>>,
-    remote: Option<RemoteCandidates>,
-    tried: Tried,
     offer: Option<(Manifest, Summary)>,
     sink: Option<Sink>,
     /// Hash states after each kept prefix, for the writer to continue from.
@@ -180,24 +183,19 @@ struct Writer {
 
 impl Pump {
     async fn run(&mut self) -> Result<Report, Failure> {
-        // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
-        let mut interrupts = Interrupts::listen();
-        // Set by Ctrl-C: from then on, every remaining step is short.
-        let mut stopping = false;
         let mut asking: Work<Decision> = None;
-        let mut making_sdp: Work<Made> = None;
-        let mut opening: Work<Opened> = None;
         let result = 'run: loop {
+            // Carry out everything the engine wants done now.
             let deadline = loop {
                 match self.engine.poll_output() {
                     Output::Timeout(at) => break at,
                     Output::Done(result) => break 'run result,
-                    Output::Envelope(envelope) => self.send_envelope(envelope).await,
-                    Output::CloseRendezvous => {
-                        if let Some(mut rendezvous) = self.rendezvous.take() {
-                            rendezvous.close().await;
+                    Output::Envelope(envelope) => {
+                        if let Err(why) = self.connection.send_envelope(envelope).await {
+                            self.handle(Input::RendezvousClosed(why));
                         }
                     }
+                    Output::CloseRendezvous => self.connection.close_rendezvous().await,
                     Output::Ask { manifest, summary } => {
                         self.offer = Some((manifest.clone(), summary));
                         asking = Some(Box::pin(decide(
@@ -214,67 +212,43 @@ impl Pump {
                         self.handle(Input::TextShown(shown));
                     }
                     Output::Answer { offer, trickle } => {
-                        self.tried.sdp(&offer, false);
-                        match new_peer(&self.args.net, &self.rendezvous, &mut self.tried).await {
-                            Ok(mut peer) => {
-                                self.candidates = peer.take_candidates();
-                                self.remote = Some(peer.remote_candidates());
-                                making_sdp = Some(make_sdp(peer, Some(offer), trickle));
-                            }
-                            Err(why) => self.handle(Input::LinkFailed(why)),
+                        if let Err(why) = self.connection.start_peer(Some(offer), trickle).await {
+                            self.handle(Input::LinkFailed(why));
                         }
                     }
                     Output::Write(write) => self.write(Command::Write(write)),
                     Output::Place => self.write(Command::Place),
                     Output::Discard => self.discard = true,
                     Output::Frame(frame) => {
-                        // A frame that cannot leave means the link is going away: what the
-                        // peer said last (a FAIL, a DONE) is still delivered before
-                        // `LinkEvent::Closed`, and decides.
-                        if let Some(link) = &mut self.link {
-                            // A full send buffer must not make the loop deaf: Ctrl-C and the
-                            // engine's own deadlines still end the wait.
-                            let bound = if stopping { STOP_SEND } else { STALLED_SEND };
-                            let sent = tokio::select! {
-                                sent = link.send(frame) => sent.is_ok(),
-                                _ = interrupts.next(), if !stopping => {
-                                    stopping = true;
-                                    self.engine.handle(Instant::now(), Input::Interrupt);
-                                    false
-                                }
-                                _ = tokio::time::sleep(bound) => false,
-                            };
-                            if !sent {
-                                link.going_away();
-                            }
+                        if self.connection.send_frame(frame).await {
+                            self.handle(Input::Interrupt);
                         }
                     }
                     Output::Event(Event::Connected) => {
-                        show_path(self.peer.as_ref(), &self.ui).await;
+                        self.connection.show_path(&self.ui).await;
                         self.show(Event::Connected);
                     }
                     Output::Event(event) => self.show(event),
                     Output::AddCandidate(candidate) => {
-                        self.tried.candidate(&candidate.candidate, false);
-                        if let Some(remote) = &self.remote {
-                            // One the connection cannot use does no harm: others may work.
-                            let _ = remote.add(candidate).await;
-                        }
+                        self.connection.add_remote_candidate(candidate).await
                     }
                 }
             };
             let input = tokio::select! {
-                met = next_met(&mut self.rendezvous, self.paired) => match met {
-                    Met::Paired => {
-                        self.paired = true;
+                happened = self.connection.next() => match happened {
+                    Happened::Paired => {
                         self.ui.event("paired", json!({}));
                         Input::Paired
                     }
-                    Met::Envelope(envelope) => Input::Envelope(envelope),
-                    Met::Closed(why) => {
-                        self.rendezvous = None;
-                        Input::RendezvousClosed(why)
-                    }
+                    Happened::Envelope(envelope) => Input::Envelope(envelope),
+                    Happened::RendezvousClosed(why) => Input::RendezvousClosed(why),
+                    Happened::LocalSdp(sdp) => Input::LocalSdp(sdp),
+                    Happened::LocalCandidate(candidate) => Input::LocalCandidate(candidate),
+                    Happened::LinkOpen { .. } => Input::LinkOpen,
+                    Happened::LinkFailed(why) => Input::LinkFailed(why),
+                    Happened::Frame(frame) => Input::Frame(frame),
+                    Happened::LinkClosed => Input::LinkClosed,
+                    Happened::Interrupt => Input::Interrupt,
                 },
                 decision = finished(&mut asking) => match decision {
                     Ok((sink, kept)) => {
@@ -292,76 +266,21 @@ impl Pump {
                     }
                     Err(why) => Input::Decline(why),
                 },
-                made = finished(&mut making_sdp) => match made {
-                    Ok((peer, sdp)) => {
-                        self.tried.sdp(&sdp, true);
-                        opening = Some(open_link(peer));
-                        Input::LocalSdp(sdp)
-                    }
-                    Err(why) => Input::LinkFailed(why),
-                },
-                (peer, link) = finished(&mut opening) => {
-                    self.peer = Some(peer);
-                    match link {
-                        Ok(link) => {
-                            self.link = Some(link);
-                            Input::LinkOpen
-                        }
-                        Err(why) => Input::LinkFailed(why),
-                    }
-                },
-                candidate = next_candidate(&mut self.candidates) => {
-                    self.tried.candidate(&candidate.candidate, true);
-                    Input::LocalCandidate(candidate)
-                },
-                event = next_frame(&mut self.link) => match event {
-                    LinkEvent::Message(frame) => Input::Frame(frame),
-                    LinkEvent::Closed => {
-                        self.link = None;
-                        Input::LinkClosed
-                    }
-                },
                 report = next_report(&mut self.writer) => match report {
                     WriterReport::Taken(taken) => Input::Taken(taken),
                     WriterReport::Written { index, sha256 } => Input::Written { index, sha256 },
                     WriterReport::Failed(why) => Input::WriteFailed(why),
                     WriterReport::Placed(placed) => Input::Placed(placed),
                 },
-                _ = interrupts.next(), if !stopping => {
-                    stopping = true;
-                    Input::Interrupt
-                }
                 _ = tokio::time::sleep_until(deadline.into()) => Input::Timeout,
             };
             self.handle(input);
         };
-        if let Some(link) = &self.link {
-            if result.is_err() {
-                // Let a last FAIL leave before the connection closes.
-                link.flush().await;
-            }
-        }
-        if let Some(peer) = &self.peer {
-            peer.close().await;
-        }
-        if let Some(mut rendezvous) = self.rendezvous.take() {
-            rendezvous.close().await;
-        }
-        result.map_err(|failure| self.tried.explain(failure))
+        self.connection.close(result).await
     }
 
     fn handle(&mut self, input: Input) {
         self.engine.handle(Instant::now(), input);
-    }
-
-    async fn send_envelope(&mut self, envelope: Vec<u8>) {
-        let Some(rendezvous) = self.rendezvous.as_mut() else {
-            return;
-        };
-        if let Err(why) = rendezvous.send(envelope).await {
-            self.rendezvous = None;
-            self.handle(Input::RendezvousClosed(why));
-        }
     }
 
     fn show(&mut self, event: Event) {
@@ -555,6 +474,15 @@ async fn decide(
         return Ok((sink, Vec::new()));
     };
     let layout = layout.clone();
+    if already_here > 0 {
+        // Hashing what is kept takes a while for a large file (about 2 s per GiB): say so
+        // rather than sit silent after the "y".
+        ui.status(&format!(
+            "Checking the {} already here from the interrupted transfer…",
+            size(already_here)
+        ));
+        ui.event("checking", json!({ "bytes": already_here }));
+    }
     let kept = tokio::task::spawn_blocking(move || {
         layout.prepare(&manifest)?;
         layout.kept(&manifest)

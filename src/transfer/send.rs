@@ -16,19 +16,16 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::connection::{Connection, Happened};
 use super::source::{Origin, Source};
-use super::{finished, make_sdp, new_peer, next_candidate, next_frame, next_met, open_link};
-use super::{show_path, Interrupts, Met, Tried, STALLED_SEND, STOP_SEND};
-use super::{Made, NetOptions, Opened, Work};
+use super::{finished, NetOptions, Work};
 use crate::error::{fail, local_io_failure, Failure, Kind};
-use crate::peer::{Link, LinkEvent, Peer, RemoteCandidates};
 use crate::protocol::frame::DATA_TYPE;
-use crate::protocol::message::Candidate;
 use crate::protocol::message::{Kept, Message, MAX_TEXT};
 use crate::protocol::pake::Side;
 use crate::protocol::seal::MAX_MESSAGE;
 use crate::protocol::sender::{Chunk, Event, Input, Offer, Output, Planned, Sender};
-use crate::rendezvous::{self, Rendezvous};
+use crate::rendezvous;
 use crate::ui::{size, Progress, Ui};
 
 /// A prefix's hash and the hash state after it (both `None` when the file is shorter).
@@ -114,20 +111,13 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
         let engine = Sender::new(code.clone(), offer.clone(), Instant::now(), wait);
         let mut pump = Pump {
             engine,
-            rendezvous: Some(rendezvous),
-            paired: false,
-            net: args.net.clone(),
+            connection: Connection::new(args.net.clone(), rendezvous),
             source: source.take(),
             ui: ui.clone(),
             title: title.clone(),
             total,
             progress: None,
             connected_at: None,
-            peer: None,
-            link: None,
-            candidates: None,
-            remote: None,
-            tried: Tried::default(),
             reader: None,
             hash_request: Vec::new(),
             prefixes: HashMap::new(),
@@ -135,7 +125,7 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
         let result = pump.run().await;
         let retry = match &result {
             Err(failure) => {
-                pump.paired
+                pump.connection.was_paired()
                     && !pump.engine.is_confirmed()
                     && matches!(failure.kind, Kind::WrongCode | Kind::PeerGone)
             }
@@ -198,9 +188,7 @@ pub async fn run(args: SendArgs, ui: Ui) -> anyhow::Result<()> {
 /// Everything the sender's loop holds.
 struct Pump {
     engine: Sender,
-    rendezvous: Option<Box<dyn Rendezvous>>,
-    paired: bool,
-    net: NetOptions,
+    connection: Connection,
     source: Option<Source>,
     ui: Ui,
     title: String,
@@ -208,12 +196,6 @@ struct Pump {
     /// Shown once connected.
     progress: Option<Progress>,
     connected_at: Option<Instant>,
-    peer: Option<Peer>,
-    link: Option<Link>,
-    /// Local ICE candidates as they are gathered, and where the peer's go.
-    candidates: Option<mpsc::UnboundedReceiver<Candidate>>,
-    remote: Option<RemoteCandidates>,
-    tried: Tried,
     reader: Option<mpsc::Receiver<Chunk>>,
     /// The prefixes the engine asked to hash, in its order.
     hash_request: Vec<Kept>,
@@ -223,12 +205,6 @@ struct Pump {
 
 impl Pump {
     async fn run(&mut self) -> Result<crate::protocol::sender::Report, Failure> {
-        // Registered once, so a Ctrl-C that arrives while the loop is busy is not lost.
-        let mut interrupts = Interrupts::listen();
-        // Set by Ctrl-C: from then on, every remaining step is short.
-        let mut stopping = false;
-        let mut making_sdp: Work<Made> = None;
-        let mut opening: Work<Opened> = None;
         let mut hashing: Work<Result<Vec<Hashed>, Failure>> = None;
         let result = 'run: loop {
             // Carry out everything the engine wants done now.
@@ -236,31 +212,20 @@ impl Pump {
                 match self.engine.poll_output() {
                     Output::Timeout(at) => break at,
                     Output::Done(result) => break 'run result,
-                    Output::Envelope(envelope) => self.send_envelope(envelope).await,
-                    Output::CloseRendezvous => {
-                        if let Some(mut rendezvous) = self.rendezvous.take() {
-                            rendezvous.close().await;
+                    Output::Envelope(envelope) => {
+                        if let Err(why) = self.connection.send_envelope(envelope).await {
+                            self.handle(Input::RendezvousClosed(why));
                         }
                     }
+                    Output::CloseRendezvous => self.connection.close_rendezvous().await,
                     Output::CreateOffer { trickle } => {
-                        match new_peer(&self.net, &self.rendezvous, &mut self.tried).await {
-                            Ok(mut peer) => {
-                                self.candidates = peer.take_candidates();
-                                self.remote = Some(peer.remote_candidates());
-                                making_sdp = Some(make_sdp(peer, None, trickle));
-                            }
-                            Err(why) => self.handle(Input::LinkFailed(why)),
+                        if let Err(why) = self.connection.start_peer(None, trickle).await {
+                            self.handle(Input::LinkFailed(why));
                         }
                     }
                     Output::ApplyAnswer(answer) => {
-                        self.tried.sdp(&answer, false);
-                        let mut peer = self.peer.take().expect("an offer was made");
-                        match peer.apply_answer(answer).await {
-                            Ok(()) => opening = Some(open_link(peer)),
-                            Err(why) => {
-                                self.peer = Some(peer);
-                                self.handle(Input::LinkFailed(why));
-                            }
+                        if let Err(why) = self.connection.apply_answer(answer).await {
+                            self.handle(Input::LinkFailed(why));
                         }
                     }
                     Output::HashPrefixes(kept) => {
@@ -270,91 +235,44 @@ impl Pump {
                              matches…",
                             size(kept_bytes)
                         ));
+                        self.ui.event("checking", json!({ "bytes": kept_bytes }));
                         let work = hash_prefixes(self.origins(&kept), kept.clone());
                         hashing = Some(Box::pin(work));
                         self.hash_request = kept;
                     }
                     Output::StartReading { plan, max_data } => self.start_reading(plan, max_data),
                     Output::Frame(frame) => {
-                        // A frame that cannot leave means the link is going away: what the
-                        // peer said last (a FAIL, a DONE) is still delivered before
-                        // `LinkEvent::Closed`, and decides.
-                        if let Some(link) = &mut self.link {
-                            // A full send buffer must not make the loop deaf: Ctrl-C and the
-                            // engine's own deadlines still end the wait.
-                            let bound = if stopping { STOP_SEND } else { STALLED_SEND };
-                            let sent = tokio::select! {
-                                sent = link.send(frame) => sent.is_ok(),
-                                _ = interrupts.next(), if !stopping => {
-                                    stopping = true;
-                                    self.engine.handle(Instant::now(), Input::Interrupt);
-                                    false
-                                }
-                                _ = tokio::time::sleep(bound) => false,
-                            };
-                            if !sent {
-                                link.going_away();
-                            }
+                        if self.connection.send_frame(frame).await {
+                            self.handle(Input::Interrupt);
                         }
                     }
                     Output::Event(Event::Connected) => {
-                        show_path(self.peer.as_ref(), &self.ui).await;
+                        self.connection.show_path(&self.ui).await;
                         self.connected_at = Some(Instant::now());
                         self.progress = Some(self.ui.progress(self.total, &self.title));
                     }
                     Output::Event(event) => self.show(event),
                     Output::AddCandidate(candidate) => {
-                        self.tried.candidate(&candidate.candidate, false);
-                        if let Some(remote) = &self.remote {
-                            // One the connection cannot use does no harm: others may work.
-                            let _ = remote.add(candidate).await;
-                        }
+                        self.connection.add_remote_candidate(candidate).await
                     }
                 }
             };
             let wants_chunk = self.engine.wants_chunk() && self.reader.is_some();
             let input = tokio::select! {
-                met = next_met(&mut self.rendezvous, self.paired) => match met {
-                    Met::Paired => {
-                        self.paired = true;
+                happened = self.connection.next() => match happened {
+                    Happened::Paired => {
                         self.ui.event("paired", json!({}));
                         Input::Paired
                     }
-                    Met::Envelope(envelope) => Input::Envelope(envelope),
-                    Met::Closed(why) => {
-                        self.rendezvous = None;
-                        Input::RendezvousClosed(why)
-                    }
-                },
-                made = finished(&mut making_sdp) => match made {
-                    Ok((peer, sdp)) => {
-                        self.tried.sdp(&sdp, true);
-                        self.peer = Some(peer);
-                        Input::LocalSdp(sdp)
-                    }
-                    Err(why) => Input::LinkFailed(why),
-                },
-                (peer, link) = finished(&mut opening) => {
-                    self.peer = Some(peer);
-                    match link {
-                        Ok(link) => {
-                            let max_message = link.max_message();
-                            self.link = Some(link);
-                            Input::LinkOpen { max_message }
-                        }
-                        Err(why) => Input::LinkFailed(why),
-                    }
-                },
-                candidate = next_candidate(&mut self.candidates) => {
-                    self.tried.candidate(&candidate.candidate, true);
-                    Input::LocalCandidate(candidate)
-                },
-                event = next_frame(&mut self.link) => match event {
-                    LinkEvent::Message(frame) => Input::Frame(frame),
-                    LinkEvent::Closed => {
-                        self.link = None;
-                        Input::LinkClosed
-                    }
+                    Happened::Envelope(envelope) => Input::Envelope(envelope),
+                    Happened::RendezvousClosed(why) => Input::RendezvousClosed(why),
+                    Happened::LocalSdp(sdp) => Input::LocalSdp(sdp),
+                    Happened::LocalCandidate(candidate) => Input::LocalCandidate(candidate),
+                    Happened::LinkOpen { max_message } => Input::LinkOpen { max_message },
+                    Happened::LinkFailed(why) => Input::LinkFailed(why),
+                    Happened::Frame(frame) => Input::Frame(frame),
+                    Happened::LinkClosed => Input::LinkClosed,
+                    Happened::Interrupt => Input::Interrupt,
                 },
                 hashed = finished(&mut hashing) => match hashed {
                     Ok(hashed) => {
@@ -370,42 +288,15 @@ impl Pump {
                     Err(why) => Input::Prefixes(Err(why)),
                 },
                 chunk = next_chunk(&mut self.reader), if wants_chunk => chunk,
-                _ = interrupts.next(), if !stopping => {
-                    stopping = true;
-                    Input::Interrupt
-                }
                 _ = tokio::time::sleep_until(deadline.into()) => Input::Timeout,
             };
             self.handle(input);
         };
-        if let Some(link) = &self.link {
-            if result.is_err() {
-                // Let a last FAIL leave before the connection closes.
-                link.flush().await;
-            }
-        }
-        if let Some(peer) = &self.peer {
-            peer.close().await;
-        }
-        if let Some(mut rendezvous) = self.rendezvous.take() {
-            // A last abort must leave before the connection closes.
-            rendezvous.close().await;
-        }
-        result.map_err(|failure| self.tried.explain(failure))
+        self.connection.close(result).await
     }
 
     fn handle(&mut self, input: Input) {
         self.engine.handle(Instant::now(), input);
-    }
-
-    async fn send_envelope(&mut self, envelope: Vec<u8>) {
-        let Some(rendezvous) = self.rendezvous.as_mut() else {
-            return;
-        };
-        if let Err(why) = rendezvous.send(envelope).await {
-            self.rendezvous = None;
-            self.handle(Input::RendezvousClosed(why));
-        }
     }
 
     fn show(&self, event: Event) {
