@@ -63,7 +63,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__receive)
-            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
+            opts="-y -o -q -h --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --signal-ca --relay --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -105,6 +105,21 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --signal-ca)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -113,7 +128,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --text --name --skip-unsafe --code --no-qr --qr --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
+            opts="-q -h --text --name --skip-unsafe --code --no-qr --qr --signal --timeout --bind --stun --turn --turn-user --turn-password --signal-ca --relay --quiet --json --help"
             if [[ ${cur} == -* ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -163,6 +178,21 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --signal-ca)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -171,7 +201,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__signal)
-            opts="-q -h --listen --room-timeout --drain-timeout --wait-timeout --max-clients --handshake-timeout --max-handshakes --max-handshakes-per-addr --max-waiting-per-addr --joins-per-minute --no-stun --turn --turn-secret --turn-ttl --quiet --json --help"
+            opts="-q -h --listen --room-timeout --drain-timeout --wait-timeout --max-clients --handshake-timeout --max-handshakes --max-handshakes-per-addr --max-waiting-per-addr --joins-per-minute --tls-cert --tls-key --trust-proxy --no-stun --turn --turn-secret --turn-ttl --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -215,6 +245,40 @@ _mp() {
                     ;;
                 --joins-per-minute)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --tls-key)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --trust-proxy)
+                    COMPREPLY=($(compgen -W "x-forwarded-for forwarded" -- "${cur}"))
                     return 0
                     ;;
                 --turn)

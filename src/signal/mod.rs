@@ -12,6 +12,7 @@ pub mod client;
 pub mod metrics;
 pub mod server;
 pub mod stun;
+pub mod tls;
 pub mod turn;
 pub mod web;
 pub mod wire;

@@ -25,7 +25,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::metrics::{Gauges, Limit, Metrics};
+use super::tls::Stream;
 use super::turn::Turn;
+use super::web::{Accepted, Front, ProxyHeader};
 use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
 
 /// How the server is run.
@@ -59,6 +61,11 @@ pub struct Config {
     pub stun_port: Option<u16>,
     /// The TURN server whose credentials `joined` hands out.
     pub turn: Option<Arc<Turn>>,
+    /// Serve `wss://` and `https://` with this (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Take client addresses from this header, written by a reverse proxy every connection
+    /// comes through (`--trust-proxy`); the per-address handshake limit is then the proxy's.
+    pub trust_proxy: Option<ProxyHeader>,
 }
 
 impl Default for Config {
@@ -77,6 +84,8 @@ impl Default for Config {
             relay_budget: RELAY_BUDGET,
             stun_port: None,
             turn: None,
+            tls: None,
+            trust_proxy: None,
         }
     }
 }
@@ -368,9 +377,11 @@ pub async fn serve(
         });
     }
     let handshakes = Arc::new(Handshakes::new(&config));
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let metrics_text: Arc<super::web::MetricsText> = {
         let (rooms, slots, handshakes) = (rooms.clone(), slots.clone(), handshakes.clone());
         let (max_clients, max_handshakes) = (config.max_clients, handshakes.size);
+        let relay_budget = config.relay_budget.max(MAX_MESSAGE);
         Arc::new(move || {
             let (open, waiting) = {
                 let state = rooms.state.lock().expect("rooms lock");
@@ -383,6 +394,8 @@ pub async fn serve(
                 rooms: open,
                 rooms_waiting: waiting,
                 shutting_down: *rooms.stopping.borrow(),
+                relay_queued_bytes: (relay_budget - rooms.relay_budget.available_permits()) as u64,
+                max_clients: max_clients as u64,
             })
         })
     };
@@ -415,6 +428,7 @@ pub async fn serve(
         let config = config.clone();
         let slots = slots.clone();
         let metrics_text = metrics_text.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let (place, evicted) = place;
             // Small buffers: most connections wait idle, and 128 KiB each (the default) made
@@ -426,14 +440,24 @@ pub async fn serve(
                 .max_message_size(Some(MAX_MESSAGE))
                 .max_frame_size(Some(MAX_MESSAGE));
             // A WebSocket (any path) is a signaling client; a plain GET gets the web peer.
-            let timeout = config.handshake_timeout;
-            let accept = super::web::accept(stream, ws_config, timeout, &*metrics_text);
+            let front = Front {
+                tls: tls.as_ref(),
+                trust_proxy: config.trust_proxy,
+                timeout: config.handshake_timeout,
+                metrics: &*metrics_text,
+            };
+            let accept = super::web::accept(stream, ws_config, &front);
             let accepted = tokio::select! {
                 accepted = accept => accepted,
-                _ = evicted => None,
+                _ = evicted => return,
             };
-            let Some(mut ws) = accepted else {
-                return;
+            let metrics = &rooms.metrics;
+            let (mut ws, key) = match accepted {
+                Accepted::Ws(ws, forwarded) => (*ws, forwarded.map_or(key, AddrKey::of)),
+                Accepted::Http => return Metrics::add(&metrics.http_requests_total, 1),
+                Accepted::TimedOut => return metrics.hit(Limit::HandshakeTimeout),
+                Accepted::Tls => return Metrics::add(&metrics.tls_failures_total, 1),
+                Accepted::Broken => return Metrics::add(&metrics.broken_requests_total, 1),
             };
             // A client's place is taken once it is a WebSocket, and only then.
             let Ok(_permit) = slots.try_acquire_owned() else {
@@ -484,7 +508,11 @@ impl Handshakes {
         Handshakes {
             size: config.max_handshakes.max(1),
             total: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
-            per_addr: config.max_handshakes_per_addr.max(1),
+            // Behind a proxy every connection comes from the proxy: it limits per client.
+            per_addr: match config.trust_proxy {
+                Some(_) => usize::MAX,
+                None => config.max_handshakes_per_addr.max(1),
+            },
             next: AtomicU64::new(0),
             by_addr: Mutex::new(HashMap::new()),
         }
@@ -558,7 +586,7 @@ fn error(kind: ErrorKind, message: &str) -> WsMessage {
     )
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+type Ws = tokio_tungstenite::WebSocketStream<Stream>;
 
 /// Sends one message; a client that does not take it within [`RELAY_STALL`] (a full TCP
 /// window: alive but not reading) is treated as gone, so it cannot pin its task and queue.
