@@ -8,10 +8,15 @@ use mp::signal::wire::{ClientMessage, ServerMessage, MAX_ROOM_LEN};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = serde_json::from_slice::<ClientMessage>(data) {
-        let ClientMessage::Join { room, side } = &message;
+        let (room, side) = match &message {
+            ClientMessage::Join { room, side } => (Some(room), side),
+            ClientMessage::Allocate { side } => (None, side),
+        };
         if message.validate().is_ok() {
-            assert!(!room.is_empty() && room.len() <= MAX_ROOM_LEN);
-            assert!(room.bytes().all(|b| b.is_ascii_digit()));
+            if let Some(room) = room {
+                assert!(!room.is_empty() && room.len() <= MAX_ROOM_LEN);
+                assert!(room.bytes().all(|b| b.is_ascii_digit()));
+            }
             assert!(side == "send" || side == "receive");
         }
         let again: ClientMessage =
@@ -22,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         let text = message.to_text();
         let again: ServerMessage = serde_json::from_str(&text).unwrap();
         assert_eq!(again, message);
-        if let ServerMessage::Joined { stun_port, turn } = message {
+        if let ServerMessage::Joined { stun_port, turn, .. } = message {
             for url in ["ws://signal.example.org:8080", "wss://[::1]/x", "ws://"] {
                 for server in announced_ice_servers(url, stun_port, turn.clone()) {
                     assert!(!server.urls.is_empty());
