@@ -46,6 +46,9 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--max-handshakes-per-addr', '--max-handshakes-per-addr', [CompletionResultType]::ParameterName, 'Most WebSocket handshakes under way from one client address (an IPv6 /64); the oldest makes way for a new one')
             [CompletionResult]::new('--max-waiting-per-addr', '--max-waiting-per-addr', [CompletionResultType]::ParameterName, 'Most rooms one client address (an IPv6 /64) may keep waiting for their second member')
             [CompletionResult]::new('--joins-per-minute', '--joins-per-minute', [CompletionResultType]::ParameterName, 'Joins one client address (an IPv6 /64) may make per minute (all at once, then one every 60/N seconds)')
+            [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'Serve wss:// and https:// with this certificate chain (PEM, the server''s certificate first). Needs --tls-key')
+            [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The private key of --tls-cert (PEM: PKCS #8, PKCS #1 or SEC1)')
+            [CompletionResult]::new('--trust-proxy', '--trust-proxy', [CompletionResultType]::ParameterName, 'Take each client''s address from the header a reverse proxy writes: X-Forwarded-For (its rightmost entry, the default) or Forwarded (RFC 7239). Only when every connection comes through your proxy: anyone reaching the server directly could claim any address')
             [CompletionResult]::new('--turn', '--turn', [CompletionResultType]::ParameterName, 'TURN server URL(s) to hand out to clients with short-lived credentials, e.g. turn:relay.example.org:3478. Needs --turn-secret')
             [CompletionResult]::new('--turn-secret', '--turn-secret', [CompletionResultType]::ParameterName, 'Secret shared with the TURN server (coturn''s static-auth-secret); prefer the environment variable, which `ps` does not show')
             [CompletionResult]::new('--turn-ttl', '--turn-ttl', [CompletionResultType]::ParameterName, 'Seconds a handed-out TURN credential stays valid')
@@ -53,8 +56,8 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and the code')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'mp;send' {
@@ -69,6 +72,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--turn', '--turn', [CompletionResultType]::ParameterName, 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password')
             [CompletionResult]::new('--turn-user', '--turn-user', [CompletionResultType]::ParameterName, 'User name for --turn')
             [CompletionResult]::new('--turn-password', '--turn-password', [CompletionResultType]::ParameterName, 'Password for --turn')
+            [CompletionResult]::new('--signal-ca', '--signal-ca', [CompletionResultType]::ParameterName, 'Also trust the certificates in this PEM file as roots for a wss:// signaling server (a private CA, or a server''s self-signed certificate), besides the public web CAs')
             [CompletionResult]::new('--skip-unsafe', '--skip-unsafe', [CompletionResultType]::ParameterName, 'Leave out files and folders whose names the receiver would refuse (a control character, say) instead of stopping; each is named in a warning')
             [CompletionResult]::new('--no-qr', '--no-qr', [CompletionResultType]::ParameterName, 'Do not draw the QR code of the link on the terminal')
             [CompletionResult]::new('--relay', '--relay', [CompletionResultType]::ParameterName, 'Only ever connect through a TURN relay, so the other side never learns this machine''s address')
@@ -90,6 +94,7 @@ Register-ArgumentCompleter -Native -CommandName 'mp' -ScriptBlock {
             [CompletionResult]::new('--turn', '--turn', [CompletionResultType]::ParameterName, 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password')
             [CompletionResult]::new('--turn-user', '--turn-user', [CompletionResultType]::ParameterName, 'User name for --turn')
             [CompletionResult]::new('--turn-password', '--turn-password', [CompletionResultType]::ParameterName, 'Password for --turn')
+            [CompletionResult]::new('--signal-ca', '--signal-ca', [CompletionResultType]::ParameterName, 'Also trust the certificates in this PEM file as roots for a wss:// signaling server (a private CA, or a server''s self-signed certificate), besides the public web CAs')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Accept the offer without asking')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Accept the offer without asking')
             [CompletionResult]::new('--overwrite', '--overwrite', [CompletionResultType]::ParameterName, 'Replace existing files and merge into existing folders (never through a symbolic link)')

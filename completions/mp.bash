@@ -63,7 +63,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__receive)
-            opts="-y -o -q -h --code-file --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
+            opts="-y -o -q -h --code-file --yes --output --overwrite --signal --timeout --bind --stun --turn --turn-user --turn-password --signal-ca --relay --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -120,6 +120,21 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --signal-ca)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -128,7 +143,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__send)
-            opts="-q -h --text --name --skip-unsafe --code --no-qr --qr --signal --timeout --bind --stun --turn --turn-user --turn-password --relay --quiet --json --help"
+            opts="-q -h --text --name --skip-unsafe --code --no-qr --qr --signal --timeout --bind --stun --turn --turn-user --turn-password --signal-ca --relay --quiet --json --help"
             if [[ ${cur} == -* ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +193,21 @@ _mp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --signal-ca)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -186,7 +216,7 @@ _mp() {
             return 0
             ;;
         mp__subcmd__signal)
-            opts="-q -h --listen --room-timeout --drain-timeout --redis --wait-timeout --max-clients --handshake-timeout --max-handshakes --max-handshakes-per-addr --max-waiting-per-addr --joins-per-minute --no-stun --turn --turn-secret --turn-ttl --quiet --json --help"
+            opts="-q -h --listen --room-timeout --drain-timeout --redis --wait-timeout --max-clients --handshake-timeout --max-handshakes --max-handshakes-per-addr --max-waiting-per-addr --joins-per-minute --tls-cert --tls-key --trust-proxy --no-stun --turn --turn-secret --turn-ttl --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,6 +264,40 @@ _mp() {
                     ;;
                 --joins-per-minute)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --tls-key)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --trust-proxy)
+                    COMPREPLY=($(compgen -W "x-forwarded-for forwarded" -- "${cur}"))
                     return 0
                     ;;
                 --turn)

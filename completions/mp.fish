@@ -43,13 +43,17 @@ complete -c mp -n "__fish_mp_using_subcommand signal" -l max-handshakes -d 'Most
 complete -c mp -n "__fish_mp_using_subcommand signal" -l max-handshakes-per-addr -d 'Most WebSocket handshakes under way from one client address (an IPv6 /64); the oldest makes way for a new one' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l max-waiting-per-addr -d 'Most rooms one client address (an IPv6 /64) may keep waiting for their second member' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l joins-per-minute -d 'Joins one client address (an IPv6 /64) may make per minute (all at once, then one every 60/N seconds)' -r
+complete -c mp -n "__fish_mp_using_subcommand signal" -l tls-cert -d 'Serve wss:// and https:// with this certificate chain (PEM, the server\'s certificate first). Needs --tls-key' -r -F
+complete -c mp -n "__fish_mp_using_subcommand signal" -l tls-key -d 'The private key of --tls-cert (PEM: PKCS #8, PKCS #1 or SEC1)' -r -F
+complete -c mp -n "__fish_mp_using_subcommand signal" -l trust-proxy -d 'Take each client\'s address from the header a reverse proxy writes: X-Forwarded-For (its rightmost entry, the default) or Forwarded (RFC 7239). Only when every connection comes through your proxy: anyone reaching the server directly could claim any address' -r -f -a "x-forwarded-for\t'`X-Forwarded-For: client, proxy1, proxy2`: the rightmost entry, which the last proxy (yours) appended or set'
+forwarded\t'RFC 7239 `Forwarded: for=…`: the `for` of the rightmost element'"
 complete -c mp -n "__fish_mp_using_subcommand signal" -l turn -d 'TURN server URL(s) to hand out to clients with short-lived credentials, e.g. turn:relay.example.org:3478. Needs --turn-secret' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l turn-secret -d 'Secret shared with the TURN server (coturn\'s static-auth-secret); prefer the environment variable, which `ps` does not show' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l turn-ttl -d 'Seconds a handed-out TURN credential stays valid' -r
 complete -c mp -n "__fish_mp_using_subcommand signal" -l no-stun -d 'Do not answer STUN Binding requests on UDP at the --listen address and port'
 complete -c mp -n "__fish_mp_using_subcommand signal" -s q -l quiet -d 'Print only errors and the code'
 complete -c mp -n "__fish_mp_using_subcommand signal" -l json -d 'Report progress as JSON lines (docs/JSON.md) instead of text: on stdout, or on stderr when stdout carries the received data'
-complete -c mp -n "__fish_mp_using_subcommand signal" -s h -l help -d 'Print help'
+complete -c mp -n "__fish_mp_using_subcommand signal" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mp -n "__fish_mp_using_subcommand send" -l text -d 'Send this short text instead of files; the receiver prints it (`-`: read it from standard input)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l name -d 'The name the receiver gets for standard input (`mp send -`)' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l code -d 'Use this code instead of a generated one (`<number>-<anything>`)' -r
@@ -61,6 +65,7 @@ complete -c mp -n "__fish_mp_using_subcommand send" -l stun -d 'STUN server(s) f
 complete -c mp -n "__fish_mp_using_subcommand send" -l turn -d 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l turn-user -d 'User name for --turn' -r
 complete -c mp -n "__fish_mp_using_subcommand send" -l turn-password -d 'Password for --turn' -r
+complete -c mp -n "__fish_mp_using_subcommand send" -l signal-ca -d 'Also trust the certificates in this PEM file as roots for a wss:// signaling server (a private CA, or a server\'s self-signed certificate), besides the public web CAs' -r -F
 complete -c mp -n "__fish_mp_using_subcommand send" -l skip-unsafe -d 'Leave out files and folders whose names the receiver would refuse (a control character, say) instead of stopping; each is named in a warning'
 complete -c mp -n "__fish_mp_using_subcommand send" -l no-qr -d 'Do not draw the QR code of the link on the terminal'
 complete -c mp -n "__fish_mp_using_subcommand send" -l relay -d 'Only ever connect through a TURN relay, so the other side never learns this machine\'s address'
@@ -76,6 +81,7 @@ complete -c mp -n "__fish_mp_using_subcommand receive" -l stun -d 'STUN server(s
 complete -c mp -n "__fish_mp_using_subcommand receive" -l turn -d 'TURN server(s) to relay through when no direct path exists, e.g. turn:host:3478 (default: what the signaling server hands out). Needs --turn-user and --turn-password' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l turn-user -d 'User name for --turn' -r
 complete -c mp -n "__fish_mp_using_subcommand receive" -l turn-password -d 'Password for --turn' -r
+complete -c mp -n "__fish_mp_using_subcommand receive" -l signal-ca -d 'Also trust the certificates in this PEM file as roots for a wss:// signaling server (a private CA, or a server\'s self-signed certificate), besides the public web CAs' -r -F
 complete -c mp -n "__fish_mp_using_subcommand receive" -s y -l yes -d 'Accept the offer without asking'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l overwrite -d 'Replace existing files and merge into existing folders (never through a symbolic link)'
 complete -c mp -n "__fish_mp_using_subcommand receive" -l relay -d 'Only ever connect through a TURN relay, so the other side never learns this machine\'s address'

@@ -118,6 +118,22 @@ pub struct SignalArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub joins_per_minute: u32,
 
+    /// Serve wss:// and https:// with this certificate chain (PEM, the server's certificate
+    /// first). Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key", value_hint = ValueHint::FilePath)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS #8, PKCS #1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert", value_hint = ValueHint::FilePath)]
+    pub tls_key: Option<PathBuf>,
+
+    /// Take each client's address from the header a reverse proxy writes: X-Forwarded-For
+    /// (its rightmost entry, the default) or Forwarded (RFC 7239). Only when every connection
+    /// comes through your proxy: anyone reaching the server directly could claim any address.
+    #[arg(long, value_name = "HEADER", num_args = 0..=1, require_equals = true,
+          default_missing_value = "x-forwarded-for")]
+    pub trust_proxy: Option<crate::signal::web::ProxyHeader>,
+
     /// Do not answer STUN Binding requests on UDP at the --listen address and port.
     #[arg(long)]
     pub no_stun: bool,
@@ -186,6 +202,11 @@ pub struct NetArgs {
         hide_env_values = true
     )]
     pub turn_password: Option<String>,
+
+    /// Also trust the certificates in this PEM file as roots for a wss:// signaling server
+    /// (a private CA, or a server's self-signed certificate), besides the public web CAs.
+    #[arg(long, env = "MP_SIGNAL_CA", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub signal_ca: Option<PathBuf>,
 
     /// Only ever connect through a TURN relay, so the other side never learns this machine's
     /// address.

@@ -73,6 +73,10 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                 })),
                 None => None,
             };
+            let tls = match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(signal::tls::server_config(cert, key)?),
+                _ => None,
+            };
             // Redis first: an instance that cannot share its rooms must not take clients.
             let redis = match args.redis.as_deref() {
                 Some(url) => Some(signal::backplane::Backplane::connect(url).await.map_err(
@@ -91,7 +95,8 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
             let local = listeners.tcp.local_addr()?;
             // Each client is one open file: the descriptor limit, not --max-clients, would
             // otherwise decide how many are served, and the rest would time out unanswered.
-            eprintln!("mp signal: listening on ws://{local}");
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
+            eprintln!("mp signal: listening on {scheme}://{local}");
             let mut max_clients = args.max_clients;
             let mut max_handshakes = args.max_handshakes;
             if let Some(open_files) = signal::server::raise_open_files() {
@@ -130,6 +135,8 @@ async fn run(cli: Cli, ui: ui::Ui) -> anyhow::Result<()> {
                 joins_per_minute: args.joins_per_minute,
                 turn,
                 redis: redis.clone(),
+                tls,
+                trust_proxy: args.trust_proxy,
                 ..Default::default()
             };
             let drain = config.drain_timeout;
@@ -261,6 +268,9 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(600);
 /// the receiver needs no hint.
 fn net_options(args: NetArgs) -> anyhow::Result<(NetOptions, Option<String>)> {
     let timeout = args.timeout.map(Duration::from_secs);
+    if let Some(ca) = &args.signal_ca {
+        signal::tls::trust(ca)?;
+    }
     let (signal, hint) = match args.signal {
         Some(signal) => {
             signal::client::check_url(&signal)?;

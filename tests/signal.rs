@@ -1081,3 +1081,307 @@ fn sigterm_lets_paired_rooms_finish_and_ends_waiting_ones() {
     assert!(stopped.elapsed() < Duration::from_secs(10));
     assert!(out.stderr.contains("mp signal: stopped"), "{}", out.stderr);
 }
+
+// ---- TLS: `mp signal --tls-cert/--tls-key` serves wss:// and https:// itself. ----
+
+/// A self-signed certificate for 127.0.0.1 and localhost, as PEM files in a new folder:
+/// (folder, certificate, key).
+fn self_signed() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    certificate(false)
+}
+
+/// The same, marked as a CA if `ca`, as `openssl req -x509` makes them.
+fn certificate(ca: bool) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    if ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    let key_pair = rcgen::KeyPair::generate().unwrap();
+    let made = params.self_signed(&key_pair).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, made.pem()).unwrap();
+    std::fs::write(&key, key_pair.serialize_pem()).unwrap();
+    (dir, cert, key)
+}
+
+fn tls_signal(cert: &std::path::Path, key: &std::path::Path) -> Signal {
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let signal = Signal::start_with(&["--tls-cert", cert, "--tls-key", key]);
+    assert!(signal.url.starts_with("wss://127.0.0.1:"), "{}", signal.url);
+    signal
+}
+
+#[test]
+fn a_transfer_goes_through_wss_with_a_self_signed_certificate() {
+    // Marked as a CA, as `openssl req -x509` makes them: no valid end certificate for webpki,
+    // so only the pin of --signal-ca lets it through.
+    let (_certs, cert, key) = certificate(true);
+    let signal = tls_signal(&cert, &key);
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("over-tls.bin");
+    let content = random_bytes(200_000, 11);
+    std::fs::write(&file, &content).unwrap();
+
+    // Without the certificate, the client refuses the server, and says why.
+    let code = fresh_code();
+    let untrusted = spawn(&mut send(&signal, &code, &file)).wait(LIMIT);
+    untrusted.assert_code(exit::SERVER);
+    assert!(
+        untrusted
+            .last_line()
+            .contains("cannot reach the signaling server")
+            && untrusted.last_line().contains("--signal-ca"),
+        "{}",
+        untrusted.last_line()
+    );
+
+    // With it (MP_SIGNAL_CA on one side, --signal-ca on the other), it works.
+    let code = fresh_code();
+    let sender = spawn(send(&signal, &code, &file).env("MP_SIGNAL_CA", &cert));
+    let receiver = spawn(
+        receive(&signal, &code, dst.path())
+            .arg("--yes")
+            .arg("--signal-ca")
+            .arg(&cert),
+    );
+    receiver.wait(LIMIT).assert_code(exit::SUCCESS);
+    sender.wait(LIMIT).assert_code(exit::SUCCESS);
+    assert!(std::fs::read(dst.path().join("over-tls.bin")).unwrap() == content);
+}
+
+#[test]
+fn a_plain_client_on_the_tls_port_is_told_to_use_wss() {
+    let (_certs, cert, key) = self_signed();
+    let signal = tls_signal(&cert, &key);
+    let plain = signal.url.replace("wss://", "ws://");
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("a.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let out = spawn(
+        mp().args(["send", "--signal", &plain, "--code", &fresh_code()])
+            .arg(&file),
+    )
+    .wait(LIMIT);
+    out.assert_code(exit::SERVER);
+    assert!(
+        out.last_line().contains("use wss://"),
+        "{}",
+        out.last_line()
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+
+    // And a wss:// client on a plain server hears that TLS is not spoken there, at once.
+    let plain_server = Signal::start();
+    let tls_url = plain_server.url.replace("ws://", "wss://");
+    let started = std::time::Instant::now();
+    let out = spawn(
+        mp().args(["send", "--signal", &tls_url, "--code", &fresh_code()])
+            .arg(&file),
+    )
+    .wait(LIMIT);
+    out.assert_code(exit::SERVER);
+    assert!(
+        out.last_line().contains("speaks TLS"),
+        "{}",
+        out.last_line()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "waited for a timeout"
+    );
+}
+
+/// `GET path` over TLS, trusting `ca`: the whole response.
+async fn https_get(url: &str, ca: &std::path::Path, path: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let addr = url.trim_start_matches("wss://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let read = tls.read_to_end(&mut response);
+    tokio::time::timeout(STEP, read).await.unwrap().unwrap();
+    String::from_utf8(response).unwrap()
+}
+
+#[test]
+fn the_web_page_and_health_are_served_over_https() {
+    let (_certs, cert, key) = self_signed();
+    let signal = tls_signal(&cert, &key);
+    runtime().block_on(async {
+        let page = https_get(&signal.url, &cert, "/").await;
+        assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+        assert!(page.contains("Content-Security-Policy: default-src 'none'"));
+        assert!(page.contains("<script type=\"module\" src=\"app.js\">"));
+        let health = https_get(&signal.url, &cert, "/healthz").await;
+        assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    });
+}
+
+#[test]
+fn missing_or_wrong_tls_files_are_one_line_and_an_exit_code() {
+    let (certs, cert, key) = self_signed();
+    let missing = certs.path().join("missing.pem");
+    let run = |cert: &std::path::Path, key: &std::path::Path| {
+        spawn(
+            mp().args(["signal", "--listen", "127.0.0.1:0", "--tls-cert"])
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key),
+        )
+        .wait(LIMIT)
+    };
+    let out = run(&missing, &key);
+    out.assert_code(exit::LOCAL_IO);
+    assert!(out.last_line().contains("cannot read the TLS certificate"));
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    // A key where the certificate should be, and the reverse.
+    let out = run(&key, &cert);
+    out.assert_code(exit::USAGE);
+    assert!(
+        out.last_line().contains("holds no certificate"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&cert, &cert);
+    out.assert_code(exit::USAGE);
+    assert!(
+        out.last_line().contains("holds no private key"),
+        "{}",
+        out.stderr
+    );
+    // A key of another certificate.
+    let (_other, _, other_key) = self_signed();
+    let out = run(&cert, &other_key);
+    out.assert_code(exit::USAGE);
+    assert!(out.last_line().contains("does not fit"), "{}", out.stderr);
+    // And the client's --signal-ca likewise.
+    let out = spawn(
+        mp().args([
+            "receive",
+            "--signal",
+            "wss://127.0.0.1:9",
+            "7-a-b",
+            "--signal-ca",
+        ])
+        .arg(&missing),
+    )
+    .wait(LIMIT);
+    out.assert_code(exit::LOCAL_IO);
+    assert!(
+        out.last_line().contains("cannot read the CA file"),
+        "{}",
+        out.stderr
+    );
+}
+
+// ---- Behind a reverse proxy: --trust-proxy. ----
+
+/// Joins `room` with `header: value` in the WebSocket request, as a proxy would forward it.
+async fn join_via(url: &str, header: &str, value: &str, room: &str) -> Client {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+        value.parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let join = format!(r#"{{"type":"join","room":"{room}","side":"send"}}"#);
+    ws.send(Ws::text(join)).await.unwrap();
+    ws
+}
+
+#[test]
+fn behind_a_trusted_proxy_limits_count_the_forwarded_address() {
+    let xff = "x-forwarded-for";
+    // Trusted: the rightmost entry is the client; what the client wrote before it is not.
+    let signal = Signal::start_with(&["--trust-proxy", "--max-waiting-per-addr", "1"]);
+    runtime().block_on(async {
+        let mut a = join_via(&signal.url, xff, "192.0.2.1", "5").await;
+        assert!(is_joined(&next_text(&mut a).await));
+        let mut again = join_via(&signal.url, xff, "198.51.100.7, 192.0.2.1", "6").await;
+        assert!(next_text(&mut again).await.contains("busy"));
+        let mut spoof = join_via(&signal.url, xff, "192.0.2.2, 192.0.2.1", "7").await;
+        assert!(next_text(&mut spoof).await.contains("busy"));
+        let mut other = join_via(&signal.url, xff, "192.0.2.2", "8").await;
+        assert!(is_joined(&next_text(&mut other).await));
+        // A proxy that names the address with a port, or none at all (the proxy's own).
+        let mut port = join_via(&signal.url, xff, "192.0.2.3:4711", "9").await;
+        assert!(is_joined(&next_text(&mut port).await));
+        let mut direct = join(&signal.url, "10", "send").await;
+        assert!(is_joined(&next_text(&mut direct).await));
+    });
+    // RFC 7239, when the proxy writes that one instead.
+    let signal = Signal::start_with(&["--trust-proxy=forwarded", "--max-waiting-per-addr", "1"]);
+    runtime().block_on(async {
+        let fwd = "forwarded";
+        let mut a = join_via(&signal.url, fwd, r#"for="[2001:db8:1:2::1]:4711""#, "5").await;
+        assert!(is_joined(&next_text(&mut a).await));
+        // The same /64.
+        let same = "for=192.0.2.9, for=\"[2001:db8:1:2::99]\";proto=https";
+        let mut b = join_via(&signal.url, fwd, same, "6").await;
+        assert!(next_text(&mut b).await.contains("busy"));
+        // X-Forwarded-For is not the header it was told to trust.
+        let mut c = join_via(&signal.url, xff, "192.0.2.1", "7").await;
+        assert!(is_joined(&next_text(&mut c).await));
+        let mut d = join_via(&signal.url, xff, "192.0.2.2", "8").await;
+        assert!(next_text(&mut d).await.contains("busy"));
+    });
+    // Not trusted (the default): the header changes nothing.
+    let signal = Signal::start_with(&["--max-waiting-per-addr", "1"]);
+    runtime().block_on(async {
+        let mut a = join_via(&signal.url, xff, "192.0.2.1", "5").await;
+        assert!(is_joined(&next_text(&mut a).await));
+        let mut b = join_via(&signal.url, xff, "192.0.2.2", "6").await;
+        assert!(next_text(&mut b).await.contains("busy"));
+    });
+}
+
+#[test]
+fn handshake_timeouts_and_broken_requests_are_counted() {
+    use std::io::Write;
+    let signal = Signal::start_with(&["--handshake-timeout", "1"]);
+    let addr = signal.url.trim_start_matches("ws://").to_string();
+    // One connection that never finishes its request, one that sends no HTTP at all.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let mut broken = std::net::TcpStream::connect(&addr).unwrap();
+    broken.write_all(b"\x00\x01 not http\r\n\r\n").unwrap();
+    let deadline = std::time::Instant::now() + STEP;
+    let timeout = "mp_signal_limit_hits_total{limit=\"handshake_timeout\"}";
+    let metrics = loop {
+        let metrics = http_get(&signal.url, "/metrics");
+        if sample(&metrics, timeout) == 1 || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sample(&metrics, timeout), 1, "{metrics}");
+    assert_eq!(sample(&metrics, "mp_signal_broken_requests_total"), 1);
+    // The /metrics requests before this one.
+    assert!(sample(&metrics, "mp_signal_http_requests_total") >= 1);
+    assert_eq!(sample(&metrics, "mp_signal_tls_failures_total"), 0);
+    assert!(sample(&metrics, "mp_signal_max_clients") > 0);
+    assert_eq!(sample(&metrics, "mp_signal_relay_queued_bytes"), 0);
+    assert!(sample(&metrics, "process_open_fds") >= 3);
+    assert!(sample(&metrics, "process_max_fds") >= sample(&metrics, "process_open_fds"));
+    assert!(sample(&metrics, "process_resident_memory_bytes") > 1 << 20);
+}

@@ -156,6 +156,19 @@ fn the_page_sends_and_the_cli_receives_from_the_link() {
     std::fs::write(src.path().join("one.bin"), &one).unwrap();
     std::fs::write(src.path().join("two.txt"), &two).unwrap();
 
+    // Someone waits in room 1: the page asks the server for a room (`allocate`), as mp does,
+    // and gets the lowest free one instead of drawing a number that may be squatted.
+    let (mut squatter, _) = tokio_tungstenite::tungstenite::connect(&signal.url).unwrap();
+    squatter
+        .send(r#"{"type":"join","room":"1","side":"receive"}"#.into())
+        .unwrap();
+    assert!(squatter
+        .read()
+        .unwrap()
+        .to_text()
+        .unwrap()
+        .contains("joined"));
+
     let browser = Browser::launch();
     let tab = browser.tab(src.path());
     tab.phone(390, 844);
@@ -175,6 +188,10 @@ fn the_page_sends_and_the_cli_receives_from_the_link() {
         .to_string();
     let code = tab.text("share-code");
     assert_eq!(link, format!("{}#{code}", page(&signal)));
+    assert!(
+        code.starts_with("2-"),
+        "{code}: not the room the server allocates"
+    );
     assert_eq!(
         tab.eval("document.querySelectorAll('#qr svg path').length"),
         1

@@ -95,8 +95,10 @@ class Signal {
   }
 
   /**
-   * Connects and joins `room` as `side`; resolves with 'joined', 'busy', or, with `ifWaiting`
-   * (§3.2: only if the other side waits), 'no-peer' or 'unsupported' (a server from before it).
+   * Connects and joins `room` as `side`, or with `room` null asks the server to open a room
+   * (`allocate`, §3.2: its lowest free number, which `this.room` then holds). Resolves with
+   * 'joined', 'busy', 'unsupported' (a server from before `allocate` or `if_waiting`), or,
+   * with `ifWaiting` (§3.2: only if the other side waits), 'no-peer'.
    */
   async join(room, side, host, ifWaiting = false) {
     const ws = new WebSocket(this.url);
@@ -117,14 +119,28 @@ class Signal {
     const unreachable = () => new MpError('server', `the signaling server at ${this.url} did not answer`);
     let ev = await control.next(T.connectServer);
     if (ev.kind !== 'open') throw unreachable();
-    ws.send(JSON.stringify(ifWaiting ? { type: 'join', room, side, if_waiting: true } : { type: 'join', room, side }));
+    const allocate = room === null;
+    let request = { type: 'join', room, side };
+    if (allocate) request = { type: 'allocate', side };
+    else if (ifWaiting) request = { type: 'join', room, side, if_waiting: true };
+    ws.send(JSON.stringify(request));
     ev = await control.next(T.joined);
     if (ev.kind === 'timeout' || ev.kind === 'closed') throw unreachable();
     if (ev.kind === 'error') {
       if (ev.message.kind === 'room-full' || ev.message.kind === 'side-taken') return 'busy';
       if (ifWaiting && ev.message.kind === 'no-peer') return 'no-peer';
-      if (ifWaiting && ev.message.kind === 'bad-request') return 'unsupported';
+      // An older server refuses a first message it does not know.
+      if ((allocate || ifWaiting) && ev.message.kind === 'bad-request') return 'unsupported';
       throw new MpError('server', `signaling server: ${P.display(ev.message.message ?? '')}`);
+    }
+    if (allocate) {
+      const given = ev.message.room;
+      if (typeof given !== 'string' || !/^[1-9][0-9]{0,8}$/.test(given)) {
+        throw new MpError('server', 'the signaling server gave no valid room number');
+      }
+      this.room = given;
+    } else {
+      this.room = room;
     }
     this.iceServers = iceServers(ev.message, host);
     this.joined = true;
@@ -587,10 +603,22 @@ export async function sendFiles(files, { url, host, words, ui, code: fixed }) {
   const events = new Events();
   let signal;
   let code = fixed ? P.parseCode(fixed) : P.generateCode(words);
+  // A generated code takes the room the server allocates (so nobody can squat every short
+  // one), and keeps the words drawn here, which the server never sees.
+  let allocate = !fixed;
   for (let attempt = 0; ; attempt++) {
     signal = new Signal(url, events);
-    if ((await signal.join(code.room, 'send', host)) === 'joined') break;
+    const got = await signal.join(allocate ? null : code.room, 'send', host);
+    if (got === 'joined') {
+      if (allocate) code = P.parseCode(`${signal.room}-${code.full.slice(code.full.indexOf('-') + 1)}`);
+      break;
+    }
     signal.close();
+    if (got === 'unsupported') {
+      // A server from before `allocate`: draw rooms in 1..=99, as mp does there.
+      allocate = false;
+      continue;
+    }
     if (fixed) throw new MpError('busy', `the code ${code.full} is already in use on the server; pick another`);
     if (attempt + 1 >= ROOM_ATTEMPTS) throw new MpError('busy', 'every room tried on the signaling server is busy; try again later');
     // Like mp: keep the words, draw another room.

@@ -503,7 +503,7 @@ impl Backplane {
                     sent: entry.sent.clone(),
                 }))
             }
-            b'm' => Event::Relay(rest.to_vec(), super::store::Release::Remote),
+            b'm' => Event::Relay(Box::new((rest.to_vec(), super::store::Release::Remote))),
             b'c' => {
                 entry.sent.lock().expect("sent lock").pop_front();
                 return;

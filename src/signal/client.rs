@@ -92,6 +92,32 @@ pub fn announced_ice_servers(
     servers
 }
 
+/// Why connecting failed, for people: an HTTP answer says what the server said (a TLS-only
+/// server tells a ws:// client to use wss://), a TLS failure that TLS may not be spoken.
+fn connect_error(url: &str, err: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match err {
+        Error::Http(response) => {
+            let said = response
+                .body()
+                .as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|b| b.lines().next())
+                .map(|line| line.chars().filter(|c| !c.is_control()).take(200))
+                .map(|line| format!(": {}", line.collect::<String>()))
+                .unwrap_or_default();
+            format!("it answered {}{said}", response.status())
+        }
+        Error::Tls(_) | Error::Io(_) if err.to_string().contains("certificate") => format!(
+            "{err} (for a private or self-signed certificate, give it with --signal-ca FILE)"
+        ),
+        Error::Tls(_) | Error::Io(_) if url.starts_with("wss://") => format!(
+            "{err} (wss:// needs a server that speaks TLS: mp signal --tls-cert, or a proxy)"
+        ),
+        err => err.to_string(),
+    }
+}
+
 /// A joined room on the signaling server.
 pub struct SignalClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -184,13 +210,19 @@ impl SignalClient {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
-        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        // A root added with --signal-ca, besides the public web CAs tungstenite trusts.
+        let tls = super::tls::client_config().map(tokio_tungstenite::Connector::Rustls);
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, tls);
         let (ws, _) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(err)) => {
                 return Err(fail(
                     Kind::Server,
-                    format!("cannot reach the signaling server at {url}: {err}"),
+                    format!(
+                        "cannot reach the signaling server at {url}: {}",
+                        connect_error(url, &err)
+                    ),
                 ))
             }
             Err(_) => {

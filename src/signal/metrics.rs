@@ -15,7 +15,8 @@ pub enum Limit {
     Handshakes,
     /// `--max-handshakes-per-addr`: an address's oldest handshake closed.
     HandshakesPerAddr,
-    /// `--handshake-timeout`: a WebSocket whose first message came too late.
+    /// `--handshake-timeout`: a connection whose TLS handshake, HTTP request or WebSocket
+    /// handshake did not finish in time, or a WebSocket whose first message came too late.
     HandshakeTimeout,
     /// `--max-waiting-per-addr`.
     WaitingPerAddr,
@@ -61,6 +62,9 @@ pub struct Metrics {
     pub relayed_bytes_total: AtomicU64,
     /// Redis commands that failed (with `--redis`).
     pub redis_errors_total: AtomicU64,
+    pub http_requests_total: AtomicU64,
+    pub tls_failures_total: AtomicU64,
+    pub broken_requests_total: AtomicU64,
     limit_hits: [AtomicU64; Limit::ALL.len()],
 }
 
@@ -71,6 +75,10 @@ pub struct Gauges {
     pub rooms: u64,
     pub rooms_waiting: u64,
     pub shutting_down: bool,
+    /// Bytes of relayed messages waiting to be written to their receivers.
+    pub relay_queued_bytes: u64,
+    /// Most clients served at once (`--max-clients`, as capped by the open-file limit).
+    pub max_clients: u64,
 }
 
 impl Metrics {
@@ -116,6 +124,18 @@ impl Metrics {
             "gauge",
             "1 while draining after SIGTERM.",
             gauges.shutting_down as u64,
+        );
+        one(
+            "mp_signal_relay_queued_bytes",
+            "gauge",
+            "Bytes of relayed messages waiting to be written to their receivers.",
+            gauges.relay_queued_bytes,
+        );
+        one(
+            "mp_signal_max_clients",
+            "gauge",
+            "Most clients served at once (--max-clients, capped by the open-file limit).",
+            gauges.max_clients,
         );
         one(
             "mp_signal_connections_total",
@@ -165,6 +185,24 @@ impl Metrics {
             "Redis commands that failed (with --redis).",
             get(&self.redis_errors_total),
         );
+        one(
+            "mp_signal_http_requests_total",
+            "counter",
+            "Plain HTTP requests answered (the web page, /healthz, /metrics, errors).",
+            get(&self.http_requests_total),
+        );
+        one(
+            "mp_signal_tls_failures_total",
+            "counter",
+            "TLS handshakes that failed, and plain HTTP sent to a TLS port.",
+            get(&self.tls_failures_total),
+        );
+        one(
+            "mp_signal_broken_requests_total",
+            "counter",
+            "Connections closed, or not speaking HTTP, before their request was complete.",
+            get(&self.broken_requests_total),
+        );
         let name = "mp_signal_limit_hits_total";
         let _ = writeln!(
             out,
@@ -174,7 +212,50 @@ impl Metrics {
         for (limit, count) in Limit::ALL.iter().zip(&self.limit_hits) {
             let _ = writeln!(out, "{name}{{limit=\"{}\"}} {}", limit.label(), get(count));
         }
+        process(&mut out);
         out
+    }
+}
+
+/// The standard process metrics an operator compares with the limits: resident memory, open
+/// files and the open-file limit (Linux, from /proc/self; nothing elsewhere).
+fn process(out: &mut String) {
+    let mut one = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    // SAFETY: sysconf reads a constant of the system.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let resident = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok());
+    if let Some(pages) = resident {
+        one(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            pages * page,
+        );
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        one(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            dir.count() as u64,
+        );
+    }
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<u64>().ok()
+        });
+    if let Some(limit) = limit {
+        one(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            limit,
+        );
     }
 }
 
@@ -193,6 +274,8 @@ mod tests {
             rooms: 1,
             rooms_waiting: 1,
             shutting_down: false,
+            relay_queued_bytes: 0,
+            max_clients: 10,
         });
         assert!(
             text.contains("# TYPE mp_signal_pairings_total counter\nmp_signal_pairings_total 2\n")
@@ -200,9 +283,20 @@ mod tests {
         assert!(text.contains("mp_signal_clients 3\n"));
         assert!(text.contains("mp_signal_limit_hits_total{limit=\"joins_per_addr\"} 1\n"));
         assert!(text.contains("mp_signal_limit_hits_total{limit=\"clients\"} 0\n"));
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "{name}");
+        }
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
-            assert!(name.starts_with("mp_signal_"), "{line}");
+            assert!(
+                name.starts_with("mp_signal_") || name.starts_with("process_"),
+                "{line}"
+            );
             value.parse::<u64>().unwrap();
         }
     }

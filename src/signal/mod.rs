@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod server;
 mod store;
 pub mod stun;
+pub mod tls;
 pub mod turn;
 pub mod web;
 pub mod wire;

@@ -34,7 +34,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::metrics::{Gauges, Limit, Metrics};
+use super::tls::Stream;
 use super::turn::Turn;
+use super::web::{Accepted, Front, ProxyHeader};
 use super::wire::{ClientMessage, ErrorKind, ServerMessage, MAX_MESSAGE};
 
 /// How the server is run.
@@ -70,6 +72,11 @@ pub struct Config {
     pub turn: Option<Arc<Turn>>,
     /// Rooms kept in Redis, shared with other instances (`--redis`), instead of in memory.
     pub redis: Option<Arc<Backplane>>,
+    /// Serve `wss://` and `https://` with this (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Take client addresses from this header, written by a reverse proxy every connection
+    /// comes through (`--trust-proxy`); the per-address handshake limit is then the proxy's.
+    pub trust_proxy: Option<ProxyHeader>,
 }
 
 impl Default for Config {
@@ -89,12 +96,19 @@ impl Default for Config {
             stun_port: None,
             turn: None,
             redis: None,
+            tls: None,
+            trust_proxy: None,
         }
     }
 }
 
 /// Handshakes under way at once, by default (one open file each, besides the clients').
 pub const MAX_HANDSHAKES: usize = 256;
+
+/// The WebSocket read buffer of each client. Messages longer than this still arrive whole (the
+/// buffer grows to a message's length, then reads this much at a time); 1 KiB instead of 4 KiB
+/// took 10,000 waiting clients from 101 to 72 MiB.
+const READ_BUFFER: usize = 1024;
 
 /// How long relaying one message may wait for the other side's queue.
 const RELAY_STALL: Duration = Duration::from_secs(10);
@@ -284,9 +298,11 @@ pub async fn serve(
         });
     }
     let handshakes = Arc::new(Handshakes::new(&config));
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let metrics_text: Arc<super::web::MetricsText> = {
         let (rooms, slots, handshakes) = (rooms.clone(), slots.clone(), handshakes.clone());
         let (max_clients, max_handshakes) = (config.max_clients, handshakes.size);
+        let relay_budget = config.relay_budget.max(MAX_MESSAGE);
         Arc::new(move || {
             let (open, waiting) = rooms.store.gauges();
             rooms.metrics.render(&Gauges {
@@ -295,6 +311,8 @@ pub async fn serve(
                 rooms: open,
                 rooms_waiting: waiting,
                 shutting_down: *rooms.stopping.borrow(),
+                relay_queued_bytes: (relay_budget - rooms.relay_budget.available_permits()) as u64,
+                max_clients: max_clients as u64,
             })
         })
     };
@@ -327,39 +345,48 @@ pub async fn serve(
         let config = config.clone();
         let slots = slots.clone();
         let metrics_text = metrics_text.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let (place, evicted) = place;
             // Small buffers: most connections wait idle, and 128 KiB each (the default) made
-            // 10,000 waiting clients cost 1.3 GB.
+            // 10,000 waiting clients cost 1.3 GB (4 KiB each, 100 MB).
             let ws_config = WebSocketConfig::default()
-                .read_buffer_size(4 * 1024)
+                .read_buffer_size(READ_BUFFER)
                 .write_buffer_size(0)
                 .max_write_buffer_size(4 * MAX_MESSAGE)
                 .max_message_size(Some(MAX_MESSAGE))
                 .max_frame_size(Some(MAX_MESSAGE));
             // A WebSocket (any path) is a signaling client; a plain GET gets the web peer.
-            let timeout = config.handshake_timeout;
-            let accept = super::web::accept(stream, ws_config, timeout, &*metrics_text);
+            let front = Front {
+                tls: tls.as_ref(),
+                trust_proxy: config.trust_proxy,
+                timeout: config.handshake_timeout,
+                metrics: &*metrics_text,
+            };
+            // Boxed, here and for the session: the task keeps only what the current step needs
+            // (unboxed, every waiting client's task had room for both: 6.5 KiB in a debug build).
+            let accept = Box::pin(super::web::accept(stream, ws_config, &front));
             let accepted = tokio::select! {
                 accepted = accept => accepted,
-                _ = evicted => None,
+                _ = evicted => return,
             };
-            let Some(mut ws) = accepted else {
-                return;
+            let metrics = &rooms.metrics;
+            let (mut ws, key) = match accepted {
+                Accepted::Ws(ws, forwarded) => (*ws, forwarded.map_or(key, AddrKey::of)),
+                Accepted::Http => return Metrics::add(&metrics.http_requests_total, 1),
+                Accepted::TimedOut => return metrics.hit(Limit::HandshakeTimeout),
+                Accepted::Tls => return Metrics::add(&metrics.tls_failures_total, 1),
+                Accepted::Broken => return Metrics::add(&metrics.broken_requests_total, 1),
             };
             // A client's place is taken once it is a WebSocket, and only then.
             let Ok(_permit) = slots.try_acquire_owned() else {
                 rooms.metrics.hit(Limit::Clients);
-                refuse(
-                    &mut ws,
-                    ErrorKind::Busy,
-                    "the signaling server is full, try again later",
-                )
-                .await;
+                let full = "the signaling server is full, try again later";
+                Box::pin(refuse(&mut ws, ErrorKind::Busy, full)).await;
                 return;
             };
             drop(place);
-            session(ws, rooms, config, key).await;
+            Box::pin(session(ws, rooms, config, key)).await;
         });
     }
 
@@ -380,15 +407,15 @@ struct Handshakes {
     by_addr: Mutex<HashMap<AddrKey, Pending>>,
 }
 
-/// One address's handshakes under way, oldest first: an id, and what evicts it when dropped.
-type Pending = std::collections::VecDeque<(u64, oneshot::Sender<()>)>;
+/// One address's handshakes under way, oldest first: an id, what evicts it when dropped, and
+/// its place in the total (held here, so that an eviction hands it over at once).
+type Pending = std::collections::VecDeque<(u64, oneshot::Sender<()>, OwnedSemaphorePermit)>;
 
 /// A handshake's place; given back on drop.
 struct Handshake {
     handshakes: Arc<Handshakes>,
     key: AddrKey,
     id: u64,
-    _total: OwnedSemaphorePermit,
 }
 
 impl Handshakes {
@@ -396,7 +423,11 @@ impl Handshakes {
         Handshakes {
             size: config.max_handshakes.max(1),
             total: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
-            per_addr: config.max_handshakes_per_addr.max(1),
+            // Behind a proxy every connection comes from the proxy: it limits per client.
+            per_addr: match config.trust_proxy {
+                Some(_) => usize::MAX,
+                None => config.max_handshakes_per_addr.max(1),
+            },
             next: AtomicU64::new(0),
             by_addr: Mutex::new(HashMap::new()),
         }
@@ -411,28 +442,34 @@ impl Handshakes {
     ) -> Option<(Handshake, oneshot::Receiver<()>)> {
         let mut by_addr = self.by_addr.lock().expect("handshakes lock");
         let mine = by_addr.entry(key).or_default();
-        if mine.len() >= self.per_addr {
-            // Dropping its sender wakes the oldest, which gives its places back.
-            mine.pop_front();
+        let evicted = if mine.len() >= self.per_addr {
             metrics.hit(Limit::HandshakesPerAddr);
-        }
-        let total = match self.total.clone().try_acquire_owned() {
-            Ok(total) => total,
-            Err(_) => {
-                if mine.is_empty() {
-                    by_addr.remove(&key);
+            mine.pop_front()
+        } else {
+            None
+        };
+        // Dropping the oldest's sender wakes it to close; its place in the total goes to the
+        // new one now, not once its task has run: an address that connects fast would
+        // otherwise hold more than its share of the total until then.
+        let total = match evicted {
+            Some((_, _wake, total)) => total,
+            None => match self.total.clone().try_acquire_owned() {
+                Ok(total) => total,
+                Err(_) => {
+                    if mine.is_empty() {
+                        by_addr.remove(&key);
+                    }
+                    return None;
                 }
-                return None;
-            }
+            },
         };
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        mine.push_back((id, tx));
+        mine.push_back((id, tx, total));
         let place = Handshake {
             handshakes: self.clone(),
             key,
             id,
-            _total: total,
         };
         Some((place, rx))
     }
@@ -442,7 +479,7 @@ impl Drop for Handshake {
     fn drop(&mut self) {
         let mut by_addr = self.handshakes.by_addr.lock().expect("handshakes lock");
         if let Some(mine) = by_addr.get_mut(&self.key) {
-            mine.retain(|(id, _)| *id != self.id);
+            mine.retain(|(id, _, _)| *id != self.id);
             if mine.is_empty() {
                 by_addr.remove(&self.key);
             }
@@ -470,7 +507,7 @@ fn error(kind: ErrorKind, message: &str) -> WsMessage {
     )
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+type Ws = tokio_tungstenite::WebSocketStream<Stream>;
 
 /// Sends one message; a client that does not take it within [`RELAY_STALL`] (a full TCP
 /// window: alive but not reading) is treated as gone, so it cannot pin its task and queue.
@@ -602,7 +639,8 @@ async fn session(mut ws: Ws, rooms: Arc<Rooms>, config: Config, key: AddrKey) {
                     deadline.as_mut().reset(room_deadline);
                     ok = deliver(&mut ws, WsMessage::text(ServerMessage::Paired.to_text())).await;
                 }
-                Some(Event::Relay(bytes, release)) => {
+                Some(Event::Relay(relayed)) => {
+                    let (bytes, release) = *relayed;
                     ok = deliver(&mut ws, WsMessage::binary(bytes)).await;
                     if let (Release::Remote, Some(other), true) = (&release, &peer, ok) {
                         rooms.store.delivered(&rooms.metrics, other).await;
@@ -723,7 +761,7 @@ async fn relay(rooms: &Rooms, peer: &Peer, bytes: Vec<u8>) -> Relayed {
         return Relayed::Failed;
     };
     let release = Release::Local(super::store::Budget(mine, all));
-    match tx.send(Event::Relay(bytes, release)).await {
+    match tx.send(Event::Relay(Box::new((bytes, release)))).await {
         Ok(()) => Relayed::Sent,
         Err(_) => Relayed::Failed,
     }
@@ -741,6 +779,40 @@ mod tests {
         assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_ne!(key("::"), key("0.0.0.0"));
+    }
+
+    #[test]
+    fn an_evicted_handshake_hands_its_place_over_at_once() {
+        let config = Config {
+            max_handshakes: 2,
+            max_handshakes_per_addr: 1,
+            ..Default::default()
+        };
+        let handshakes = Arc::new(Handshakes::new(&config));
+        let metrics = Metrics::default();
+        let (a, b, c) = (
+            AddrKey::of([192, 0, 2, 1].into()),
+            AddrKey::of([192, 0, 2, 2].into()),
+            AddrKey::of([192, 0, 2, 3].into()),
+        );
+        let (first, mut first_evicted) = handshakes.enter(a, &metrics).unwrap();
+        // The same address again: the first is told to go, and its place is the new one's,
+        // before the first's task has even run.
+        let (_second, _) = handshakes.enter(a, &metrics).unwrap();
+        assert_eq!(
+            first_evicted.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed),
+            "woken: its sender is gone"
+        );
+        assert_eq!(handshakes.total.available_permits(), 1);
+        let (_third, _) = handshakes.enter(b, &metrics).unwrap();
+        assert!(handshakes.enter(c, &metrics).is_none(), "the total is full");
+        drop(first);
+        assert_eq!(
+            handshakes.total.available_permits(),
+            0,
+            "first held nothing any more"
+        );
     }
 
     #[test]

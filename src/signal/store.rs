@@ -16,8 +16,9 @@ use super::wire::ErrorKind;
 /// What a connection's task is told by the other member of its room (or by the store).
 pub(super) enum Event {
     Paired(Peer),
-    /// A message, and what to give back once it is written out.
-    Relay(Vec<u8>, Release),
+    /// A message, and what to give back once it is written out (boxed: every client's queue
+    /// holds a block of 32 events from the start, so the slot must stay small).
+    Relay(Box<(Vec<u8>, Release)>),
     PeerLeft,
     /// The store broke (Redis lost): the session cannot go on.
     Lost,

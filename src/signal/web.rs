@@ -11,10 +11,13 @@
 //! Two more paths are for the operator: `/healthz` (200, `ok`) and `/metrics` (the server's
 //! aggregate counters in Prometheus text format, [`super::metrics`]).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::tls::{Stream, HANDSHAKE_RECORD, TLS_ONLY};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -79,51 +82,145 @@ const ASSETS: &[Asset] = &[
 /// What `/metrics` shows, made when asked for.
 pub type MetricsText = dyn Fn() -> String + Send + Sync;
 
-/// Reads the request head and either completes a WebSocket handshake (`Some`: a signaling
-/// client) or serves the page, `/healthz` or `/metrics` (`None`, as for a broken request).
-/// The whole exchange must finish within `timeout`.
-pub async fn accept(
-    mut stream: TcpStream,
-    config: WebSocketConfig,
-    timeout: Duration,
-    metrics: &MetricsText,
-) -> Option<WebSocketStream<TcpStream>> {
+/// Where a reverse proxy in front of the server writes the client's address (`--trust-proxy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`: the rightmost entry, which the last proxy
+    /// (yours) appended or set.
+    #[value(name = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=…`: the `for` of the rightmost element.
+    #[value(name = "forwarded")]
+    Forwarded,
+}
+
+/// How connections are taken in: over TLS or not, and whose address counts.
+pub struct Front<'a> {
+    /// Serve TLS (`wss://`, `https://`) with this.
+    pub tls: Option<&'a tokio_rustls::TlsAcceptor>,
+    /// Take the client's address from this header of the request (`--trust-proxy`).
+    pub trust_proxy: Option<ProxyHeader>,
+    /// Time for the whole exchange: TLS, the request, the WebSocket handshake or the answer.
+    pub timeout: Duration,
+    pub metrics: &'a MetricsText,
+}
+
+/// How a new connection's first exchange ended.
+pub enum Accepted {
+    /// A WebSocket: a signaling client, and the address its proxy named (`--trust-proxy`).
+    Ws(Box<WebSocketStream<Stream>>, Option<IpAddr>),
+    /// A plain HTTP request, answered (the page, `/healthz`, `/metrics` or an error).
+    Http,
+    /// The exchange did not finish within the timeout.
+    TimedOut,
+    /// A TLS handshake that failed, or plain HTTP on a TLS port (answered in plain text).
+    Tls,
+    /// The connection closed or sent something that is no HTTP request.
+    Broken,
+}
+
+/// Reads the request head and either completes a WebSocket handshake (a signaling client) or
+/// serves the page, `/healthz` or `/metrics`. With TLS, the TLS handshake comes first; all of
+/// it must finish within `front.timeout`.
+pub async fn accept(stream: TcpStream, config: WebSocketConfig, front: &Front<'_>) -> Accepted {
     let work = async {
-        let (head, rest) = read_head(&mut stream).await?;
-        let request = Request::parse(&head)?;
-        if request.is_upgrade() {
-            let response = request.upgrade_response();
-            stream.write_all(response.as_bytes()).await.ok()?;
-            if !response.starts_with("HTTP/1.1 101") {
-                return None;
+        let mut stream = match front.tls {
+            None => Stream::Plain(stream),
+            Some(acceptor) => {
+                let mut first = [0u8; 1];
+                match stream.peek(&mut first).await {
+                    Ok(1) if first[0] == HANDSHAKE_RECORD => {}
+                    Ok(1) => {
+                        // Someone typed http:// or ws://: say what to use, in their language.
+                        let mut stream = stream;
+                        let answer = plain(400, "Bad Request", &format!("{TLS_ONLY}\n"), false);
+                        let _ = stream.write_all(&answer).await;
+                        let _ = stream.shutdown().await;
+                        return Accepted::Tls;
+                    }
+                    _ => return Accepted::Broken,
+                }
+                match acceptor.accept(stream).await {
+                    Ok(tls) => Stream::Tls(Box::new(tls)),
+                    Err(_) => return Accepted::Tls,
+                }
+            }
+        };
+        let Some((head, rest)) = read_head(&mut stream).await else {
+            return Accepted::Broken;
+        };
+        let Some(answer) = answer(&head, front.trust_proxy, front.metrics) else {
+            return Accepted::Broken;
+        };
+        if answer.upgrade {
+            if stream.write_all(&answer.response).await.is_err() {
+                return Accepted::Broken;
             }
             let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config))
                 .await;
-            return Some(Some(ws));
+            return Accepted::Ws(Box::new(ws), answer.forwarded);
         }
-        let response = request.http_response(metrics);
-        stream.write_all(&response).await.ok()?;
+        let _ = stream.write_all(&answer.response).await;
         let _ = stream.shutdown().await;
-        Some(None)
+        Accepted::Http
     };
-    tokio::time::timeout(timeout, work)
+    tokio::time::timeout(front.timeout, work)
         .await
-        .ok()
-        .flatten()
-        .flatten()
+        .unwrap_or(Accepted::TimedOut)
+}
+
+/// What the server does with a request head.
+pub struct Answer {
+    /// What it writes back: `101 Switching Protocols`, a file of the page, or an error.
+    pub response: Vec<u8>,
+    /// True when the connection goes on as a WebSocket (`response` is the 101).
+    pub upgrade: bool,
+    /// The client's address as the trusted proxy wrote it (WebSockets only).
+    pub forwarded: Option<IpAddr>,
+}
+
+/// The server's answer to the request head `head` (up to and with its blank line); `None`
+/// when it is no HTTP request, and the connection is closed without a word. Public for the
+/// fuzz target.
+pub fn answer(
+    head: &[u8],
+    trust_proxy: Option<ProxyHeader>,
+    metrics: &MetricsText,
+) -> Option<Answer> {
+    let request = Request::parse(head)?;
+    if request.is_upgrade() {
+        let response = request.upgrade_response();
+        let upgrade = response.starts_with("HTTP/1.1 101");
+        return Some(Answer {
+            upgrade,
+            forwarded: trust_proxy
+                .filter(|_| upgrade)
+                .and_then(|h| request.client_address(h)),
+            response: response.into_bytes(),
+        });
+    }
+    Some(Answer {
+        response: request.http_response(metrics),
+        upgrade: false,
+        forwarded: None,
+    })
 }
 
 /// Reads up to the blank line that ends the head; returns the head and what followed it.
-async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
+async fn read_head(stream: &mut Stream) -> Option<(Vec<u8>, Vec<u8>)> {
+    // Read straight into the buffer: a chunk array would sit in every connection's task.
     let mut buffer = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
     loop {
-        let n = stream.read(&mut chunk).await.ok()?;
+        let searched_from = buffer.len().saturating_sub(3);
+        buffer.reserve(1024);
+        let n = stream.read_buf(&mut buffer).await.ok()?;
         if n == 0 {
             return None;
         }
-        let searched_from = buffer.len().saturating_sub(3);
-        buffer.extend_from_slice(&chunk[..n]);
+        if buffer[0] == HANDSHAKE_RECORD {
+            // TLS to a plain port (wss:// to a ws:// server): close now, not at the timeout.
+            return None;
+        }
         if let Some(end) = find(&buffer[searched_from..], b"\r\n\r\n") {
             let end = searched_from + end + 4;
             let rest = buffer.split_off(end);
@@ -180,6 +277,33 @@ impl Request {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The client's address as the proxy in front wrote it in `header`: the rightmost entry
+    /// (the one the proxy itself appended). `None` when absent or not an address.
+    fn client_address(&self, header: ProxyHeader) -> Option<IpAddr> {
+        // Several lines of one header are one list, in order (RFC 9110 §5.3).
+        let last = |name: &str| {
+            self.headers
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| v.rsplit(',').next())
+                .map(str::trim)
+        };
+        match header {
+            ProxyHeader::XForwardedFor => node_address(last("x-forwarded-for")?),
+            ProxyHeader::Forwarded => {
+                let element = last("forwarded")?;
+                let value = element.split(';').find_map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then_some(value.trim())
+                })?;
+                node_address(value.trim_matches('"'))
+            }
+        }
     }
 
     /// True when the client asks for a WebSocket (RFC 6455 §4.2.1: `Upgrade: websocket`).
@@ -239,6 +363,18 @@ impl Request {
             None => plain(404, "Not Found", "not found\n", head_only),
         }
     }
+}
+
+/// An address as proxies write it: `192.0.2.7`, `2001:db8::1`, `[2001:db8::1]`, or any of
+/// them with a port (`192.0.2.7:4711`, `[2001:db8::1]:4711`).
+fn node_address(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    text.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
 }
 
 fn text_head(status: u16, reason: &str) -> String {
