@@ -339,8 +339,9 @@ impl Pump {
                     match link {
                         Ok(link) => {
                             let max_message = link.max_message();
+                            let path_rtt = link.path_rtt();
                             self.link = Some(link);
-                            Input::LinkOpen { max_message }
+                            Input::LinkOpen { max_message, path_rtt }
                         }
                         Err(why) => Input::LinkFailed(why),
                     }
