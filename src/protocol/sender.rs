@@ -227,6 +227,11 @@ struct Stream {
     path_rtt: std::time::Duration,
 }
 
+/// The shortest path round trip for which the window may grow (`wide-window`): below it 4 MiB
+/// per round trip is 400 MB/s or more, and a STUN round trip measured on a busy machine can be
+/// a few milliseconds too long, which must not cost a LAN transfer memory.
+pub const LONG_PATH: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// One DATA frame in flight, for measuring the path ([`grown_window`]).
 struct Mark {
     /// `sent.bytes` once this frame had left: an ACK of at least this covers it.
@@ -696,8 +701,9 @@ impl Sender {
             last_frame_at: Some(self.now),
             verdict_by: plan.is_empty().then(|| self.now + engine::VERDICT_TIMEOUT),
             window: WINDOW,
-            // Without a measured round trip there is nothing to size a wider window by.
-            max_window: if wide && path_rtt.is_some() {
+            // Without a measured round trip there is nothing to size a wider window by, and
+            // below LONG_PATH the first window already allows 400 MB/s or more.
+            max_window: if wide && path_rtt.is_some_and(|rtt| rtt >= LONG_PATH) {
                 WIDE_WINDOW
             } else {
                 WINDOW
