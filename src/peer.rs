@@ -3,7 +3,10 @@
 //! Set-up choices, each measured or required:
 //! - UDP sockets get 4 MiB send and receive buffers (default buffers drop packets at speed);
 //! - the SCTP maximum message size is 256 KiB, so one frame is one message;
-//! - the sender's data-channel send buffer is bounded, which bounds its memory;
+//! - the SCTP receive window (a_rwnd) and the sender's data-channel send buffer are sized for
+//!   mp's widest flow-control window (16 MiB, `wide-window`), so on a long path SCTP never caps
+//!   what mp's window allows (the webrtc-rs default, 1 MiB, is 10 MB/s at 100 ms); mp's window,
+//!   which starts at 4 MiB and grows only on long paths, is what bounds the memory of both;
 //! - ICE uses only the addresses given with `--bind` (default: every interface, IPv4 and IPv6),
 //!   never multicast DNS, and only the STUN and TURN servers it is given (no public default);
 //!   `--relay` restricts it to relay candidates;
@@ -47,8 +50,13 @@ use crate::rendezvous::IceServer;
 
 /// UDP socket buffer size (send and receive).
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
-/// Bytes the sender may have handed to SCTP but not yet had acknowledged.
-pub const SEND_BUFFER_LIMIT: usize = 4 * 1024 * 1024;
+/// Bytes the sender may have handed to SCTP but not yet had acknowledged: mp's widest window
+/// and two frames. mp's own window keeps it lower unless the path needs it.
+pub const SEND_BUFFER_LIMIT: usize = frame::WIDE_WINDOW as usize + 2 * frame::MAX_MESSAGE;
+/// The SCTP receive window this side announces (a_rwnd): room for everything mp's widest
+/// window lets the other side have in flight, so SCTP never caps it. Memory is taken only for
+/// what arrived and was not yet read (behind a lost packet, at most that window).
+pub const SCTP_RECEIVE_WINDOW: u32 = SEND_BUFFER_LIMIT as u32;
 /// SCTP packet budget on a real network: webrtc-rs's default, which fits a TURN-relayed IPv6
 /// path with the minimum MTU of 1280 bytes.
 pub const DEFAULT_SCTP_MTU: u32 = 1191;
@@ -219,6 +227,7 @@ impl Peer {
                     frame::MAX_MESSAGE as u32,
                 ),
             )
+            .with_sctp_max_receive_buffer_size(SCTP_RECEIVE_WINDOW)
             .with_ice_connection_attempts(Some(Duration::from_millis(20)), Some(50))
             .with_ice_timeouts(
                 Some(Duration::from_secs(3)),
@@ -381,8 +390,27 @@ impl Peer {
             channel,
             state: self.state.clone(),
             max_message: self.remote_max_message.min(frame::MAX_MESSAGE),
+            path_rtt: self.path_rtt().await,
             draining_until: None,
         })
+    }
+
+    /// The round trip of the selected path as ICE's connectivity checks measured it (the
+    /// nominated candidate pair's latest STUN round trip), if it has one.
+    async fn path_rtt(&self) -> Option<Duration> {
+        let report = self
+            .pc
+            .get_stats(
+                std::time::Instant::now(),
+                webrtc::peer_connection::StatsSelector::None,
+            )
+            .await;
+        report
+            .candidate_pairs()
+            .filter(|pair| pair.nominated && pair.current_round_trip_time > 0.0)
+            .map(|pair| pair.current_round_trip_time)
+            .reduce(f64::min)
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
     }
 
     /// Defence in depth: the certificate the other side presented in the DTLS handshake must
@@ -555,6 +583,8 @@ pub struct Link {
     channel: Arc<dyn DataChannel>,
     state: watch::Receiver<RTCPeerConnectionState>,
     max_message: usize,
+    /// The path's round trip as ICE measured it, if it did.
+    path_rtt: Option<Duration>,
     /// Once the connection has ended, messages that had arrived are still delivered until then.
     draining_until: Option<tokio::time::Instant>,
 }
@@ -575,6 +605,11 @@ impl Link {
     /// The largest message the other side accepts (from its SDP), never more than ours.
     pub fn max_message(&self) -> usize {
         self.max_message
+    }
+
+    /// The path's round trip as ICE's connectivity checks measured it, if they did.
+    pub fn path_rtt(&self) -> Option<Duration> {
+        self.path_rtt
     }
 
     /// Sends one frame; waits while the bounded send buffer is full, but not past the end of

@@ -6,7 +6,7 @@
 //! ~2 MB/s (release build), with whole seconds spent in T3-rtx timeouts; after, 20-40 MB/s.
 //! The bound here is generous for a loaded CI machine: the test guards that the transfer
 //! completes intact under loss; the rate it prints is for a person to read, and
-//! bench/loss.sh measures it properly.
+//! `bench/run --only loss` measures it properly.
 //!
 //! The rule drops only packets of 1000 bytes or more, i.e. the full-size DATA packets that
 //! carry the file (~1,250 bytes on the wire): loss during set-up (a lost ICE check, DTLS

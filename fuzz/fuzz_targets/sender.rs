@@ -66,6 +66,9 @@ fuzz_target!(|input: (OfferSpec, Vec<Step>)| {
             }),
             Step::LinkOpen(max_message) => Input::LinkOpen {
                 max_message: max_message as usize,
+                // The low bits choose the path: none measured, a LAN, or a long path.
+                path_rtt: [None, Some(1), Some(100)][max_message as usize % 3]
+                    .map(std::time::Duration::from_millis),
             },
             Step::LinkFailed(kind) => Input::LinkFailed(failure(kind)),
             Step::LinkClosed => Input::LinkClosed,

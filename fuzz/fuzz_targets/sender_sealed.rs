@@ -198,6 +198,7 @@ fuzz_target!(|input: (OfferSpec, Vec<Step>)| {
                 }
                 Input::LinkOpen {
                     max_message: max_message as usize,
+                    path_rtt: Some(std::time::Duration::from_millis(100)),
                 }
             }
             Step::LinkFailed(kind) => Input::LinkFailed(failure(kind)),

@@ -255,7 +255,15 @@ pub fn handshake(spec: &HandshakeSpec) -> Option<Linked> {
                     }
                     sender::Output::ApplyAnswer(_) => {
                         let max_message = spec.max_message as usize;
-                        sender.handle(now, sender::Input::LinkOpen { max_message });
+                        // A long path, so the window may grow (`wide-window`).
+                        let path_rtt = Some(std::time::Duration::from_millis(100));
+                        sender.handle(
+                            now,
+                            sender::Input::LinkOpen {
+                                max_message,
+                                path_rtt,
+                            },
+                        );
                         receiver.handle(now, receiver::Input::LinkOpen);
                         return Some(Linked {
                             now,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::code::Code;
-use super::frame::{FailKind, Frame, Taken, WINDOW, WINDOW_MESSAGES};
+use super::frame::{FailKind, Frame, Taken, MAX_DATA, WIDE_WINDOW, WINDOW, WINDOW_MESSAGES};
 use super::manifest::{Entry, Manifest};
 use super::message::Message;
 use super::pake::Side;
@@ -61,6 +61,8 @@ struct World {
     sender_frames: Vec<Vec<u8>>,
     /// Set by tests to rewrite or drop what the sender puts on the link.
     tamper: Option<Tamper>,
+    /// The path's round trip the sender's link reports when it opens.
+    path_rtt: Option<Duration>,
     link_max_message: usize,
     /// When true, placing is asked for but not done (the test finishes it).
     hold_placing: bool,
@@ -101,6 +103,7 @@ impl World {
             placed: false,
             sender_frames: Vec::new(),
             tamper: None,
+            path_rtt: None,
             link_max_message: super::frame::MAX_MESSAGE,
             hold_placing: false,
             place_asked: false,
@@ -164,8 +167,14 @@ impl World {
             sender::Output::ApplyAnswer(sdp) => {
                 assert_eq!(sdp, "answer");
                 let max_message = self.link_max_message;
-                self.sender
-                    .handle(self.now, sender::Input::LinkOpen { max_message });
+                let path_rtt = self.path_rtt;
+                self.sender.handle(
+                    self.now,
+                    sender::Input::LinkOpen {
+                        max_message,
+                        path_rtt,
+                    },
+                );
                 self.receiver.handle(self.now, receiver::Input::LinkOpen);
             }
             sender::Output::HashPrefixes(kept) => {
@@ -627,16 +636,16 @@ fn a_sender_that_ignores_the_window_is_stopped_within_it() {
     world.writer_runs = false; // a stalled stdout: nothing is taken in, no ACK is sent
     world.pair();
     world.settle();
-    // The honest sender stopped at the window.
+    // The honest sender stopped at the window (it grows only with ACKs).
     let sent: usize = world.sender_frames.iter().map(|f| f.len() - 1).sum();
     assert!(
         sent as u64 <= WINDOW + super::frame::MAX_DATA as u64,
         "{sent}"
     );
     assert!(world.receiver_done.is_none());
-    // A hostile one goes on regardless.
+    // A hostile one goes on regardless, past the wide window both list.
     let frame = Frame::Data(&content[..super::frame::MAX_DATA]).encode();
-    for _ in 0..=(WINDOW as usize / super::frame::MAX_DATA + 1) {
+    for _ in 0..=(WIDE_WINDOW as usize / super::frame::MAX_DATA + 1) {
         if world.receiver_done.is_some() {
             break;
         }
@@ -658,9 +667,85 @@ fn a_sender_that_ignores_the_window_is_stopped_within_it() {
         })
         .sum();
     assert!(
-        queued as u64 <= WINDOW + 2 * super::frame::MAX_DATA as u64,
+        queued as u64 <= WIDE_WINDOW + 2 * super::frame::MAX_DATA as u64,
         "{queued}"
     );
+}
+
+/// A path for the sender's frames: `rate` bytes per second, then `one_way` of delay, and the
+/// ACK for each frame `one_way` back; ICE measured `measured` as its round trip. Sends `size`
+/// bytes; returns the most the sender had beyond its last ACK, and how long the last half of
+/// the file took.
+fn over_a_path(
+    rate: f64,
+    one_way: Duration,
+    measured: Option<Duration>,
+    size: usize,
+) -> (u64, Duration) {
+    let content = vec![7u8; size];
+    let mut world = World::single("big", &content);
+    world.path_rtt = measured;
+    world.tamper = Some(Box::new(|_| None)); // the path below carries them
+    world.pair();
+    world.settle();
+    let step = Duration::from_micros(250);
+    let start = world.now;
+    let (mut link_free_at, mut seen) = (start, 0);
+    let mut acks: VecDeque<(Instant, Taken)> = VecDeque::new();
+    let (mut sent, mut acked) = (Taken::default(), Taken::default());
+    let (mut most, mut half_at) = (0, None);
+    while acked.bytes < size as u64 {
+        assert!(
+            world.now - start < Duration::from_secs(60),
+            "stuck at {acked:?}"
+        );
+        // New frames queue for the link; each one's ACK is due once it crossed and came back.
+        for frame in &world.sender_frames[seen..] {
+            let bytes = match Frame::decode(frame) {
+                Ok(Frame::Data(data)) => data.len() as u64,
+                _ => 0,
+            };
+            link_free_at =
+                link_free_at.max(world.now) + Duration::from_secs_f64(bytes as f64 / rate);
+            sent.bytes += bytes;
+            sent.messages += 1;
+            acks.push_back((link_free_at + 2 * one_way, sent));
+        }
+        seen = world.sender_frames.len();
+        most = most.max(sent.bytes - acked.bytes);
+        world.now += step;
+        while acks.front().is_some_and(|(due, _)| *due <= world.now) {
+            acked = acks.pop_front().unwrap().1;
+            let ack = Frame::Ack(acked).encode();
+            world.sender.handle(world.now, sender::Input::Frame(ack));
+        }
+        if half_at.is_none() && acked.bytes >= size as u64 / 2 {
+            half_at = Some(world.now);
+        }
+        world.settle();
+    }
+    (most, world.now - half_at.unwrap())
+}
+
+#[test]
+fn the_window_grows_to_a_long_path_and_stays_small_on_a_short_one() {
+    let ms = Duration::from_millis;
+    // A LAN: 500 MB/s, 0.5 ms each way. Data queues in front of the link, but the window
+    // stays at its start, so that queue (the sender's memory) stays small.
+    let lan = Duration::from_micros(500);
+    let (most, _) = over_a_path(500e6, lan, Some(2 * lan), 64 << 20);
+    assert!(most <= WINDOW + MAX_DATA as u64, "{most}");
+    // 1 GB/s at 100 ms of round trip: the window grows to its ceiling, and the second half of
+    // the file goes at 100 MB/s or more (16 MiB per round trip: 167 MB/s).
+    let size = 96 << 20;
+    let (most, second_half) = over_a_path(1e9, ms(50), Some(ms(100)), size);
+    assert!(most > 10_000_000, "{most}");
+    assert!(most <= WIDE_WINDOW + MAX_DATA as u64, "{most}");
+    let rate = (size / 2) as f64 / second_half.as_secs_f64();
+    assert!(rate >= 100e6, "{rate}");
+    // Without a measured round trip the window keeps its start: 4 MiB per 100 ms.
+    let (most, _) = over_a_path(1e9, ms(50), None, 16 << 20);
+    assert!(most <= WINDOW + MAX_DATA as u64, "{most}");
 }
 
 #[test]

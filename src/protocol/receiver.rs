@@ -20,12 +20,14 @@ use std::time::Instant;
 
 use super::code::Code;
 use super::engine::{self, earliest, unexpected, violation, Received, Stop, Timer, Trickle};
-use super::frame::{Frame, Taken, Window, ACK_EVERY, ACK_EVERY_MESSAGES, MAX_DATA};
+use super::frame::{
+    Frame, Taken, Window, ACK_EVERY, ACK_EVERY_MESSAGES, MAX_DATA, WIDE_WINDOW, WINDOW,
+};
 use super::hex;
 use super::manifest::{display, Manifest, ManifestError, Summary};
 use super::message::{Candidate, Kept, Message, OfferAssembly, SdpKind, MAX_TEXT};
 use super::pake::Side;
-use super::session::{Conversation, TRICKLE};
+use super::session::{self, Conversation, TRICKLE};
 use crate::error::{Failure, Kind};
 
 /// A prefix kept from an earlier attempt: the first `offset` bytes of entry `index`, whose
@@ -223,6 +225,9 @@ struct Stream {
     last_ack_at: Option<Instant>,
     last_frame_at: Option<Instant>,
     link_gone: bool,
+    /// The byte window granted: [`WIDE_WINDOW`] when both sides list `wide-window`, else
+    /// [`WINDOW`].
+    window: u64,
 }
 
 impl Receiver {
@@ -602,8 +607,13 @@ impl Receiver {
             .collect();
         self.phase = Phase::Streaming;
         self.timer = None;
+        let wide = self
+            .conversation
+            .as_ref()
+            .is_some_and(|c| c.features().iter().any(|f| f == session::WIDE_WINDOW));
         self.stream = Stream {
             files,
+            window: if wide { WIDE_WINDOW } else { WINDOW },
             last_ack_at: Some(self.now),
             last_frame_at: Some(self.now),
             ..Stream::default()
@@ -651,7 +661,7 @@ impl Receiver {
         s.received.bytes += data;
         s.received.messages += 1;
         s.received_bytes += data;
-        if !Window::admits(s.received, s.acked, MAX_DATA) {
+        if !Window::admits(s.received, s.acked, MAX_DATA, s.window) {
             return Err(Stop::tell(violation(
                 "the sender exceeded the flow-control window",
             )));

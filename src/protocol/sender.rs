@@ -18,12 +18,12 @@ use std::time::Instant;
 
 use super::code::Code;
 use super::engine::{self, earliest, unexpected, violation, Received, Stop, Timer, Trickle};
-use super::frame::{Frame, Taken, Window, MAX_MESSAGE};
+use super::frame::{grown_window, Frame, Taken, Window, MAX_MESSAGE, WIDE_WINDOW, WINDOW};
 use super::hex;
 use super::manifest::{display, Manifest};
 use super::message::{offer_messages, Candidate, Kept, Message, Prefix, SdpKind};
 use super::pake::Side;
-use super::session::{Conversation, TRICKLE};
+use super::session::{self, Conversation, TRICKLE};
 use crate::error::{Failure, Kind};
 
 /// The smallest data-channel message a peer must accept (a FAIL with its reason fits).
@@ -51,7 +51,11 @@ pub enum Input {
     /// A local ICE candidate, gathered after the SDP was made (when trickling).
     LocalCandidate(Candidate),
     /// The data channel is open; the peer accepts messages of at most `max_message` bytes.
-    LinkOpen { max_message: usize },
+    LinkOpen {
+        max_message: usize,
+        /// The path's round trip as ICE measured it, if it did (see [`grown_window`]).
+        path_rtt: Option<std::time::Duration>,
+    },
     /// The direct connection could not be made.
     LinkFailed(Failure),
     /// The data channel closed (after delivering every message that had arrived).
@@ -196,6 +200,58 @@ struct Stream {
     last_frame_at: Option<Instant>,
     /// Set once every frame has left: the receiver's verdict is due by then.
     verdict_by: Option<Instant>,
+    /// The byte window in force: [`WINDOW`], grown towards `max_window` (`wide-window`).
+    window: u64,
+    /// [`WIDE_WINDOW`] when both sides list `wide-window`, else [`WINDOW`].
+    max_window: u64,
+    /// DATA frames not yet acknowledged, oldest first, while the window may still grow: when
+    /// each left and how much was acknowledged then (at most [`WINDOW_MESSAGES`] + 1 entries,
+    /// as the message window bounds them).
+    ///
+    /// [`WINDOW_MESSAGES`]: super::frame::WINDOW_MESSAGES
+    marks: VecDeque<Mark>,
+    /// The path's round trip, as ICE measured it when the link opened.
+    path_rtt: std::time::Duration,
+}
+
+/// The shortest path round trip for which the window may grow (`wide-window`): below it 4 MiB
+/// per round trip is 400 MB/s or more, and a STUN round trip measured on a busy machine can be
+/// a few milliseconds too long, which must not cost a LAN transfer memory.
+pub const LONG_PATH: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// One DATA frame in flight, for measuring the path ([`grown_window`]).
+struct Mark {
+    /// `sent.bytes` once this frame had left: an ACK of at least this covers it.
+    sent: u64,
+    at: Instant,
+    /// `acked.bytes` when it left.
+    acked: u64,
+}
+
+impl Stream {
+    /// After an ACK: takes the DATA frames it covers off `marks`, and grows the window by the
+    /// delivery rate since the newest of them left.
+    fn measure(&mut self, now: Instant) {
+        let mut newest = None;
+        while self
+            .marks
+            .front()
+            .is_some_and(|m| m.sent <= self.acked.bytes)
+        {
+            newest = self.marks.pop_front();
+        }
+        let Some(mark) = newest else { return };
+        self.window = grown_window(
+            self.window,
+            self.max_window,
+            self.acked.bytes - mark.acked,
+            now.saturating_duration_since(mark.at),
+            self.path_rtt,
+        );
+        if self.window >= self.max_window {
+            self.marks.clear();
+        }
+    }
 }
 
 impl Sender {
@@ -229,7 +285,7 @@ impl Sender {
         self.phase == Phase::Streaming
             && self.stream.pending.is_empty()
             && self.stream.files_left > 0
-            && Window::open(self.stream.sent, self.stream.acked)
+            && Window::open(self.stream.sent, self.stream.acked, self.stream.window)
     }
 
     /// Takes one input at time `now`.
@@ -280,7 +336,7 @@ impl Sender {
     /// The next frame the window lets out.
     fn release(&mut self) -> Option<Vec<u8>> {
         let s = &mut self.stream;
-        if !Window::open(s.sent, s.acked) {
+        if !Window::open(s.sent, s.acked, s.window) {
             // Waiting for the receiver: the stall timer runs while there is more to send.
             if !s.pending.is_empty() || s.files_left > 0 {
                 s.blocked_since.get_or_insert(self.now);
@@ -297,6 +353,13 @@ impl Sender {
         s.sent.messages += 1;
         s.sent_bytes += data;
         s.last_frame_at = Some(self.now);
+        if data > 0 && s.window < s.max_window {
+            s.marks.push_back(Mark {
+                sent: s.sent.bytes,
+                at: self.now,
+                acked: s.acked.bytes,
+            });
+        }
         if data > 0 {
             self.outputs
                 .push_back(Output::Event(Event::Sent { bytes: data }));
@@ -379,8 +442,11 @@ impl Sender {
             Input::Prefixes(_) => Err(Stop::internal(
                 "sender engine: prefix hashes nobody asked for",
             )),
-            Input::LinkOpen { max_message } if self.phase == Phase::Connecting => {
-                self.start_streaming(max_message);
+            Input::LinkOpen {
+                max_message,
+                path_rtt,
+            } if self.phase == Phase::Connecting => {
+                self.start_streaming(max_message, path_rtt);
                 Ok(())
             }
             Input::LinkOpen { .. } => {
@@ -583,7 +649,7 @@ impl Sender {
         ));
     }
 
-    fn start_streaming(&mut self, max_message: usize) {
+    fn start_streaming(&mut self, max_message: usize, path_rtt: Option<std::time::Duration>) {
         let Offer::Files(manifest) = &self.offer else {
             return;
         };
@@ -598,6 +664,10 @@ impl Sender {
             })
             .collect();
         let already_there = self.agreed.values().sum();
+        let wide = self
+            .conversation
+            .as_ref()
+            .is_some_and(|c| c.features().iter().any(|f| f == session::WIDE_WINDOW));
         self.phase = Phase::Streaming;
         self.timer = None;
         self.stream = Stream {
@@ -606,6 +676,15 @@ impl Sender {
             already_there,
             last_frame_at: Some(self.now),
             verdict_by: plan.is_empty().then(|| self.now + engine::VERDICT_TIMEOUT),
+            window: WINDOW,
+            // Without a measured round trip there is nothing to size a wider window by, and
+            // below LONG_PATH the first window already allows 400 MB/s or more.
+            max_window: if wide && path_rtt.is_some_and(|rtt| rtt >= LONG_PATH) {
+                WIDE_WINDOW
+            } else {
+                WINDOW
+            },
+            path_rtt: path_rtt.unwrap_or_default(),
             ..Stream::default()
         };
         self.outputs.push_back(Output::CloseRendezvous);
@@ -665,6 +744,7 @@ impl Sender {
                 if progressed && s.blocked_since.is_some() {
                     s.blocked_since = Some(self.now);
                 }
+                s.measure(self.now);
                 // The receiver is alive (it acknowledges while it syncs and places).
                 if s.verdict_by.is_some() {
                     s.verdict_by = Some(self.now + engine::VERDICT_TIMEOUT);

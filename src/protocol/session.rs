@@ -28,10 +28,18 @@ pub const VERSION: u32 = 2;
 ///
 /// - `trickle`: SDPs are sent at once, and ICE candidates follow one by one in `candidate`
 ///   messages, so a slow STUN or TURN server never holds up a connection on one network.
-pub const FEATURES: &[&str] = &[TRICKLE];
+/// - `wide-window`: the receiver grants a flow-control window of
+///   [`WIDE_WINDOW`](super::frame::WIDE_WINDOW) bytes instead of
+///   [`WINDOW`](super::frame::WINDOW), and the sender grows into it as the path's
+///   bandwidth-delay product requires ([`grown_window`](super::frame::grown_window)), so a long
+///   path is not held to 4 MiB per round trip.
+pub const FEATURES: &[&str] = &[TRICKLE, WIDE_WINDOW];
 
 /// The feature name of trickled ICE candidates.
 pub const TRICKLE: &str = "trickle";
+
+/// The feature name of the wide flow-control window.
+pub const WIDE_WINDOW: &str = "wide-window";
 
 /// Why the session failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

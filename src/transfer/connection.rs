@@ -43,8 +43,12 @@ pub(crate) enum Happened {
     LocalSdp(String),
     /// One more local ICE candidate (trickle).
     LocalCandidate(Candidate),
-    /// The data channel is open; the largest message it takes.
-    LinkOpen { max_message: usize },
+    /// The data channel is open; the largest message it takes, and the round trip ICE
+    /// measured on the path (when webrtc-rs reports one).
+    LinkOpen {
+        max_message: usize,
+        path_rtt: Option<std::time::Duration>,
+    },
     /// The peer connection or its data channel could not be made.
     LinkFailed(Failure),
     /// One frame from the other side.
@@ -133,8 +137,12 @@ impl Connection {
                 match link {
                     Ok(link) => {
                         let max_message = link.max_message();
+                        let path_rtt = link.path_rtt();
                         self.link = Some(link);
-                        Happened::LinkOpen { max_message }
+                        Happened::LinkOpen {
+                            max_message,
+                            path_rtt,
+                        }
                     }
                     Err(why) => Happened::LinkFailed(why),
                 }

@@ -268,7 +268,13 @@ impl Pump {
                     Happened::RendezvousClosed(why) => Input::RendezvousClosed(why),
                     Happened::LocalSdp(sdp) => Input::LocalSdp(sdp),
                     Happened::LocalCandidate(candidate) => Input::LocalCandidate(candidate),
-                    Happened::LinkOpen { max_message } => Input::LinkOpen { max_message },
+                    Happened::LinkOpen {
+                        max_message,
+                        path_rtt,
+                    } => Input::LinkOpen {
+                        max_message,
+                        path_rtt,
+                    },
                     Happened::LinkFailed(why) => Input::LinkFailed(why),
                     Happened::Frame(frame) => Input::Frame(frame),
                     Happened::LinkClosed => Input::LinkClosed,
