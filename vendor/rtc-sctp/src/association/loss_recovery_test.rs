@@ -271,3 +271,28 @@ fn a_lost_timer_retransmission_is_detected_by_sending_order_too() -> Result<()> 
     assert_eq!(vec![first], again, "resent without a second timeout");
     Ok(())
 }
+
+#[test]
+fn in_fast_recovery_a_new_hole_gains_indications_while_the_cumulative_tsn_stands_still()
+-> Result<()> {
+    let (mut a, now, first) = sender(10)?;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert!(a.in_fast_recovery);
+    // The hole at `first` is repaired; first+4 is now the lowest hole.
+    a.handle_sack(&sack(first + 3, &[(first + 5, first + 5)]), now)?;
+    assert_eq!(1, miss(&a, first + 4));
+    // Later chunks arrive, one SACK each, while the cumulative TSN stays at first+3: each is
+    // an HTNA miss indication for first+4 (RFC 9260 §7.2.4), in fast recovery or not.
+    a.handle_sack(&sack(first + 3, &[(first + 5, first + 6)]), now)?;
+    assert_eq!(2, miss(&a, first + 4));
+    a.handle_sack(&sack(first + 3, &[(first + 5, first + 7)]), now)?;
+    assert_eq!(3, miss(&a, first + 4));
+    assert!(a.in_fast_recovery);
+    let resent: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert_eq!(Some(&(first + 4)), resent.first(), "{resent:?}");
+    assert_eq!(0, a.stats.get_num_t3timeouts());
+    Ok(())
+}

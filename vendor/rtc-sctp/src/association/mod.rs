@@ -2078,18 +2078,26 @@ impl Association {
         // still capped at three: a hole is declared lost once three later chunks are known to
         // have arrived, however the receiver batched its SACKs. With one SACK per packet this
         // is exactly the old count.
-        if !self.in_fast_recovery || cum_tsn_ack_point_advanced {
-            let max_tsn = if !self.in_fast_recovery {
-                // a) increment only for missing TSNs prior to the HTNA
-                htna
-            } else {
+        //
+        // Rule b) extends a), it does not replace it: RFC 9260 §7.2.4 says miss indications
+        // follow HTNA "for each incoming SACK", and adds b) for a SACK that advances the
+        // cumulative TSN in fast recovery. Skipping a) in fast recovery when the cumulative
+        // TSN stands still meant a chunk first lost during fast recovery, once it became the
+        // lowest hole, never gained an indication; at a small cwnd the sender then sat on a
+        // full window until T3-rtx. Linux SCTP (`sctp_mark_missing`) and dcsctp
+        // (`OutstandingData::NackBetweenAckBlocks`) apply HTNA in fast recovery too.
+        {
+            let max_tsn = if self.in_fast_recovery && cum_tsn_ack_point_advanced {
                 // b) increment for all TSNs reported missing, i.e. the holes below the
                 // highest TSN this SACK covers. (TSNs above it were not reported at all:
                 // they may simply still be in flight.)
                 d.gap_ack_blocks
                     .iter()
                     .map(|g| cum_tsn_ack_point.wrapping_add(g.end as u32))
-                    .fold(cum_tsn_ack_point, |a, b| if sna32lt(a, b) { b } else { a })
+                    .fold(htna, |a, b| if sna32lt(a, b) { b } else { a })
+            } else {
+                // a) increment only for missing TSNs prior to the HTNA
+                htna
             };
 
             // Gap blocks arrive in ascending order from a conforming peer; sort rather than
