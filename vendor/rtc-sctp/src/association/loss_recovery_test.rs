@@ -201,3 +201,98 @@ fn marked_chunks_beyond_the_first_packet_are_resent_as_cwnd_allows() -> Result<(
     );
     Ok(())
 }
+
+#[test]
+fn a_lost_retransmission_is_resent_once_three_chunks_sent_after_it_are_acknowledged() -> Result<()>
+{
+    let (mut a, now, first) = sender(8)?;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert!(a.in_fast_recovery);
+    let cwnd = a.cwnd;
+    let resent = transmitted_data(&a.gather_outbound(now).0);
+    assert_eq!(first, resent[0].tsn, "first fast retransmission");
+    // New data goes out after the retransmission.
+    let ppi = PayloadProtocolIdentifier::Binary;
+    for _ in 0..4 {
+        a.stream(1)?
+            .write_sctp(now, &Bytes::from(vec![1; 1024]), ppi)?;
+    }
+    let sent: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert_eq!(vec![first + 8, first + 9, first + 10, first + 11], sent);
+    // Chunks with higher TSNs but sent before the retransmission say nothing about it.
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 7)]), now)?;
+    assert_eq!(0, miss(&a, first));
+    assert!(transmitted_data(&a.gather_outbound(now).0).is_empty());
+    // Two chunks sent after it arrive: not yet enough (DupThresh is 3).
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 9)]), now)?;
+    assert_eq!(2, miss(&a, first));
+    // A third: the retransmission was lost too. It is resent at once, without waiting for
+    // the T3-rtx timer, and without a second cwnd reduction in the same recovery.
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 10)]), now)?;
+    let again = transmitted_data(&a.gather_outbound(now).0);
+    assert_eq!(vec![first], again.iter().map(|c| c.tsn).collect::<Vec<_>>());
+    assert_eq!(3, a.inflight_queue.get(first).unwrap().nsent);
+    assert_eq!(cwnd, a.cwnd, "one loss event, one reduction");
+    assert_eq!(0, a.stats.get_num_t3timeouts());
+    Ok(())
+}
+
+#[test]
+fn a_lost_timer_retransmission_is_detected_by_sending_order_too() -> Result<()> {
+    let (mut a, now, first) = sender(4)?;
+    // The whole window is lost; T3-rtx resends it at cwnd = 1 MTU, lowest TSN first.
+    a.on_retransmission_timeout(Timer::T3RTX, 1, now);
+    let resent = transmitted_data(&a.gather_outbound(now).0);
+    assert_eq!(first, resent[0].tsn);
+    // Later T3-rtx rounds and new data: make room and send four new chunks after it.
+    a.cwnd = 64 * 1024;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    for _ in 0..3 {
+        a.stream(1)?
+            .write_sctp(now, &Bytes::from(vec![1; 1024]), ppi)?;
+    }
+    let sent: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert!(
+        sent.ends_with(&[first + 4, first + 5, first + 6]),
+        "{sent:?}"
+    );
+    // Everything sent after `first`'s retransmission arrives; `first` does not.
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 6)]), now)?;
+    let again: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert_eq!(vec![first], again, "resent without a second timeout");
+    Ok(())
+}
+
+#[test]
+fn in_fast_recovery_a_new_hole_gains_indications_while_the_cumulative_tsn_stands_still()
+-> Result<()> {
+    let (mut a, now, first) = sender(10)?;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 3)]), now)?;
+    assert!(a.in_fast_recovery);
+    // The hole at `first` is repaired; first+4 is now the lowest hole.
+    a.handle_sack(&sack(first + 3, &[(first + 5, first + 5)]), now)?;
+    assert_eq!(1, miss(&a, first + 4));
+    // Later chunks arrive, one SACK each, while the cumulative TSN stays at first+3: each is
+    // an HTNA miss indication for first+4 (RFC 9260 §7.2.4), in fast recovery or not.
+    a.handle_sack(&sack(first + 3, &[(first + 5, first + 6)]), now)?;
+    assert_eq!(2, miss(&a, first + 4));
+    a.handle_sack(&sack(first + 3, &[(first + 5, first + 7)]), now)?;
+    assert_eq!(3, miss(&a, first + 4));
+    assert!(a.in_fast_recovery);
+    let resent: Vec<u32> = transmitted_data(&a.gather_outbound(now).0)
+        .iter()
+        .map(|c| c.tsn)
+        .collect();
+    assert_eq!(Some(&(first + 4)), resent.first(), "{resent:?}");
+    assert_eq!(0, a.stats.get_num_t3timeouts());
+    Ok(())
+}

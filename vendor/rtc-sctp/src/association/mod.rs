@@ -183,6 +183,14 @@ pub struct Association {
     /// wait here for cwnd (RFC 9260 §7.2.4 (5)). Entries that stop being candidates
     /// (acknowledged, abandoned, resent by T3-rtx) are dropped lazily.
     fast_rtx_marked: VecDeque<u32>,
+    /// Counts DATA transmissions (new and retransmitted); stamps `ChunkPayloadData::sent_seq`.
+    send_seq: u64,
+    /// Retransmitted TSNs still outstanding, watched for loss of the retransmission itself
+    /// (`detect_lost_retransmissions`). Entries that stop being outstanding drop lazily.
+    rtx_watch: Vec<u32>,
+    /// `sent_seq` of the chunks the SACK being processed newly acknowledged; filled only
+    /// while `rtx_watch` is not empty.
+    newly_acked_seqs: Vec<u64>,
 
     will_send_shutdown_ack: bool,
     will_send_shutdown_complete: bool,
@@ -288,6 +296,9 @@ impl Default for Association {
             will_retransmit_reconfig: false,
             t3_retransmit_pending: false,
             fast_rtx_marked: VecDeque::new(),
+            send_seq: 0,
+            rtx_watch: vec![],
+            newly_acked_seqs: vec![],
 
             will_send_shutdown_ack: false,
             will_send_shutdown_complete: false,
@@ -1488,6 +1499,7 @@ impl Association {
         }
 
         self.process_fast_retransmission(d, htna, newly_gap_acked, cum_tsn_ack_point_advanced)?;
+        self.detect_lost_retransmissions();
 
         if self.use_forward_tsn {
             // RFC 3758 Sec 3.5 C1
@@ -1759,6 +1771,8 @@ impl Association {
         let mut newly_gap_acked = vec![];
         let mut total_bytes_acked = 0;
         let mut newly_acked_data = false;
+        self.newly_acked_seqs.clear();
+        let watching = !self.rtx_watch.is_empty();
         // Abandoned DATA can precede the earliest outstanding TSN. RFC 9260
         // 6.3.2 R3 applies to that outstanding DATA, including gap acknowledgments.
         let earliest_outstanding = self.inflight_queue.sorted.iter().copied().find(|tsn| {
@@ -1776,6 +1790,9 @@ impl Association {
             if let Some(mut c) = self.inflight_queue.pop(i) {
                 if c.acknowledge() {
                     newly_acked_data |= c.nsent > 0;
+                    if watching {
+                        self.newly_acked_seqs.push(c.sent_seq);
+                    }
 
                     let n_bytes_acked = c.user_data.len() as i64;
                     total_bytes_acked += n_bytes_acked;
@@ -1842,6 +1859,9 @@ impl Association {
                 if let Some(c) = self.inflight_queue.get(tsn) {
                     if newly_acknowledged {
                         newly_acked_data |= c.nsent > 0;
+                        if watching {
+                            self.newly_acked_seqs.push(c.sent_seq);
+                        }
                         total_bytes_acked += n_bytes_acked;
                         if self.is_current_stream_data(c) {
                             *bytes_acked_per_stream
@@ -1975,6 +1995,61 @@ impl Association {
         }
     }
 
+    /// Detects a retransmission that was lost again. RFC 9260 §7.2.4 fast-retransmits a chunk
+    /// only once, so a lost retransmission waited for the T3-rtx timeout (RTO.min 200 ms at
+    /// least, doubling, with cwnd back to 1 MTU). Like RACK (RFC 8985 §6.2), this judges a
+    /// retransmission by sending order instead of TSN order: once three chunks sent after it
+    /// (in its `sent_seq` order) are acknowledged and it is not, it is deemed lost and marked
+    /// for fast retransmission again, the same DupThresh of 3 as for a first loss. Linux TCP
+    /// did the same before RACK (`tcp_mark_lost_retrans`). A loss detected this way during
+    /// fast recovery does not cut cwnd again (one reduction per recovery, RFC 6675 §5);
+    /// outside it, it starts fast recovery as a first loss would.
+    fn detect_lost_retransmissions(&mut self) {
+        if self.rtx_watch.is_empty() || self.newly_acked_seqs.is_empty() {
+            return;
+        }
+        let mut seqs = std::mem::take(&mut self.newly_acked_seqs);
+        seqs.sort_unstable();
+        let mut lost = vec![];
+        let inflight = &mut self.inflight_queue;
+        self.rtx_watch.retain(|&tsn| {
+            let Some(c) = inflight.get_mut(tsn) else {
+                return false;
+            };
+            if !c.is_outstanding() || c.retransmit || c.nsent < 2 || c.miss_indicator >= 3 {
+                return false;
+            }
+            let sent_after = seqs.len() - seqs.partition_point(|&s| s <= c.sent_seq);
+            c.miss_indicator = (c.miss_indicator + sent_after.min(3) as u32).min(3);
+            if c.miss_indicator >= 3 {
+                lost.push(tsn);
+                return false;
+            }
+            true
+        });
+        seqs.clear();
+        self.newly_acked_seqs = seqs;
+        if lost.is_empty() {
+            return;
+        }
+        for tsn in lost {
+            let at = self
+                .fast_rtx_marked
+                .iter()
+                .rposition(|&marked| sna32lt(marked, tsn))
+                .map_or(0, |p| p + 1);
+            self.fast_rtx_marked.insert(at, tsn);
+        }
+        if !self.in_fast_recovery {
+            self.in_fast_recovery = true;
+            self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
+            self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+            self.cwnd = self.ssthresh;
+            self.partial_bytes_acked = 0;
+        }
+        self.will_retransmit_fast = true;
+    }
+
     fn process_fast_retransmission(
         &mut self,
         d: &ChunkSelectiveAck,
@@ -2003,18 +2078,26 @@ impl Association {
         // still capped at three: a hole is declared lost once three later chunks are known to
         // have arrived, however the receiver batched its SACKs. With one SACK per packet this
         // is exactly the old count.
-        if !self.in_fast_recovery || cum_tsn_ack_point_advanced {
-            let max_tsn = if !self.in_fast_recovery {
-                // a) increment only for missing TSNs prior to the HTNA
-                htna
-            } else {
+        //
+        // Rule b) extends a), it does not replace it: RFC 9260 §7.2.4 says miss indications
+        // follow HTNA "for each incoming SACK", and adds b) for a SACK that advances the
+        // cumulative TSN in fast recovery. Skipping a) in fast recovery when the cumulative
+        // TSN stands still meant a chunk first lost during fast recovery, once it became the
+        // lowest hole, never gained an indication; at a small cwnd the sender then sat on a
+        // full window until T3-rtx. Linux SCTP (`sctp_mark_missing`) and dcsctp
+        // (`OutstandingData::NackBetweenAckBlocks`) apply HTNA in fast recovery too.
+        {
+            let max_tsn = if self.in_fast_recovery && cum_tsn_ack_point_advanced {
                 // b) increment for all TSNs reported missing, i.e. the holes below the
                 // highest TSN this SACK covers. (TSNs above it were not reported at all:
                 // they may simply still be in flight.)
                 d.gap_ack_blocks
                     .iter()
                     .map(|g| cum_tsn_ack_point.wrapping_add(g.end as u32))
-                    .fold(cum_tsn_ack_point, |a, b| if sna32lt(a, b) { b } else { a })
+                    .fold(htna, |a, b| if sna32lt(a, b) { b } else { a })
+            } else {
+                // a) increment only for missing TSNs prior to the HTNA
+                htna
             };
 
             // Gap blocks arrive in ascending order from a conforming peer; sort rather than
@@ -2035,7 +2118,9 @@ impl Association {
                 // TSNs newly acknowledged above this one; case b) counts at least one.
                 let newly_acked_above = (newly_gap_acked.len() - at_or_below).max(1);
                 if let Some(c) = self.inflight_queue.get_mut(tsn) {
-                    if c.is_outstanding() && c.miss_indicator < 3 {
+                    // A retransmitted chunk is judged by what was sent after its latest
+                    // transmission, not by TSN order (`detect_lost_retransmissions`).
+                    if c.is_outstanding() && c.nsent == 1 && c.miss_indicator < 3 {
                         c.miss_indicator = c
                             .miss_indicator
                             .saturating_add(newly_acked_above.min(3) as u32)
@@ -2568,6 +2653,12 @@ impl Association {
                     c.nsent += 1;
                     chunk.nsent = c.nsent;
                     self.stats.inc_fast_retrans();
+                    self.send_seq += 1;
+                    c.sent_seq = self.send_seq;
+                    chunk.sent_seq = c.sent_seq;
+                    // Lost again? Judged afresh from here (`detect_lost_retransmissions`).
+                    c.miss_indicator = 0;
+                    self.rtx_watch.push(c.tsn);
                     trace!(
                         "[{}] fast-retransmit: tsn={} sent={} htna={}",
                         self.side, c.tsn, c.nsent, self.fast_recover_exit_point
@@ -2646,6 +2737,12 @@ impl Association {
                 c.nsent += 1;
                 chunk.nsent = c.nsent;
                 self.stats.inc_fast_retrans();
+                self.send_seq += 1;
+                c.sent_seq = self.send_seq;
+                chunk.sent_seq = c.sent_seq;
+                // Lost again? Judged afresh from here (`detect_lost_retransmissions`).
+                c.miss_indicator = 0;
+                self.rtx_watch.push(c.tsn);
                 trace!(
                     "[{}] fast-retransmit (cwnd): tsn={} sent={}",
                     self.side, c.tsn, c.nsent
@@ -2820,6 +2917,12 @@ impl Association {
                 c.retransmit = false;
                 c.nsent += 1;
                 chunk.nsent = c.nsent;
+                self.send_seq += 1;
+                c.sent_seq = self.send_seq;
+                chunk.sent_seq = c.sent_seq;
+                // Lost again? Judged afresh from here (`detect_lost_retransmissions`).
+                c.miss_indicator = 0;
+                self.rtx_watch.push(c.tsn);
                 trace!(
                     "[{}] retransmitting tsn={} ssn={} sent={}",
                     self.side, c.tsn, c.stream_sequence_number, c.nsent
@@ -3359,6 +3462,8 @@ impl Association {
             // RTT baseline only; maxPacketLifeTime measures from `created_at`.
             c.since = Some(now);
             c.nsent = 1; // being sent for the first time
+            self.send_seq += 1;
+            c.sent_seq = self.send_seq;
 
             trace!(
                 "[{}] sending ppi={} tsn={} ssn={} sent={} len={} ({},{})",
@@ -3541,6 +3646,8 @@ impl Association {
                 self.t3_retransmit_pending = true;
                 // Everything outstanding is now T3-rtx's to resend.
                 self.fast_rtx_marked.clear();
+                // ... and to watch again once resent.
+                self.rtx_watch.clear();
                 self.awake_write_loop();
             }
 

@@ -169,6 +169,9 @@ pub struct ChunkPayloadData {
     pub(crate) stream_generation: u64,
     /// number of transmission made for this chunk
     pub(crate) nsent: u32,
+    /// Order of this chunk's latest transmission among all DATA the association has sent
+    /// (new or retransmitted), to tell whether a later-sent chunk has been acknowledged.
+    pub(crate) sent_seq: u64,
 
     /// This fragment belongs to an atomically abandoned message.
     pub(crate) abandoned: bool,
@@ -198,6 +201,7 @@ impl Default for ChunkPayloadData {
             reliability: MessageReliability::Reliable,
             stream_generation: 0,
             nsent: 0,
+            sent_seq: 0,
             abandoned: false,
             retransmit: false,
         }
@@ -283,6 +287,7 @@ impl Chunk for ChunkPayloadData {
             reliability: MessageReliability::Reliable,
             stream_generation: 0,
             nsent: 0,
+            sent_seq: 0,
             abandoned: false,
             retransmit: false,
         })
@@ -325,7 +330,9 @@ impl ChunkPayloadData {
     }
 
     pub(crate) fn is_fast_retransmit_candidate(&self) -> bool {
-        self.is_outstanding() && self.nsent == 1 && self.miss_indicator >= 3
+        // A retransmission starts over at zero miss indications (see
+        // `Association::detect_lost_retransmissions`), so this also covers a lost one.
+        self.is_outstanding() && self.miss_indicator >= 3
     }
 
     /// Record peer progress without changing payload ownership.
