@@ -25,7 +25,7 @@ use super::connection::{Connection, Happened};
 use super::layout::Layout;
 use super::{finished, NetOptions, Work};
 use crate::error::{local_io_failure, Failure, Kind};
-use crate::protocol::code::{likely_meant, Code};
+use crate::protocol::code::likely_meant;
 use crate::protocol::frame::{Taken, ACK_EVERY};
 use crate::protocol::manifest::{display, Manifest, Summary};
 use crate::protocol::pake::Side;
@@ -61,7 +61,6 @@ enum Sink {
 pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     let (rendezvous, code) =
         rendezvous::join(&args.net.signal, Some(&args.code), Side::Receiver).await?;
-    let typed = code.clone();
     super::check_relay(&args.net, rendezvous.as_ref())?;
     ui.status(&format!(
         "Waiting for the sender (at most {} s; Ctrl-C to stop)…",
@@ -88,7 +87,7 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
     }
     let report = pump
         .clean_up(result)
-        .map_err(|failure| typo_hint(failure, &typed))?;
+        .map_err(|failure| typo_hint(failure, &pump.args.code))?;
     if let Some(bytes) = report.text {
         ui.event("finished", json!({ "bytes": bytes }));
         return Ok(());
@@ -139,11 +138,11 @@ pub async fn run(args: ReceiveArgs, ui: Ui) -> anyhow::Result<()> {
 
 /// A failed key exchange with a code one typo away from a generated one says which: the
 /// sender keeps waiting for a few more tries, so the next attempt can succeed.
-fn typo_hint(failure: Failure, typed: &Code) -> Failure {
+fn typo_hint(failure: Failure, typed: &str) -> Failure {
     if failure.kind != Kind::WrongCode {
         return failure;
     }
-    match likely_meant(typed.as_str()) {
+    match likely_meant(typed) {
         Some(meant) => {
             let message = format!("{}; did you mean {meant}?", failure.message);
             failure.with_message(message)
