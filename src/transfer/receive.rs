@@ -39,6 +39,9 @@ const SYNC_EACH_AT_MOST: usize = 64;
 const SYNC_QUEUE: usize = 64;
 /// Write buffer per output.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// A file's written bytes are handed to the disk every this many bytes, so that the
+/// `fdatasync` before its final name waits for the last few MiB, not for the whole file.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 /// Offers with at most this many entries are listed before the question.
 const LIST_AT_MOST: usize = 10;
 
@@ -743,10 +746,11 @@ impl FileWriter {
         file.seek(std::io::SeekFrom::Start(keep)).map_err(cannot)?;
         // Small enough that full DATA payloads bypass the buffer (no extra copy), large enough
         // to gather the writes of small files.
-        Ok(Destination::File(std::io::BufWriter::with_capacity(
-            WRITE_BUFFER,
-            file,
-        )))
+        Ok(Destination::File {
+            out: std::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            written: keep,
+            handed: keep,
+        })
     }
 }
 
@@ -778,14 +782,33 @@ fn write_error(
 /// Where one entry's bytes go.
 enum Destination {
     Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>),
-    File(std::io::BufWriter<File>),
+    File {
+        out: std::io::BufWriter<File>,
+        /// The file's length so far.
+        written: u64,
+        /// Bytes before this offset were already handed to the disk (`start_writeback`).
+        handed: u64,
+    },
 }
 
 impl Destination {
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Destination::Stdout(out) => out.write_all(bytes),
-            Destination::File(out) => out.write_all(bytes),
+            Destination::File {
+                out,
+                written,
+                handed,
+            } => {
+                out.write_all(bytes)?;
+                *written += bytes.len() as u64;
+                if *written - *handed >= WRITEBACK_EVERY {
+                    out.flush()?;
+                    start_writeback(out.get_ref(), *handed, *written - *handed);
+                    *handed = *written;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -795,7 +818,28 @@ impl Destination {
     fn finish(self) -> std::io::Result<Option<File>> {
         match self {
             Destination::Stdout(mut out) => out.flush().map(|_| None),
-            Destination::File(out) => out.into_inner().map(Some).map_err(|e| e.into_error()),
+            Destination::File { out, .. } => out.into_inner().map(Some).map_err(|e| e.into_error()),
         }
     }
 }
+
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to the disk, and
+/// returns at once: the page cache then drains while the transfer goes on, instead of all at
+/// once in the final `fdatasync` (which took 0.5 s of a 5 s, 1 GiB receive here). Only a
+/// hint: durability still comes from that `fdatasync`, so failures are ignored, and other
+/// systems flush at the end only.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain system call on a descriptor this `File` owns and keeps open for the
+    // call; it reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
