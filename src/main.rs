@@ -11,6 +11,7 @@ use mp::transfer::NetOptions;
 use mp::{prompt, signal, transfer, ui};
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("mp: internal error: {info} (please report this)");
@@ -348,4 +349,17 @@ async fn terminated() {
         }
     }
     std::future::pending::<()>().await
+}
+
+/// One glibc malloc arena for the whole process instead of up to eight per core. The file
+/// reader allocates frames that the network threads free, and with an arena per thread each
+/// kept its own high-water mark: the sender's peak RSS on a 1 GiB LAN transfer went from
+/// 40-42 MiB to 33-35 MiB (receiver 17-18 to 15-16) with this, at the same CPU time. mp has
+/// a handful of threads, so the shared arena's lock is not contended.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable; it is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
