@@ -73,6 +73,45 @@ fn receiver_sacks_a_duplicate_at_once() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_chunk_that_empties_the_send_queue_asks_for_an_immediate_sack() -> Result<()> {
+    let now = Instant::now();
+    let mut a = timed_test_association();
+    a.cwnd = 64 * 1024;
+    a.rwnd = 1024 * 1024;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    let mut stream = a.open_stream(1, ppi)?;
+    for _ in 0..3 {
+        stream.write_sctp(now, &Bytes::from(vec![0x5a; 1024]), ppi)?;
+    }
+    let sent = transmitted_data(&a.gather_outbound(now).0);
+    // Only the last: the peer SACKs a burst at its second packet anyway.
+    assert_eq!(
+        vec![false, false, true],
+        sent.iter().map(|c| c.immediate_sack).collect::<Vec<_>>()
+    );
+
+    // A window that stops the queue short sets no I bit: more data follows the SACK.
+    let mut stream = a.stream(1)?;
+    for _ in 0..3 {
+        stream.write_sctp(now, &Bytes::from(vec![0x5a; 1024]), ppi)?;
+    }
+    a.cwnd = a.inflight_queue.get_num_bytes() as u32 + 2 * 1024;
+    let sent = transmitted_data(&a.gather_outbound(now).0);
+    assert_eq!(2, sent.len());
+    assert!(sent.iter().all(|c| !c.immediate_sack));
+
+    // The receiving side answers a lone chunk with the I bit at once, not after 200 ms.
+    let mut b = receiver();
+    let mut lone = data(b.peer_last_tsn.wrapping_add(1), 100);
+    lone.immediate_sack = true;
+    b.handle_chunk_start();
+    b.handle_data(&lone)?;
+    b.handle_chunk_end(now);
+    assert_eq!(AckState::Immediate, b.ack_state);
+    Ok(())
+}
+
 /// A sender with `count` one-chunk messages of 1 KiB in flight; returns the first TSN.
 fn sender(count: usize) -> Result<(Association, Instant, u32)> {
     let mut a = timed_test_association();

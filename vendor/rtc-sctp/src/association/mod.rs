@@ -3459,6 +3459,17 @@ impl Association {
             // Assign TSN
             c.tsn = self.generate_next_tsn();
 
+            // The chunk that empties the send queue asks for its SACK at once (the I bit,
+            // RFC 9260 §3.3.1, RFC 7053 §4.1: set it "whenever the sender ... can benefit from
+            // the corresponding SACK chunk being sent back without delay"). Nothing sent after
+            // it will make the peer answer, so the peer would hold the SACK for its delayed-SACK
+            // timer (200 ms), as long as RTO.min: the sender's T3-rtx timer then fires on a
+            // chunk that arrived, cutting cwnd to 1 MTU and ssthresh to 4 MTU just as a
+            // transfer starts, and a request/response exchange measures RTT as 200 ms. Within a
+            // burst of chunks the peer SACKs at once anyway (every second packet), so this costs
+            // no extra SACK.
+            c.immediate_sack = self.pending_queue.is_empty();
+
             // RTT baseline only; maxPacketLifeTime measures from `created_at`.
             c.since = Some(now);
             c.nsent = 1; // being sent for the first time
