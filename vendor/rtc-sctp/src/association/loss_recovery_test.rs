@@ -335,3 +335,97 @@ fn in_fast_recovery_a_new_hole_gains_indications_while_the_cumulative_tsn_stands
     assert_eq!(0, a.stats.get_num_t3timeouts());
     Ok(())
 }
+
+/// A client association whose INIT is queued at `now`, or a server one.
+fn endpoint(server: bool, now: Instant) -> Association {
+    let addr = SocketAddr::from_str("0.0.0.0:0").unwrap();
+    Association::new(
+        server.then(|| Arc::new(ServerConfig::default())),
+        Arc::new(TransportConfig::default()),
+        1400,
+        if server { 2 } else { 1 },
+        addr,
+        addr,
+        TransportProtocol::UDP,
+        now,
+    )
+}
+
+/// Hands every packet `from` has to send to `to`, both at `at`; with `lose`, drops them.
+fn deliver(from: &mut Association, to: &mut Association, at: Instant, lose: bool) -> Result<()> {
+    while let Some(transmit) = from.poll_transmit(at) {
+        let Payload::RawEncode(raws) = transmit.message else {
+            continue;
+        };
+        for raw in raws {
+            if !lose {
+                to.handle_inbound(Packet::unmarshal(&raw)?, at)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_handshake_round_trip_is_the_first_rtt_measurement() -> Result<()> {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut client = endpoint(false, t0);
+    let mut server = endpoint(true, t0);
+    assert_eq!(
+        client.rto_mgr.get_rto(),
+        1000,
+        "RTO.initial before any measurement"
+    );
+
+    deliver(&mut client, &mut server, ms(1), false)?; // INIT
+    deliver(&mut server, &mut client, ms(2), false)?; // INIT-ACK: the client times its INIT
+    // A first DATA chunk lost now would wait RTO.min (200 ms), not RTO.initial (1 s).
+    assert_eq!(client.rto_mgr.get_rto(), 200);
+    assert_eq!(client.rto_mgr.srtt, 2);
+    deliver(&mut client, &mut server, ms(3), false)?; // COOKIE-ECHO: the server times its INIT-ACK
+    assert_eq!(server.state(), AssociationState::Established);
+    assert_eq!(server.rto_mgr.get_rto(), 200);
+    assert_eq!(server.rto_mgr.srtt, 2);
+    deliver(&mut server, &mut client, ms(4), false)?; // COOKIE-ACK
+    assert_eq!(client.state(), AssociationState::Established);
+    assert_eq!(client.rto_mgr.get_rto(), 200);
+    Ok(())
+}
+
+#[test]
+fn a_retransmitted_handshake_chunk_is_not_timed() -> Result<()> {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut client = endpoint(false, t0);
+    let mut server = endpoint(true, t0);
+
+    // The first INIT arrives late, after T1-init has sent a second one: the server answers
+    // both, and the client cannot tell which INIT an INIT-ACK answers (Karn).
+    let Payload::RawEncode(first_init) = client.poll_transmit(ms(0)).expect("INIT").message else {
+        panic!("an encoded INIT");
+    };
+    client.handle_timeout(ms(1001));
+    deliver(&mut client, &mut server, ms(1001), false)?; // the second INIT
+    for raw in first_init {
+        server.handle_inbound(Packet::unmarshal(&raw)?, ms(1002))?; // the first, late
+    }
+    deliver(&mut server, &mut client, ms(1003), false)?; // two INIT-ACKs
+    assert_eq!(
+        client.rto_mgr.get_rto(),
+        1000,
+        "an INIT sent twice is not timed"
+    );
+
+    deliver(&mut client, &mut server, ms(1004), false)?; // COOKIE-ECHO, sent once
+    assert_eq!(server.state(), AssociationState::Established);
+    assert_eq!(
+        server.rto_mgr.get_rto(),
+        1000,
+        "either INIT-ACK may have been answered"
+    );
+    deliver(&mut server, &mut client, ms(1005), false)?; // COOKIE-ACK times the COOKIE-ECHO
+    assert_eq!(client.state(), AssociationState::Established);
+    assert_eq!(client.rto_mgr.get_rto(), 200);
+    Ok(())
+}

@@ -191,6 +191,12 @@ pub struct Association {
     /// `sent_seq` of the chunks the SACK being processed newly acknowledged; filled only
     /// while `rtx_watch` is not empty.
     newly_acked_seqs: Vec<u64>,
+    /// When the handshake chunk now awaiting its answer was sent (the client's INIT or
+    /// COOKIE-ECHO, the server's INIT-ACK), for the association's first RTT measurement;
+    /// `None` once it was retransmitted (Karn's algorithm, RFC 9260 §6.3.1 C5).
+    handshake_sent: Option<Instant>,
+    /// INITs answered; a second INIT-ACK makes the COOKIE-ECHO ambiguous to time.
+    inits_answered: u32,
 
     will_send_shutdown_ack: bool,
     will_send_shutdown_complete: bool,
@@ -299,6 +305,8 @@ impl Default for Association {
             send_seq: 0,
             rtx_watch: vec![],
             newly_acked_seqs: vec![],
+            handshake_sent: None,
+            inits_answered: 0,
 
             will_send_shutdown_ack: false,
             will_send_shutdown_complete: false,
@@ -452,6 +460,7 @@ impl Association {
             this.set_state(AssociationState::CookieWait);
             this.stored_init = Some(init);
             let _ = this.send_init();
+            this.handshake_sent = Some(now);
             this.timers
                 .start(Timer::T1Init, now, this.rto_mgr.get_rto());
         }
@@ -1003,7 +1012,7 @@ impl Association {
             if c.is_ack {
                 self.handle_init_ack(p, c, now)?
             } else {
-                self.handle_init(p, c)?
+                self.handle_init(p, c, now)?
             }
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkAbort>() {
             let mut err_str = String::new();
@@ -1025,9 +1034,9 @@ impl Association {
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkHeartbeat>() {
             self.handle_heartbeat(c)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkCookieEcho>() {
-            self.handle_cookie_echo(c)?
+            self.handle_cookie_echo(c, now)?
         } else if chunk_any.downcast_ref::<ChunkCookieAck>().is_some() {
-            self.handle_cookie_ack()?
+            self.handle_cookie_ack(now)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkPayloadData>() {
             self.handle_data(c)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkSelectiveAck>() {
@@ -1055,7 +1064,7 @@ impl Association {
         Ok(())
     }
 
-    fn handle_init(&mut self, p: &Packet, i: &ChunkInit) -> Result<Vec<Packet>> {
+    fn handle_init(&mut self, p: &Packet, i: &ChunkInit, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] chunkInit received in state '{}'", self.side, state);
 
@@ -1149,6 +1158,11 @@ impl Association {
 
         outbound.chunks = vec![Box::new(init_ack)];
 
+        // Timed from this INIT-ACK to the COOKIE-ECHO, unless a repeated INIT made us answer
+        // twice (then the COOKIE-ECHO may answer either).
+        self.inits_answered = self.inits_answered.saturating_add(1);
+        self.handshake_sent = (self.inits_answered == 1).then_some(now);
+
         Ok(vec![outbound])
     }
 
@@ -1205,6 +1219,7 @@ impl Association {
 
         self.timers.stop(Timer::T1Init);
         self.stored_init = None;
+        self.measure_handshake_rtt(now);
 
         let mut cookie_param = None;
         for param in &i.params {
@@ -1229,6 +1244,7 @@ impl Association {
             });
 
             self.send_cookie_echo()?;
+            self.handshake_sent = Some(now);
 
             self.timers
                 .start(Timer::T1Cookie, now, self.rto_mgr.get_rto());
@@ -1268,7 +1284,7 @@ impl Association {
         Ok(vec![])
     }
 
-    fn handle_cookie_echo(&mut self, c: &ChunkCookieEcho) -> Result<Vec<Packet>> {
+    fn handle_cookie_echo(&mut self, c: &ChunkCookieEcho, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] COOKIE-ECHO received in state '{}'", self.side, state);
 
@@ -1291,6 +1307,7 @@ impl Association {
 
                     self.timers.stop(Timer::T1Cookie);
                     self.stored_cookie_echo = None;
+                    self.measure_handshake_rtt(now);
 
                     self.events.push_back(Event::Connected);
                     self.set_state(AssociationState::Established);
@@ -1313,7 +1330,29 @@ impl Association {
         }])
     }
 
-    fn handle_cookie_ack(&mut self) -> Result<Vec<Packet>> {
+    /// The handshake's round trip as the association's first RTT measurement. Without it,
+    /// RTO stays at RTO.initial (1 s) until the first DATA chunk is acknowledged, so a lost
+    /// first message (nothing sent after it, so no fast retransmit) waited a whole second
+    /// although the path had just answered in a millisecond. RFC 9260 §6.3.1 C1 keeps
+    /// RTO.initial only "until an RTT measurement has been made for a packet sent to the
+    /// given destination transport address"; an INIT, INIT-ACK or COOKIE-ECHO is such a
+    /// packet, timed only if it was sent once (C5, Karn). TCP (RFC 6298 §2; Linux times
+    /// SYN/SYN-ACK) and QUIC (RFC 9002 §5) take their first sample from the handshake too.
+    fn measure_handshake_rtt(&mut self, now: Instant) {
+        if let Some(sent) = self.handshake_sent.take() {
+            let rtt = now.saturating_duration_since(sent).as_millis() as u64;
+            let srtt = self.rto_mgr.set_new_rtt(rtt);
+            trace!(
+                "[{}] handshake: measured-rtt={} srtt={} new-rto={}",
+                self.side,
+                rtt,
+                srtt,
+                self.rto_mgr.get_rto()
+            );
+        }
+    }
+
+    fn handle_cookie_ack(&mut self, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] COOKIE-ACK received in state '{}'", self.side, state);
         if state != AssociationState::CookieEchoed {
@@ -1326,6 +1365,7 @@ impl Association {
 
         self.timers.stop(Timer::T1Cookie);
         self.stored_cookie_echo = None;
+        self.measure_handshake_rtt(now);
 
         self.events.push_back(Event::Connected);
         self.set_state(AssociationState::Established);
@@ -3573,6 +3613,7 @@ impl Association {
     fn on_retransmission_timeout(&mut self, timer_id: Timer, n_rtos: usize, now: Instant) {
         match timer_id {
             Timer::T1Init => {
+                self.handshake_sent = None;
                 if let Err(err) = self.send_init() {
                     debug!(
                         "[{}] failed to retransmit init (n_rtos={}): {:?}",
@@ -3582,6 +3623,7 @@ impl Association {
             }
 
             Timer::T1Cookie => {
+                self.handshake_sent = None;
                 if let Err(err) = self.send_cookie_echo() {
                     debug!(
                         "[{}] failed to retransmit cookie-echo (n_rtos={}): {:?}",
