@@ -429,3 +429,59 @@ fn a_retransmitted_handshake_chunk_is_not_timed() -> Result<()> {
     assert_eq!(client.rto_mgr.get_rto(), 200);
     Ok(())
 }
+
+#[test]
+fn a_lost_tail_is_probed_after_pto_instead_of_waiting_for_t3_rtx() -> Result<()> {
+    // Three chunks and nothing more to send. The first is lost; the two after it are
+    // reported, which is one indication short of fast retransmit, and no more will come.
+    let (mut a, now, first) = sender(3)?;
+    let cwnd = a.cwnd;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 2)]), now)?;
+    assert_eq!(2, miss(&a, first));
+    assert!(!a.in_fast_recovery);
+    let t3 = a.timers.get(Timer::T3RTX).expect("T3-rtx runs");
+    let probe_at = a.poll_timeout().expect("a timeout");
+    assert_eq!(probe_at, now + Duration::from_millis(TLP_MIN_PTO));
+    assert!(probe_at < t3, "the probe comes before T3-rtx");
+
+    a.handle_timeout(probe_at);
+    let sent = transmitted_data(&a.gather_outbound(probe_at).0);
+    assert_eq!(1, sent.len(), "one probe");
+    assert_eq!(first, sent[0].tsn, "the highest chunk not yet acknowledged");
+    assert!(sent[0].immediate_sack, "its SACK is wanted at once");
+    assert_eq!(0, a.stats.get_num_t3timeouts());
+    assert_eq!(
+        a.cwnd,
+        (cwnd / 2).max(4 * a.mtu),
+        "a loss costs what fast retransmit costs"
+    );
+
+    // One probe at a time: none again until a SACK acknowledges new data.
+    assert!(a.tlp_at.is_none());
+    a.handle_sack(&sack(first + 2, &[]), probe_at)?;
+    assert!(a.tlp_at.is_none(), "nothing is outstanding");
+    Ok(())
+}
+
+#[test]
+fn a_single_outstanding_chunk_is_left_to_t3_rtx() -> Result<()> {
+    // RFC 8985 §7.2: with one segment in flight the probe would wait for the peer's delayed
+    // SACK as well, which is no sooner than T3-rtx.
+    let (mut a, now, first) = sender(3)?;
+    a.handle_sack(&sack(first + 1, &[]), now)?;
+    assert!(a.tlp_at.is_none());
+    Ok(())
+}
+
+#[test]
+fn no_probe_while_data_waits_to_be_sent() -> Result<()> {
+    // Queued data will follow: the chunks sent after a loss reveal it (fast retransmit).
+    let (mut a, now, first) = sender(3)?;
+    a.cwnd = a.inflight_queue.get_num_bytes() as u32;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    a.stream(1)?
+        .write_sctp(now, &Bytes::from(vec![0x5a; 1024]), ppi)?;
+    a.handle_sack(&sack(first, &[]), now)?;
+    assert!(a.tlp_at.is_none());
+    Ok(())
+}

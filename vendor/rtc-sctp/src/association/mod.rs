@@ -58,6 +58,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// The shortest tail loss probe timeout (`arm_tail_loss_probe`), ms.
+const TLP_MIN_PTO: u64 = 25;
+
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -197,6 +200,10 @@ pub struct Association {
     handshake_sent: Option<Instant>,
     /// INITs answered; a second INIT-ACK makes the COOKIE-ECHO ambiguous to time.
     inits_answered: u32,
+    /// When to send a tail loss probe (`send_tail_loss_probe`), if one is armed.
+    tlp_at: Option<Instant>,
+    /// A probe was sent and no SACK has acknowledged new data since: one at a time.
+    tlp_out: bool,
 
     will_send_shutdown_ack: bool,
     will_send_shutdown_complete: bool,
@@ -307,6 +314,8 @@ impl Default for Association {
             newly_acked_seqs: vec![],
             handshake_sent: None,
             inits_answered: 0,
+            tlp_at: None,
+            tlp_out: false,
 
             will_send_shutdown_ack: false,
             will_send_shutdown_complete: false,
@@ -505,7 +514,10 @@ impl Association {
     /// - a call was made to `handle_timeout`
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_timeout()
+        match (self.timers.next_timeout(), self.tlp_at) {
+            (Some(timer), Some(probe)) => Some(timer.min(probe)),
+            (timer, probe) => timer.or(probe),
+        }
     }
 
     /// Returns packets to transmit
@@ -549,6 +561,14 @@ impl Association {
     /// `Instant` that was output by `poll_timeout`; however spurious extra calls will simply
     /// no-op and therefore are safe.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.tlp_at.is_some_and(|at| at <= now) {
+            self.tlp_at = None;
+            // A T3-rtx timeout that is due as well takes precedence: it resends everything.
+            let t3_due = self.timers.get(Timer::T3RTX).is_some_and(|at| at <= now);
+            if !t3_due && let Err(err) = self.send_tail_loss_probe(now) {
+                self.fail_message_queue(err);
+            }
+        }
         for &timer in &Timer::VALUES {
             let (expired, failure, n_rtos) = self.timers.is_expired(timer, now);
             if !expired {
@@ -1538,8 +1558,13 @@ impl Association {
             self.rwnd = d.advertised_receiver_window_credit - bytes_outstanding;
         }
 
+        let acked_new_data = total_bytes_acked > 0 || !newly_gap_acked.is_empty();
         self.process_fast_retransmission(d, htna, newly_gap_acked, cum_tsn_ack_point_advanced)?;
         self.detect_lost_retransmissions();
+        if acked_new_data {
+            self.tlp_out = false;
+            self.arm_tail_loss_probe(now);
+        }
 
         if self.use_forward_tsn {
             // RFC 3758 Sec 3.5 C1
@@ -2033,6 +2058,91 @@ impl Association {
                 );
             }
         }
+    }
+
+    /// Arms (or re-arms) the tail loss probe of RFC 8985 §7 after new data went out or a
+    /// SACK acknowledged some, while the send queue is empty, so nothing sent later could
+    /// reveal a loss among the last chunks. Not in fast recovery or after T3-rtx (RFC 8985
+    /// §7.2: "Open" state only). PTO = 2 SRTT, at least 25 ms (QUIC's default max_ack_delay,
+    /// RFC 9002 §6.2, room for a busy receiver), at most RTO. With a single chunk in the
+    /// in-flight queue, RFC 8985 §7.2 adds the peer's delayed-ACK time (200 ms), which leaves
+    /// T3-rtx no later, so no probe is armed. Two or more means either two chunks unacknowledged
+    /// or the lowest one below chunks the peer has already reported, i.e. a gap at the peer,
+    /// which it SACKs without delay (RFC 9260 §6.7).
+    fn arm_tail_loss_probe(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if self.tlp_out
+            || self.in_fast_recovery
+            || self.t3_retransmit_pending
+            || !self.pending_queue.is_empty()
+            || self.inflight_queue.len() < 2
+        {
+            return;
+        }
+        let pto = (2 * self.rto_mgr.srtt)
+            .max(TLP_MIN_PTO)
+            .min(self.rto_mgr.get_rto());
+        self.tlp_at = Some(now + Duration::from_millis(pto));
+    }
+
+    /// The tail loss probe (RFC 8985 §7.3): no SACK for PTO, nothing new to send, so the last
+    /// chunks or their SACKs may be lost, and no later chunk will produce the three miss
+    /// indications fast retransmit needs; without a probe the sender waits for T3-rtx
+    /// (RTO.min 200 ms at least, then cwnd = 1 MTU). Retransmits the highest outstanding
+    /// chunk, asking for an immediate SACK: if it was lost, that repairs it; otherwise its SACK
+    /// reports what else is missing. cwnd is halved as for a fast retransmit (RFC 8985 §7.4.2
+    /// asks for the reduction once the probe is found to have repaired a loss; this takes it
+    /// at once), and T3-rtx restarts from the probe.
+    fn send_tail_loss_probe(&mut self, now: Instant) -> Result<()> {
+        if self.state() != AssociationState::Established
+            || self.tlp_out
+            || self.in_fast_recovery
+            || self.t3_retransmit_pending
+            || !self.pending_queue.is_empty()
+        {
+            return Ok(());
+        }
+        let mut tsn = self.my_next_tsn.wrapping_sub(1);
+        let probe = loop {
+            if !sna32gt(tsn, self.cumulative_tsn_ack_point) {
+                return Ok(());
+            }
+            if self
+                .inflight_queue
+                .get(tsn)
+                .is_some_and(|c| c.is_outstanding() && !c.retransmit)
+            {
+                break tsn;
+            }
+            tsn = tsn.wrapping_sub(1);
+        };
+        if self.abandon_retransmit_candidate(probe, now)? {
+            return Ok(());
+        }
+        let Some(c) = self.inflight_queue.get_mut(probe) else {
+            return Ok(());
+        };
+        c.nsent += 1;
+        self.send_seq += 1;
+        c.sent_seq = self.send_seq;
+        c.miss_indicator = 0;
+        let mut chunk = c.clone();
+        chunk.immediate_sack = true;
+        self.rtx_watch.push(probe);
+        self.stats.inc_fast_retrans();
+        self.tlp_out = true;
+        self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+        self.cwnd = self.ssthresh;
+        self.partial_bytes_acked = 0;
+        trace!(
+            "[{}] tail loss probe: tsn={} sent={} cwnd={}",
+            self.side, probe, chunk.nsent, self.cwnd
+        );
+        let packet = self.create_packet(vec![Box::new(chunk)]);
+        self.control_queue.push_back(packet);
+        self.timers.start(Timer::T3RTX, now, self.rto_mgr.get_rto());
+        self.awake_write_loop();
+        Ok(())
     }
 
     /// Detects a retransmission that was lost again. RFC 9260 §7.2.4 fast-retransmits a chunk
@@ -2543,6 +2653,7 @@ impl Association {
                 .start_if_idle(Timer::T3RTX, now, self.rto_mgr.get_rto());
 
             self.bundle_data_chunks_into_packets(chunks, &mut raw_packets);
+            self.arm_tail_loss_probe(now);
         }
 
         if !sis_to_reset.is_empty() || self.will_retransmit_reconfig {
@@ -3653,6 +3764,7 @@ impl Association {
 
             Timer::T3RTX => {
                 self.stats.inc_t3timeouts();
+                self.tlp_at = None;
                 self.rto_mgr.backoff();
                 // Refresh before C2 or mark_all_to_retrasmit reads abandoned().
                 if let Err(err) =
