@@ -73,6 +73,45 @@ fn receiver_sacks_a_duplicate_at_once() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_chunk_that_empties_the_send_queue_asks_for_an_immediate_sack() -> Result<()> {
+    let now = Instant::now();
+    let mut a = timed_test_association();
+    a.cwnd = 64 * 1024;
+    a.rwnd = 1024 * 1024;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    let mut stream = a.open_stream(1, ppi)?;
+    for _ in 0..3 {
+        stream.write_sctp(now, &Bytes::from(vec![0x5a; 1024]), ppi)?;
+    }
+    let sent = transmitted_data(&a.gather_outbound(now).0);
+    // Only the last: the peer SACKs a burst at its second packet anyway.
+    assert_eq!(
+        vec![false, false, true],
+        sent.iter().map(|c| c.immediate_sack).collect::<Vec<_>>()
+    );
+
+    // A window that stops the queue short sets no I bit: more data follows the SACK.
+    let mut stream = a.stream(1)?;
+    for _ in 0..3 {
+        stream.write_sctp(now, &Bytes::from(vec![0x5a; 1024]), ppi)?;
+    }
+    a.cwnd = a.inflight_queue.get_num_bytes() as u32 + 2 * 1024;
+    let sent = transmitted_data(&a.gather_outbound(now).0);
+    assert_eq!(2, sent.len());
+    assert!(sent.iter().all(|c| !c.immediate_sack));
+
+    // The receiving side answers a lone chunk with the I bit at once, not after 200 ms.
+    let mut b = receiver();
+    let mut lone = data(b.peer_last_tsn.wrapping_add(1), 100);
+    lone.immediate_sack = true;
+    b.handle_chunk_start();
+    b.handle_data(&lone)?;
+    b.handle_chunk_end(now);
+    assert_eq!(AckState::Immediate, b.ack_state);
+    Ok(())
+}
+
 /// A sender with `count` one-chunk messages of 1 KiB in flight; returns the first TSN.
 fn sender(count: usize) -> Result<(Association, Instant, u32)> {
     let mut a = timed_test_association();
@@ -294,5 +333,155 @@ fn in_fast_recovery_a_new_hole_gains_indications_while_the_cumulative_tsn_stands
         .collect();
     assert_eq!(Some(&(first + 4)), resent.first(), "{resent:?}");
     assert_eq!(0, a.stats.get_num_t3timeouts());
+    Ok(())
+}
+
+/// A client association whose INIT is queued at `now`, or a server one.
+fn endpoint(server: bool, now: Instant) -> Association {
+    let addr = SocketAddr::from_str("0.0.0.0:0").unwrap();
+    Association::new(
+        server.then(|| Arc::new(ServerConfig::default())),
+        Arc::new(TransportConfig::default()),
+        1400,
+        if server { 2 } else { 1 },
+        addr,
+        addr,
+        TransportProtocol::UDP,
+        now,
+    )
+}
+
+/// Hands every packet `from` has to send to `to`, both at `at`; with `lose`, drops them.
+fn deliver(from: &mut Association, to: &mut Association, at: Instant, lose: bool) -> Result<()> {
+    while let Some(transmit) = from.poll_transmit(at) {
+        let Payload::RawEncode(raws) = transmit.message else {
+            continue;
+        };
+        for raw in raws {
+            if !lose {
+                to.handle_inbound(Packet::unmarshal(&raw)?, at)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_handshake_round_trip_is_the_first_rtt_measurement() -> Result<()> {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut client = endpoint(false, t0);
+    let mut server = endpoint(true, t0);
+    assert_eq!(
+        client.rto_mgr.get_rto(),
+        1000,
+        "RTO.initial before any measurement"
+    );
+
+    deliver(&mut client, &mut server, ms(1), false)?; // INIT
+    deliver(&mut server, &mut client, ms(2), false)?; // INIT-ACK: the client times its INIT
+    // A first DATA chunk lost now would wait RTO.min (200 ms), not RTO.initial (1 s).
+    assert_eq!(client.rto_mgr.get_rto(), 200);
+    assert_eq!(client.rto_mgr.srtt, 2);
+    deliver(&mut client, &mut server, ms(3), false)?; // COOKIE-ECHO: the server times its INIT-ACK
+    assert_eq!(server.state(), AssociationState::Established);
+    assert_eq!(server.rto_mgr.get_rto(), 200);
+    assert_eq!(server.rto_mgr.srtt, 2);
+    deliver(&mut server, &mut client, ms(4), false)?; // COOKIE-ACK
+    assert_eq!(client.state(), AssociationState::Established);
+    assert_eq!(client.rto_mgr.get_rto(), 200);
+    Ok(())
+}
+
+#[test]
+fn a_retransmitted_handshake_chunk_is_not_timed() -> Result<()> {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut client = endpoint(false, t0);
+    let mut server = endpoint(true, t0);
+
+    // The first INIT arrives late, after T1-init has sent a second one: the server answers
+    // both, and the client cannot tell which INIT an INIT-ACK answers (Karn).
+    let Payload::RawEncode(first_init) = client.poll_transmit(ms(0)).expect("INIT").message else {
+        panic!("an encoded INIT");
+    };
+    client.handle_timeout(ms(1001));
+    deliver(&mut client, &mut server, ms(1001), false)?; // the second INIT
+    for raw in first_init {
+        server.handle_inbound(Packet::unmarshal(&raw)?, ms(1002))?; // the first, late
+    }
+    deliver(&mut server, &mut client, ms(1003), false)?; // two INIT-ACKs
+    assert_eq!(
+        client.rto_mgr.get_rto(),
+        1000,
+        "an INIT sent twice is not timed"
+    );
+
+    deliver(&mut client, &mut server, ms(1004), false)?; // COOKIE-ECHO, sent once
+    assert_eq!(server.state(), AssociationState::Established);
+    assert_eq!(
+        server.rto_mgr.get_rto(),
+        1000,
+        "either INIT-ACK may have been answered"
+    );
+    deliver(&mut server, &mut client, ms(1005), false)?; // COOKIE-ACK times the COOKIE-ECHO
+    assert_eq!(client.state(), AssociationState::Established);
+    assert_eq!(client.rto_mgr.get_rto(), 200);
+    Ok(())
+}
+
+#[test]
+fn a_lost_tail_is_probed_after_pto_instead_of_waiting_for_t3_rtx() -> Result<()> {
+    // Three chunks and nothing more to send. The first is lost; the two after it are
+    // reported, which is one indication short of fast retransmit, and no more will come.
+    let (mut a, now, first) = sender(3)?;
+    let cwnd = a.cwnd;
+    a.handle_sack(&sack(first - 1, &[(first + 1, first + 2)]), now)?;
+    assert_eq!(2, miss(&a, first));
+    assert!(!a.in_fast_recovery);
+    let t3 = a.timers.get(Timer::T3RTX).expect("T3-rtx runs");
+    let probe_at = a.poll_timeout().expect("a timeout");
+    assert_eq!(probe_at, now + Duration::from_millis(TLP_MIN_PTO));
+    assert!(probe_at < t3, "the probe comes before T3-rtx");
+
+    a.handle_timeout(probe_at);
+    let sent = transmitted_data(&a.gather_outbound(probe_at).0);
+    assert_eq!(1, sent.len(), "one probe");
+    assert_eq!(first, sent[0].tsn, "the highest chunk not yet acknowledged");
+    assert!(sent[0].immediate_sack, "its SACK is wanted at once");
+    assert_eq!(0, a.stats.get_num_t3timeouts());
+    assert_eq!(
+        a.cwnd,
+        (cwnd / 2).max(4 * a.mtu),
+        "a loss costs what fast retransmit costs"
+    );
+
+    // One probe at a time: none again until a SACK acknowledges new data.
+    assert!(a.tlp_at.is_none());
+    a.handle_sack(&sack(first + 2, &[]), probe_at)?;
+    assert!(a.tlp_at.is_none(), "nothing is outstanding");
+    Ok(())
+}
+
+#[test]
+fn a_single_outstanding_chunk_is_left_to_t3_rtx() -> Result<()> {
+    // RFC 8985 §7.2: with one segment in flight the probe would wait for the peer's delayed
+    // SACK as well, which is no sooner than T3-rtx.
+    let (mut a, now, first) = sender(3)?;
+    a.handle_sack(&sack(first + 1, &[]), now)?;
+    assert!(a.tlp_at.is_none());
+    Ok(())
+}
+
+#[test]
+fn no_probe_while_data_waits_to_be_sent() -> Result<()> {
+    // Queued data will follow: the chunks sent after a loss reveal it (fast retransmit).
+    let (mut a, now, first) = sender(3)?;
+    a.cwnd = a.inflight_queue.get_num_bytes() as u32;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    a.stream(1)?
+        .write_sctp(now, &Bytes::from(vec![0x5a; 1024]), ppi)?;
+    a.handle_sack(&sack(first, &[]), now)?;
+    assert!(a.tlp_at.is_none());
     Ok(())
 }

@@ -58,6 +58,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// The shortest tail loss probe timeout (`arm_tail_loss_probe`), ms.
+const TLP_MIN_PTO: u64 = 25;
+
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -191,6 +194,16 @@ pub struct Association {
     /// `sent_seq` of the chunks the SACK being processed newly acknowledged; filled only
     /// while `rtx_watch` is not empty.
     newly_acked_seqs: Vec<u64>,
+    /// When the handshake chunk now awaiting its answer was sent (the client's INIT or
+    /// COOKIE-ECHO, the server's INIT-ACK), for the association's first RTT measurement;
+    /// `None` once it was retransmitted (Karn's algorithm, RFC 9260 §6.3.1 C5).
+    handshake_sent: Option<Instant>,
+    /// INITs answered; a second INIT-ACK makes the COOKIE-ECHO ambiguous to time.
+    inits_answered: u32,
+    /// When to send a tail loss probe (`send_tail_loss_probe`), if one is armed.
+    tlp_at: Option<Instant>,
+    /// A probe was sent and no SACK has acknowledged new data since: one at a time.
+    tlp_out: bool,
 
     will_send_shutdown_ack: bool,
     will_send_shutdown_complete: bool,
@@ -299,6 +312,10 @@ impl Default for Association {
             send_seq: 0,
             rtx_watch: vec![],
             newly_acked_seqs: vec![],
+            handshake_sent: None,
+            inits_answered: 0,
+            tlp_at: None,
+            tlp_out: false,
 
             will_send_shutdown_ack: false,
             will_send_shutdown_complete: false,
@@ -452,6 +469,7 @@ impl Association {
             this.set_state(AssociationState::CookieWait);
             this.stored_init = Some(init);
             let _ = this.send_init();
+            this.handshake_sent = Some(now);
             this.timers
                 .start(Timer::T1Init, now, this.rto_mgr.get_rto());
         }
@@ -496,7 +514,10 @@ impl Association {
     /// - a call was made to `handle_timeout`
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_timeout()
+        match (self.timers.next_timeout(), self.tlp_at) {
+            (Some(timer), Some(probe)) => Some(timer.min(probe)),
+            (timer, probe) => timer.or(probe),
+        }
     }
 
     /// Returns packets to transmit
@@ -540,6 +561,14 @@ impl Association {
     /// `Instant` that was output by `poll_timeout`; however spurious extra calls will simply
     /// no-op and therefore are safe.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.tlp_at.is_some_and(|at| at <= now) {
+            self.tlp_at = None;
+            // A T3-rtx timeout that is due as well takes precedence: it resends everything.
+            let t3_due = self.timers.get(Timer::T3RTX).is_some_and(|at| at <= now);
+            if !t3_due && let Err(err) = self.send_tail_loss_probe(now) {
+                self.fail_message_queue(err);
+            }
+        }
         for &timer in &Timer::VALUES {
             let (expired, failure, n_rtos) = self.timers.is_expired(timer, now);
             if !expired {
@@ -1003,7 +1032,7 @@ impl Association {
             if c.is_ack {
                 self.handle_init_ack(p, c, now)?
             } else {
-                self.handle_init(p, c)?
+                self.handle_init(p, c, now)?
             }
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkAbort>() {
             let mut err_str = String::new();
@@ -1025,9 +1054,9 @@ impl Association {
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkHeartbeat>() {
             self.handle_heartbeat(c)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkCookieEcho>() {
-            self.handle_cookie_echo(c)?
+            self.handle_cookie_echo(c, now)?
         } else if chunk_any.downcast_ref::<ChunkCookieAck>().is_some() {
-            self.handle_cookie_ack()?
+            self.handle_cookie_ack(now)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkPayloadData>() {
             self.handle_data(c)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkSelectiveAck>() {
@@ -1055,7 +1084,7 @@ impl Association {
         Ok(())
     }
 
-    fn handle_init(&mut self, p: &Packet, i: &ChunkInit) -> Result<Vec<Packet>> {
+    fn handle_init(&mut self, p: &Packet, i: &ChunkInit, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] chunkInit received in state '{}'", self.side, state);
 
@@ -1149,6 +1178,11 @@ impl Association {
 
         outbound.chunks = vec![Box::new(init_ack)];
 
+        // Timed from this INIT-ACK to the COOKIE-ECHO, unless a repeated INIT made us answer
+        // twice (then the COOKIE-ECHO may answer either).
+        self.inits_answered = self.inits_answered.saturating_add(1);
+        self.handshake_sent = (self.inits_answered == 1).then_some(now);
+
         Ok(vec![outbound])
     }
 
@@ -1205,6 +1239,7 @@ impl Association {
 
         self.timers.stop(Timer::T1Init);
         self.stored_init = None;
+        self.measure_handshake_rtt(now);
 
         let mut cookie_param = None;
         for param in &i.params {
@@ -1229,6 +1264,7 @@ impl Association {
             });
 
             self.send_cookie_echo()?;
+            self.handshake_sent = Some(now);
 
             self.timers
                 .start(Timer::T1Cookie, now, self.rto_mgr.get_rto());
@@ -1268,7 +1304,7 @@ impl Association {
         Ok(vec![])
     }
 
-    fn handle_cookie_echo(&mut self, c: &ChunkCookieEcho) -> Result<Vec<Packet>> {
+    fn handle_cookie_echo(&mut self, c: &ChunkCookieEcho, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] COOKIE-ECHO received in state '{}'", self.side, state);
 
@@ -1291,6 +1327,7 @@ impl Association {
 
                     self.timers.stop(Timer::T1Cookie);
                     self.stored_cookie_echo = None;
+                    self.measure_handshake_rtt(now);
 
                     self.events.push_back(Event::Connected);
                     self.set_state(AssociationState::Established);
@@ -1313,7 +1350,29 @@ impl Association {
         }])
     }
 
-    fn handle_cookie_ack(&mut self) -> Result<Vec<Packet>> {
+    /// The handshake's round trip as the association's first RTT measurement. Without it,
+    /// RTO stays at RTO.initial (1 s) until the first DATA chunk is acknowledged, so a lost
+    /// first message (nothing sent after it, so no fast retransmit) waited a whole second
+    /// although the path had just answered in a millisecond. RFC 9260 §6.3.1 C1 keeps
+    /// RTO.initial only "until an RTT measurement has been made for a packet sent to the
+    /// given destination transport address"; an INIT, INIT-ACK or COOKIE-ECHO is such a
+    /// packet, timed only if it was sent once (C5, Karn). TCP (RFC 6298 §2; Linux times
+    /// SYN/SYN-ACK) and QUIC (RFC 9002 §5) take their first sample from the handshake too.
+    fn measure_handshake_rtt(&mut self, now: Instant) {
+        if let Some(sent) = self.handshake_sent.take() {
+            let rtt = now.saturating_duration_since(sent).as_millis() as u64;
+            let srtt = self.rto_mgr.set_new_rtt(rtt);
+            trace!(
+                "[{}] handshake: measured-rtt={} srtt={} new-rto={}",
+                self.side,
+                rtt,
+                srtt,
+                self.rto_mgr.get_rto()
+            );
+        }
+    }
+
+    fn handle_cookie_ack(&mut self, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] COOKIE-ACK received in state '{}'", self.side, state);
         if state != AssociationState::CookieEchoed {
@@ -1326,6 +1385,7 @@ impl Association {
 
         self.timers.stop(Timer::T1Cookie);
         self.stored_cookie_echo = None;
+        self.measure_handshake_rtt(now);
 
         self.events.push_back(Event::Connected);
         self.set_state(AssociationState::Established);
@@ -1498,8 +1558,13 @@ impl Association {
             self.rwnd = d.advertised_receiver_window_credit - bytes_outstanding;
         }
 
+        let acked_new_data = total_bytes_acked > 0 || !newly_gap_acked.is_empty();
         self.process_fast_retransmission(d, htna, newly_gap_acked, cum_tsn_ack_point_advanced)?;
         self.detect_lost_retransmissions();
+        if acked_new_data {
+            self.tlp_out = false;
+            self.arm_tail_loss_probe(now);
+        }
 
         if self.use_forward_tsn {
             // RFC 3758 Sec 3.5 C1
@@ -1993,6 +2058,91 @@ impl Association {
                 );
             }
         }
+    }
+
+    /// Arms (or re-arms) the tail loss probe of RFC 8985 §7 after new data went out or a
+    /// SACK acknowledged some, while the send queue is empty, so nothing sent later could
+    /// reveal a loss among the last chunks. Not in fast recovery or after T3-rtx (RFC 8985
+    /// §7.2: "Open" state only). PTO = 2 SRTT, at least 25 ms (QUIC's default max_ack_delay,
+    /// RFC 9002 §6.2, room for a busy receiver), at most RTO. With a single chunk in the
+    /// in-flight queue, RFC 8985 §7.2 adds the peer's delayed-ACK time (200 ms), which leaves
+    /// T3-rtx no later, so no probe is armed. Two or more means either two chunks unacknowledged
+    /// or the lowest one below chunks the peer has already reported, i.e. a gap at the peer,
+    /// which it SACKs without delay (RFC 9260 §6.7).
+    fn arm_tail_loss_probe(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if self.tlp_out
+            || self.in_fast_recovery
+            || self.t3_retransmit_pending
+            || !self.pending_queue.is_empty()
+            || self.inflight_queue.len() < 2
+        {
+            return;
+        }
+        let pto = (2 * self.rto_mgr.srtt)
+            .max(TLP_MIN_PTO)
+            .min(self.rto_mgr.get_rto());
+        self.tlp_at = Some(now + Duration::from_millis(pto));
+    }
+
+    /// The tail loss probe (RFC 8985 §7.3): no SACK for PTO, nothing new to send, so the last
+    /// chunks or their SACKs may be lost, and no later chunk will produce the three miss
+    /// indications fast retransmit needs; without a probe the sender waits for T3-rtx
+    /// (RTO.min 200 ms at least, then cwnd = 1 MTU). Retransmits the highest outstanding
+    /// chunk, asking for an immediate SACK: if it was lost, that repairs it; otherwise its SACK
+    /// reports what else is missing. cwnd is halved as for a fast retransmit (RFC 8985 §7.4.2
+    /// asks for the reduction once the probe is found to have repaired a loss; this takes it
+    /// at once), and T3-rtx restarts from the probe.
+    fn send_tail_loss_probe(&mut self, now: Instant) -> Result<()> {
+        if self.state() != AssociationState::Established
+            || self.tlp_out
+            || self.in_fast_recovery
+            || self.t3_retransmit_pending
+            || !self.pending_queue.is_empty()
+        {
+            return Ok(());
+        }
+        let mut tsn = self.my_next_tsn.wrapping_sub(1);
+        let probe = loop {
+            if !sna32gt(tsn, self.cumulative_tsn_ack_point) {
+                return Ok(());
+            }
+            if self
+                .inflight_queue
+                .get(tsn)
+                .is_some_and(|c| c.is_outstanding() && !c.retransmit)
+            {
+                break tsn;
+            }
+            tsn = tsn.wrapping_sub(1);
+        };
+        if self.abandon_retransmit_candidate(probe, now)? {
+            return Ok(());
+        }
+        let Some(c) = self.inflight_queue.get_mut(probe) else {
+            return Ok(());
+        };
+        c.nsent += 1;
+        self.send_seq += 1;
+        c.sent_seq = self.send_seq;
+        c.miss_indicator = 0;
+        let mut chunk = c.clone();
+        chunk.immediate_sack = true;
+        self.rtx_watch.push(probe);
+        self.stats.inc_fast_retrans();
+        self.tlp_out = true;
+        self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+        self.cwnd = self.ssthresh;
+        self.partial_bytes_acked = 0;
+        trace!(
+            "[{}] tail loss probe: tsn={} sent={} cwnd={}",
+            self.side, probe, chunk.nsent, self.cwnd
+        );
+        let packet = self.create_packet(vec![Box::new(chunk)]);
+        self.control_queue.push_back(packet);
+        self.timers.start(Timer::T3RTX, now, self.rto_mgr.get_rto());
+        self.awake_write_loop();
+        Ok(())
     }
 
     /// Detects a retransmission that was lost again. RFC 9260 §7.2.4 fast-retransmits a chunk
@@ -2503,6 +2653,7 @@ impl Association {
                 .start_if_idle(Timer::T3RTX, now, self.rto_mgr.get_rto());
 
             self.bundle_data_chunks_into_packets(chunks, &mut raw_packets);
+            self.arm_tail_loss_probe(now);
         }
 
         if !sis_to_reset.is_empty() || self.will_retransmit_reconfig {
@@ -3459,6 +3610,17 @@ impl Association {
             // Assign TSN
             c.tsn = self.generate_next_tsn();
 
+            // The chunk that empties the send queue asks for its SACK at once (the I bit,
+            // RFC 9260 §3.3.1, RFC 7053 §4.1: set it "whenever the sender ... can benefit from
+            // the corresponding SACK chunk being sent back without delay"). Nothing sent after
+            // it will make the peer answer, so the peer would hold the SACK for its delayed-SACK
+            // timer (200 ms), as long as RTO.min: the sender's T3-rtx timer then fires on a
+            // chunk that arrived, cutting cwnd to 1 MTU and ssthresh to 4 MTU just as a
+            // transfer starts, and a request/response exchange measures RTT as 200 ms. Within a
+            // burst of chunks the peer SACKs at once anyway (every second packet), so this costs
+            // no extra SACK.
+            c.immediate_sack = self.pending_queue.is_empty();
+
             // RTT baseline only; maxPacketLifeTime measures from `created_at`.
             c.since = Some(now);
             c.nsent = 1; // being sent for the first time
@@ -3562,6 +3724,7 @@ impl Association {
     fn on_retransmission_timeout(&mut self, timer_id: Timer, n_rtos: usize, now: Instant) {
         match timer_id {
             Timer::T1Init => {
+                self.handshake_sent = None;
                 if let Err(err) = self.send_init() {
                     debug!(
                         "[{}] failed to retransmit init (n_rtos={}): {:?}",
@@ -3571,6 +3734,7 @@ impl Association {
             }
 
             Timer::T1Cookie => {
+                self.handshake_sent = None;
                 if let Err(err) = self.send_cookie_echo() {
                     debug!(
                         "[{}] failed to retransmit cookie-echo (n_rtos={}): {:?}",
@@ -3600,6 +3764,7 @@ impl Association {
 
             Timer::T3RTX => {
                 self.stats.inc_t3timeouts();
+                self.tlp_at = None;
                 self.rto_mgr.backoff();
                 // Refresh before C2 or mark_all_to_retrasmit reads abandoned().
                 if let Err(err) =
