@@ -452,7 +452,7 @@ fn a_lost_tail_is_probed_after_pto_instead_of_waiting_for_t3_rtx() -> Result<()>
     assert_eq!(0, a.stats.get_num_t3timeouts());
     assert_eq!(
         a.cwnd,
-        (cwnd / 2).max(4 * a.mtu),
+        ((f64::from(cwnd) * 0.7) as u32).max(4 * a.mtu),
         "a loss costs what fast retransmit costs"
     );
 

@@ -61,6 +61,7 @@ use thiserror::Error;
 /// The shortest tail loss probe timeout (`arm_tail_loss_probe`), ms.
 const TLP_MIN_PTO: u64 = 25;
 
+mod cubic;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -258,7 +259,8 @@ pub struct Association {
     rwnd: u32,
     // slow start threshold
     pub(crate) ssthresh: u32,
-    partial_bytes_acked: u32,
+    /// Congestion avoidance: CUBIC (RFC 9438) in place of RFC 9260 §7.2.2's Reno.
+    cubic: cubic::Cubic,
     pub(crate) in_fast_recovery: bool,
     fast_recover_exit_point: u32,
 
@@ -361,7 +363,7 @@ impl Default for Association {
             rwnd: 0,
             // slow start threshold
             ssthresh: 0,
-            partial_bytes_acked: 0,
+            cubic: cubic::Cubic::default(),
             in_fast_recovery: false,
             fast_recover_exit_point: 0,
 
@@ -1525,6 +1527,12 @@ impl Association {
             return Ok(vec![]);
         }
 
+        // Whether the window was in use when this SACK left the peer (RFC 9260 §7.2.2: "before
+        // the arrival of the SACK the sender had cwnd or more bytes of data outstanding",
+        // within a packet); a window held back by rwnd or by the application must not grow.
+        let cwnd_limited =
+            self.inflight_queue.get_num_bytes() + self.mtu as usize >= self.cwnd as usize;
+
         // Process selective ack
         let (bytes_acked_per_stream, total_bytes_acked, htna, newly_gap_acked) =
             self.process_selective_ack(d, now)?;
@@ -1538,7 +1546,7 @@ impl Association {
 
             self.cumulative_tsn_ack_point = d.cumulative_tsn_ack;
             cum_tsn_ack_point_advanced = true;
-            self.on_cumulative_tsn_ack_point_advanced(total_bytes_acked, now);
+            self.on_cumulative_tsn_ack_point_advanced(total_bytes_acked, cwnd_limited, now);
         }
 
         self.release_stream_buffers(&bytes_acked_per_stream);
@@ -1987,7 +1995,12 @@ impl Association {
         ))
     }
 
-    fn on_cumulative_tsn_ack_point_advanced(&mut self, total_bytes_acked: i64, now: Instant) {
+    fn on_cumulative_tsn_ack_point_advanced(
+        &mut self,
+        total_bytes_acked: i64,
+        cwnd_limited: bool,
+        now: Instant,
+    ) {
         // RFC 4096, sec 6.3.2.  Retransmission Timer Rules
         //   R2)  Whenever all outstanding data sent to an address have been
         //        acknowledged, turn off the T3-rtx timer of that address.
@@ -2036,22 +2049,14 @@ impl Association {
                 );
             }
         } else {
-            // RFC 4096, sec 7.2.2.  Congestion Avoidance
-            //   o  Whenever cwnd is greater than ssthresh, upon each SACK arrival
-            //      that advances the Cumulative TSN Ack Point, increase
-            //      partial_bytes_acked by the total number of bytes of all new chunks
-            //      acknowledged in that SACK including chunks acknowledged by the new
-            //      Cumulative TSN Ack and by Gap Ack Blocks.
-            self.partial_bytes_acked += total_bytes_acked as u32;
-
-            //   o  When partial_bytes_acked is equal to or greater than cwnd and
-            //      before the arrival of the SACK the sender had cwnd or more bytes
-            //      of data outstanding (i.e., before arrival of the SACK, flight size
-            //      was greater than or equal to cwnd), increase cwnd by MTU, and
-            //      reset partial_bytes_acked to (partial_bytes_acked - cwnd).
-            if self.partial_bytes_acked >= self.cwnd && !self.pending_queue.is_empty() {
-                self.partial_bytes_acked -= self.cwnd;
-                self.cwnd += self.mtu;
+            // Congestion avoidance: CUBIC (RFC 9438, see cubic.rs) instead of RFC 9260
+            // §7.2.2's one MTU per round trip, on each SACK that advances the cumulative TSN,
+            // counting every newly acknowledged byte, while the window is fully used (data
+            // waits to be sent) and not in fast recovery (as Linux TCP, RFC 6675).
+            if !self.in_fast_recovery && cwnd_limited && !self.pending_queue.is_empty() {
+                let srtt = std::time::Duration::from_millis(self.rto_mgr.srtt);
+                let acked = u32::try_from(total_bytes_acked).unwrap_or(u32::MAX);
+                self.cwnd = self.cubic.grow(self.cwnd, acked, self.mtu, srtt, now);
                 trace!(
                     "[{}] updated cwnd={} ssthresh={} acked={} (CA)",
                     self.side, self.cwnd, self.ssthresh, total_bytes_acked
@@ -2090,7 +2095,7 @@ impl Association {
     /// indications fast retransmit needs; without a probe the sender waits for T3-rtx
     /// (RTO.min 200 ms at least, then cwnd = 1 MTU). Retransmits the highest outstanding
     /// chunk, asking for an immediate SACK: if it was lost, that repairs it; otherwise its SACK
-    /// reports what else is missing. cwnd is halved as for a fast retransmit (RFC 8985 §7.4.2
+    /// reports what else is missing. cwnd is cut as for a fast retransmit (RFC 8985 §7.4.2
     /// asks for the reduction once the probe is found to have repaired a loss; this takes it
     /// at once), and T3-rtx restarts from the probe.
     fn send_tail_loss_probe(&mut self, now: Instant) -> Result<()> {
@@ -2131,9 +2136,8 @@ impl Association {
         self.rtx_watch.push(probe);
         self.stats.inc_fast_retrans();
         self.tlp_out = true;
-        self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+        self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
         self.cwnd = self.ssthresh;
-        self.partial_bytes_acked = 0;
         trace!(
             "[{}] tail loss probe: tsn={} sent={} cwnd={}",
             self.side, probe, chunk.nsent, self.cwnd
@@ -2193,9 +2197,8 @@ impl Association {
         if !self.in_fast_recovery {
             self.in_fast_recovery = true;
             self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
-            self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+            self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
             self.cwnd = self.ssthresh;
-            self.partial_bytes_acked = 0;
         }
         self.will_retransmit_fast = true;
     }
@@ -2297,9 +2300,8 @@ impl Association {
                             // same loss event cut cwnd again, and cwnd grows in slow start
                             // while the repair is still under way.
                             self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
-                            self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+                            self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
                             self.cwnd = self.ssthresh;
-                            self.partial_bytes_acked = 0;
                             self.will_retransmit_fast = true;
 
                             trace!(
@@ -2846,7 +2848,7 @@ impl Association {
         // A chunk deemed lost has left the network, so it does not count against cwnd until
         // it is resent (RFC 6675's "pipe"; Linux SCTP likewise takes a chunk out of the flight
         // size when it marks it). Counting it would hold every retransmission back until half
-        // a window of SACKs had drained the flight below the halved cwnd.
+        // a window of SACKs had drained the flight below the reduced cwnd.
         let lost: usize = self
             .fast_rtx_marked
             .iter()
@@ -3784,7 +3786,8 @@ impl Association {
                 //      ssthresh = max(cwnd/2, 4*MTU)
                 //      cwnd = 1*MTU
 
-                self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+                // ssthresh as CUBIC sets it on any loss (RFC 9438 §4.8), cwnd as RFC 9260.
+                self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
                 self.cwnd = self.mtu;
                 trace!(
                     "[{}] updated cwnd={} ssthresh={} inflight={} (RTO)",
