@@ -217,8 +217,8 @@ impl Peer {
         });
         let settings = SettingEngineBuilder::new()
             .with_sctp_mtu(mtu)
-            // The offerer (mp send) is then the DTLS client, hence the SCTP client: the side
-            // that can nudge the driver (see `wait_open`).
+            // The offerer (mp send) is then the DTLS client, hence the SCTP client, and opens
+            // the data channel.
             .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
             .with_include_loopback_candidate(loopback)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -713,24 +713,19 @@ fn remote_max_message(sdp: &str) -> usize {
     }
 }
 
-/// Waits for the data channel to open (`OnOpen`), nudging the WebRTC driver meanwhile.
+/// Waits for the data channel to open (`OnOpen`).
 ///
-/// webrtc-rs 0.21 queues the SCTP INIT and the data-channel OPEN while handling events, but
-/// only flushes them on its next wake-up, which can be a 200 ms timer away: opening took
-/// 430 ms on loopback. Any call that touches the channel wakes the driver, so a no-op (the
-/// high threshold set to its current value) every few milliseconds lets it go out at once.
+/// webrtc-rs 0.21 as published sent what handling an event queued (the SCTP INIT once DTLS
+/// is up, the data-channel OPEN once SCTP is) only at its next wake-up, and the DTLS
+/// ClientHello only at its next timer: mp nudged the driver every 2 ms and still lost
+/// 20-30 ms per set-up. The vendored `rtc` and `webrtc` (`vendor/*/README.mp.md`) send them
+/// at once, so there is nothing to nudge.
 async fn wait_open(channel: &Arc<dyn DataChannel>) -> Result<(), ()> {
-    let mut nudge = tokio::time::interval(Duration::from_millis(2));
     loop {
-        tokio::select! {
-            event = channel.poll() => match event {
-                Some(DataChannelEvent::OnOpen) => return Ok(()),
-                Some(DataChannelEvent::OnClose) | None => return Err(()),
-                Some(_) => {}
-            },
-            _ = nudge.tick() => {
-                let _ = channel.set_buffered_amount_high_threshold(u32::MAX).await;
-            }
+        match channel.poll().await {
+            Some(DataChannelEvent::OnOpen) => return Ok(()),
+            Some(DataChannelEvent::OnClose) | None => return Err(()),
+            Some(_) => {}
         }
     }
 }

@@ -169,6 +169,7 @@ impl RTCPeerConnection {
             event_outs: VecDeque::new(),
             stats: RTCStatsAccumulator::default(),
             now,
+            events_since_write: false,
         };
 
         Ok(Self {

@@ -848,8 +848,15 @@ where
             // this iteration) or enqueues a fresh `WriteNotify` for the next one.
             self.inner.write_pending.store(false, Ordering::Release);
             self.poll_writes().await?;
-            self.poll_events().await;
+            let handled_events = self.poll_events().await;
             self.poll_reads().await?;
+            if handled_events {
+                // Handling an event can queue packets: the connection's set-up moves on events
+                // (DTLS up starts SCTP: INIT; SCTP up opens the data channels: DCEP OPEN). Send
+                // them now, not at the next wake-up, which may be a timer up to the ICE check
+                // interval away.
+                self.poll_writes().await?;
+            }
 
             // Wake senders blocked in `DataChannel::writable()`: the poll_* passes above
             // applied any SCTP buffer releases (acked/abandoned bytes) to the per-channel
@@ -1814,13 +1821,16 @@ where
         writes
     }
 
-    async fn drain_core_events(inner: Arc<PeerConnectionRef>) -> Vec<RTCPeerConnectionEvent> {
+    /// The core's events, and whether handling them queued writes.
+    async fn drain_core_events(
+        inner: Arc<PeerConnectionRef>,
+    ) -> (Vec<RTCPeerConnectionEvent>, bool) {
         let mut events = Vec::new();
         let mut core = inner.core.lock().await;
         while let Some(event) = core.poll_event() {
             events.push(event);
         }
-        events
+        (events, core.events_queued_writes())
     }
 
     /// Hand `event` to `channel_id`, retaining it if the application is behind.
@@ -2107,21 +2117,32 @@ where
         self.gso_scratch = scratch;
     }
 
-    async fn poll_events(&mut self) {
+    /// Handles every pending event; returns whether there was any, or the core's handling of
+    /// its own events queued writes.
+    async fn poll_events(&mut self) -> bool {
+        let mut handled = false;
+
         // 2.a stun_gatherer poll_event()
         while let Some(event) = self.stun_gatherer.poll_event() {
+            handled = true;
             self.handle_stun_gather_event(event).await;
         }
 
         // 2.b turn_relayer poll_event()
         while let Some(event) = self.turn_relayer.poll_event() {
+            handled = true;
             self.handle_turn_relay_event(event).await;
         }
 
         // 2.c peer_connection poll_event() - Process all events
-        for event in Self::drain_core_events(self.inner.clone()).await {
+        let (events, queued_writes) = Self::drain_core_events(self.inner.clone()).await;
+        handled |= queued_writes;
+        for event in events {
+            handled = true;
             self.handle_rtc_event(event).await;
         }
+
+        handled
     }
 
     async fn poll_reads(&mut self) -> Result<()> {

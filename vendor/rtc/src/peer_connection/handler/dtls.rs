@@ -396,6 +396,19 @@ impl<'a>
                         dtls_handshake_config,
                         None,
                     )?;
+                    // `connect` queues the ClientHello in the endpoint. Move it to this
+                    // handler's output now, as `handle_read` and `handle_timeout` do with what
+                    // they produce: left in the endpoint, it waited for the next
+                    // `handle_timeout`, which is the ICE agent's next tick (up to its check
+                    // interval, 200 ms by default) since the handshake's own retransmission
+                    // timer is a second away.
+                    while let Some(transmit) = dtls_endpoint.poll_transmit() {
+                        self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
+                            now: transmit.now,
+                            transport: transmit.transport,
+                            message: RTCMessageInternal::Dtls(DTLSMessage::Raw(transmit.message)),
+                        });
+                    }
                 };
             }
         } else {
@@ -561,6 +574,65 @@ mod tests {
         let mut handler = DtlsHandler::new(&mut context, &mut stats);
 
         sansio::Protocol::handle_timeout(&mut handler, Instant::now()).unwrap();
+    }
+
+    // The client's first flight leaves with the event that starts the handshake (ICE selecting
+    // a pair), not with the next timer: nothing else is going to call `handle_timeout` soon (the
+    // ICE agent's next tick is up to its check interval away, the DTLS retransmission 1 s).
+    #[test]
+    fn client_hello_is_written_when_ice_selects_a_pair() -> Result<()> {
+        use crate::peer_connection::transport::dtls::parameters::RTCDtlsParameters;
+        use crate::peer_connection::transport::ice::role::RTCIceRole;
+
+        let provider =
+            crypto::default_provider().expect("a built-in crypto provider is enabled for tests");
+        let mut transport = DtlsTransport::new(
+            crate::peer_connection::transport::dtls::RTCDtlsTransportConfig {
+                id: test_transport_id(TransportKind::Dtls),
+                ice_transport_id: test_transport_id(TransportKind::Ice),
+                certificates: vec![],
+                answering_dtls_role: Default::default(),
+                srtp_protection_profiles: vec![],
+                dtls_cipher_suites: vec![],
+                allow_insecure_verification_algorithm: false,
+                disable_certificate_fingerprint_verification: false,
+                replay_protection: Default::default(),
+                crypto_provider: provider,
+            },
+        )
+        .expect("transport");
+        // The remote is the DTLS server, so this side is the client.
+        transport.start(
+            RTCIceRole::Controlling,
+            RTCDtlsParameters {
+                role: RTCDtlsRole::Server,
+                fingerprints: vec![],
+            },
+        )?;
+        let mut context = DtlsHandlerContext::new(transport);
+        let mut stats = RTCStatsAccumulator::default();
+        let mut handler = DtlsHandler::new(&mut context, &mut stats);
+
+        assert!(sansio::Protocol::poll_write(&mut handler).is_none());
+        sansio::Protocol::handle_event(
+            &mut handler,
+            TaggedRTCEventInternal {
+                now: Instant::now(),
+                event: RTCEventInternal::ICESelectedCandidatePairChange,
+            },
+        )?;
+        let hello = sansio::Protocol::poll_write(&mut handler);
+        assert!(
+            matches!(
+                hello,
+                Some(TaggedRTCMessageInternal {
+                    message: RTCMessageInternal::Dtls(DTLSMessage::Raw(_)),
+                    ..
+                })
+            ),
+            "the ClientHello is written at once"
+        );
+        Ok(())
     }
 
     // The handshake path is the only writer of `remote_certificates`. A test that assigns the

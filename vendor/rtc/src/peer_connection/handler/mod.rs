@@ -136,6 +136,11 @@ pub(crate) struct PipelineContext {
     /// `close()` takes no time of its own, and this crate reads no clock, so the `close_notify`
     /// it sends is stamped with this.
     pub(crate) now: Instant,
+
+    /// Some handler handled an event since writes were last collected, and so may have queued
+    /// packets (SCTP's INIT once DTLS is up, a DCEP OPEN once SCTP is up) that no `handle_*`
+    /// call of the caller produced. See [`RTCPeerConnection::events_queued_writes`].
+    pub(crate) events_since_write: bool,
 }
 
 impl PipelineContext {
@@ -254,10 +259,25 @@ impl RTCPeerConnection {
         )
     }
 
+    /// Whether [`poll_event`](sansio::Protocol::poll_event) handled events that may have
+    /// queued packets since the last [`poll_write`](sansio::Protocol::poll_write).
+    ///
+    /// The connection's set-up moves on internal events: DTLS completing starts SCTP (its
+    /// INIT), SCTP completing opens the data channels (a DCEP OPEN each). Those packets are
+    /// queued while `poll_event` runs, after an event loop that writes first has drained
+    /// `poll_write`, and not every such event surfaces to the caller. A loop that checks this
+    /// after `poll_event` and drains `poll_write` again sends them at once instead of at its
+    /// next wake-up.
+    pub fn events_queued_writes(&self) -> bool {
+        self.pipeline_context.events_since_write
+    }
+
     /// Runs every handler's pending writes down the pipeline into `write_outs`, where
     /// [`poll_write`](sansio::Protocol::poll_write) hands them out.
     fn flush_writes(&mut self) {
         use sansio::Protocol;
+
+        self.pipeline_context.events_since_write = false;
 
         let mut intermediate_wouts = VecDeque::new();
 
@@ -369,6 +389,8 @@ impl RTCPeerConnection {
                 intermediate_eouts.push_back(msg);
             }
         }));
+
+        self.pipeline_context.events_since_write |= raised;
 
         // Finally, put intermediate_eouts into RTCPeerConnection's eouts
         while let Some(evt_internal) = intermediate_eouts.pop_front() {
