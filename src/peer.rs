@@ -12,7 +12,8 @@
 //!   `--relay` restricts it to relay candidates;
 //! - ICE checks run every 20 ms instead of 200 ms, which cuts the time to the first byte; a
 //!   pair learnt from the peer's checks (peer-reflexive) may be nominated at once, one with its
-//!   public address (server-reflexive) 100 ms after ICE started (webrtc-rs: 1 s and 0.5 s);
+//!   public address (server-reflexive) 100 ms after ICE started (webrtc-rs: 1 s and 0.5 s),
+//!   a relayed one after 2 s, or at once with `--relay`;
 //! - SCTP packets are sized for the path: 1191 bytes by default, 16,000 when ICE is bound to
 //!   loopback only (both ends on this machine), overridable with `MP_SCTP_MTU`;
 //! - once open, the certificate the peer presented must match the fingerprint of its sealed
@@ -245,6 +246,9 @@ impl Peer {
             // are trickled first and checked every 20 ms, so 100 ms is five checks of a host
             // pair, far more than a LAN needs.
             .with_srflx_acceptance_min_wait(Some(SRFLX_WAIT))
+            // A relay pair waits 2 s for a direct one to prove itself, unless `--relay`
+            // allows nothing but relay pairs: then there is nothing to wait for.
+            .with_relay_acceptance_min_wait(options.relay.then_some(Duration::ZERO))
             .with_ice_timeouts(
                 Some(Duration::from_secs(3)),
                 Some(Duration::from_secs(5)),
