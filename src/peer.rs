@@ -10,7 +10,10 @@
 //! - ICE uses only the addresses given with `--bind` (default: every interface, IPv4 and IPv6),
 //!   never multicast DNS, and only the STUN and TURN servers it is given (no public default);
 //!   `--relay` restricts it to relay candidates;
-//! - ICE checks run every 20 ms instead of 200 ms, which cuts the time to the first byte;
+//! - ICE checks run every 20 ms instead of 200 ms, which cuts the time to the first byte; a
+//!   pair learnt from the peer's checks (peer-reflexive) may be nominated at once, one with its
+//!   public address (server-reflexive) 100 ms after ICE started (webrtc-rs: 1 s and 0.5 s),
+//!   a relayed one after 2 s, or at once with `--relay`;
 //! - SCTP packets are sized for the path: 1191 bytes by default, 16,000 when ICE is bound to
 //!   loopback only (both ends on this machine), overridable with `MP_SCTP_MTU`;
 //! - once open, the certificate the peer presented must match the fingerprint of its sealed
@@ -66,6 +69,8 @@ pub const DEFAULT_SCTP_MTU: u32 = 1191;
 pub const LOOPBACK_SCTP_MTU: u32 = 16_000;
 /// How long ICE gathering may take.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after ICE starts a pair with a server-reflexive candidate may be nominated.
+const SRFLX_WAIT: Duration = Duration::from_millis(100);
 
 /// Where ICE may gather candidates.
 #[derive(Clone, Debug, Default)]
@@ -217,8 +222,8 @@ impl Peer {
         });
         let settings = SettingEngineBuilder::new()
             .with_sctp_mtu(mtu)
-            // The offerer (mp send) is then the DTLS client, hence the SCTP client: the side
-            // that can nudge the driver (see `wait_open`).
+            // The offerer (mp send) is then the DTLS client, hence the SCTP client, and opens
+            // the data channel.
             .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
             .with_include_loopback_candidate(loopback)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -234,6 +239,16 @@ impl Peer {
             // ICE started: about one set-up in five sat idle for a second. It is the same
             // address the other side is signaling, so it may be nominated at once.
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            // A pair with the other side's server-reflexive (public) address waits this long
+            // after ICE started before it may be nominated, so that a host pair (the same LAN:
+            // a shorter path than through the NAT) is found first when it works. webrtc-rs
+            // waits 0.5 s; the first byte through two cone NATs took 0.55 s. Host candidates
+            // are trickled first and checked every 20 ms, so 100 ms is five checks of a host
+            // pair, far more than a LAN needs.
+            .with_srflx_acceptance_min_wait(Some(SRFLX_WAIT))
+            // A relay pair waits 2 s for a direct one to prove itself, unless `--relay`
+            // allows nothing but relay pairs: then there is nothing to wait for.
+            .with_relay_acceptance_min_wait(options.relay.then_some(Duration::ZERO))
             .with_ice_timeouts(
                 Some(Duration::from_secs(3)),
                 Some(Duration::from_secs(5)),
@@ -713,24 +728,19 @@ fn remote_max_message(sdp: &str) -> usize {
     }
 }
 
-/// Waits for the data channel to open (`OnOpen`), nudging the WebRTC driver meanwhile.
+/// Waits for the data channel to open (`OnOpen`).
 ///
-/// webrtc-rs 0.21 queues the SCTP INIT and the data-channel OPEN while handling events, but
-/// only flushes them on its next wake-up, which can be a 200 ms timer away: opening took
-/// 430 ms on loopback. Any call that touches the channel wakes the driver, so a no-op (the
-/// high threshold set to its current value) every few milliseconds lets it go out at once.
+/// webrtc-rs 0.21 as published sent what handling an event queued (the SCTP INIT once DTLS
+/// is up, the data-channel OPEN once SCTP is) only at its next wake-up, and the DTLS
+/// ClientHello only at its next timer: mp nudged the driver every 2 ms and still lost
+/// 20-30 ms per set-up. The vendored `rtc` and `webrtc` (`vendor/*/README.mp.md`) send them
+/// at once, so there is nothing to nudge.
 async fn wait_open(channel: &Arc<dyn DataChannel>) -> Result<(), ()> {
-    let mut nudge = tokio::time::interval(Duration::from_millis(2));
     loop {
-        tokio::select! {
-            event = channel.poll() => match event {
-                Some(DataChannelEvent::OnOpen) => return Ok(()),
-                Some(DataChannelEvent::OnClose) | None => return Err(()),
-                Some(_) => {}
-            },
-            _ = nudge.tick() => {
-                let _ = channel.set_buffered_amount_high_threshold(u32::MAX).await;
-            }
+        match channel.poll().await {
+            Some(DataChannelEvent::OnOpen) => return Ok(()),
+            Some(DataChannelEvent::OnClose) | None => return Err(()),
+            Some(_) => {}
         }
     }
 }

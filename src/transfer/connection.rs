@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::{finished, has_usable_turn, Interrupts, NetOptions, Work};
 use crate::error::{Failure, Kind};
-use crate::peer::{CandidateKind, Link, LinkEvent, Peer, RemoteCandidates};
+use crate::peer::{CandidateKind, Link, LinkEvent, Peer, PeerOptions, RemoteCandidates};
 use crate::protocol::message::Candidate;
 use crate::rendezvous::Rendezvous;
 use crate::ui::Ui;
@@ -70,6 +70,8 @@ pub(crate) struct Connection {
     candidates: Option<mpsc::UnboundedReceiver<Candidate>>,
     remote: Option<RemoteCandidates>,
     tried: Tried,
+    /// The peer connection being made ahead of its SDP ([`Connection::prepare_peer`]).
+    prepared: Option<tokio::task::JoinHandle<Result<Peer, Failure>>>,
     making_sdp: Work<Made>,
     /// The SDP being made answers an offer: the link opens as soon as it is made (an offerer
     /// waits for the answer, [`Connection::apply_answer`]).
@@ -93,6 +95,7 @@ impl Connection {
             candidates: None,
             remote: None,
             tried: Tried::default(),
+            prepared: None,
             making_sdp: None,
             answering: false,
             opening: None,
@@ -183,8 +186,21 @@ impl Connection {
         }
     }
 
-    /// Makes the peer connection and starts making its SDP: the offer, or the answer to
-    /// `offer`. [`Happened::LocalSdp`] follows, or [`Happened::LinkFailed`].
+    /// Starts making the peer connection (its DTLS certificate, its sockets) in the
+    /// background while the other side decides, so that [`Connection::start_peer`] then only
+    /// makes the SDP. Called once files are offered (the sender) or asked about (the
+    /// receiver); nothing is gathered or sent before the SDP is made.
+    pub(crate) fn prepare_peer(&mut self) {
+        if self.prepared.is_some() || self.peer.is_some() || self.making_sdp.is_some() {
+            return;
+        }
+        let options = peer_options(&self.net, &self.rendezvous, &mut self.tried);
+        self.prepared = Some(tokio::spawn(async move { Peer::new(&options).await }));
+    }
+
+    /// Makes the peer connection (or takes the one prepared) and starts making its SDP: the
+    /// offer, or the answer to `offer`. [`Happened::LocalSdp`] follows, or
+    /// [`Happened::LinkFailed`].
     pub(crate) async fn start_peer(
         &mut self,
         offer: Option<String>,
@@ -193,7 +209,18 @@ impl Connection {
         if let Some(offer) = &offer {
             self.tried.sdp(offer, false);
         }
-        let mut peer = new_peer(&self.net, &self.rendezvous, &mut self.tried).await?;
+        let mut peer = match self.prepared.take() {
+            Some(prepared) => prepared.await.map_err(|e| {
+                Failure::new(
+                    Kind::Internal,
+                    format!("making the connection stopped: {e}"),
+                )
+            })??,
+            None => {
+                let options = peer_options(&self.net, &self.rendezvous, &mut self.tried);
+                Peer::new(&options).await?
+            }
+        };
         self.candidates = peer.take_candidates();
         self.remote = Some(peer.remote_candidates());
         self.answering = offer.is_some();
@@ -278,18 +305,24 @@ impl Connection {
         if let Some(peer) = &self.peer {
             peer.close().await;
         }
+        // One prepared but never used (a declined offer, say): its making is short.
+        if let Some(prepared) = self.prepared.take() {
+            if let Ok(Ok(peer)) = prepared.await {
+                peer.close().await;
+            }
+        }
         self.close_rendezvous().await;
         result.map_err(|failure| self.tried.explain(failure))
     }
 }
 
-/// Makes the peer connection (not yet an SDP): with the STUN and TURN servers of the command
-/// line or of the rendezvous.
-async fn new_peer(
+/// What the peer connection is made with: the STUN and TURN servers of the command line or of
+/// the rendezvous. Notes in `tried` what ICE will have to work with.
+fn peer_options(
     net: &NetOptions,
     rendezvous: &Option<Box<dyn Rendezvous>>,
     tried: &mut Tried,
-) -> Result<Peer, Failure> {
+) -> PeerOptions {
     let recommended = rendezvous
         .as_ref()
         .map(|r| r.ice_servers())
@@ -299,7 +332,7 @@ async fn new_peer(
     tried.turn = has_turn;
     tried.relay_only = options.relay;
     tried.loopback_only = !options.bind.is_empty() && options.bind.iter().all(IpAddr::is_loopback);
-    Peer::new(&options).await
+    options
 }
 
 /// What ICE had to work with, to explain a connection that could not be made.

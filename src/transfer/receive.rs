@@ -199,6 +199,8 @@ impl Pump {
                     }
                     Output::CloseRendezvous => self.connection.close_rendezvous().await,
                     Output::Ask { manifest, summary } => {
+                        // The connection is made while the user (or the disk) decides.
+                        self.connection.prepare_peer();
                         self.offer = Some((manifest.clone(), summary));
                         asking = Some(Box::pin(decide(
                             manifest,

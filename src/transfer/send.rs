@@ -251,6 +251,11 @@ impl Pump {
                         self.connected_at = Some(Instant::now());
                         self.progress = Some(self.ui.progress(self.total, &self.title));
                     }
+                    Output::Event(Event::AwaitingAccept) => {
+                        // The receiver decides; the connection is made meanwhile.
+                        self.connection.prepare_peer();
+                        self.show(Event::AwaitingAccept);
+                    }
                     Output::Event(event) => self.show(event),
                     Output::AddCandidate(candidate) => {
                         self.connection.add_remote_candidate(candidate).await
