@@ -558,7 +558,10 @@ fn the_code_is_asked_for_on_the_terminal_with_its_words_completed() {
     let dst = tempfile::tempdir().unwrap();
     let path = src.path().join("asked.txt");
     std::fs::write(&path, b"typed, not in ps").unwrap();
-    let sender = spawn(&mut send(&signal, "61-guitar-ocean", &path));
+    let sender = spawn(send(&signal, "61-guitar-ocean", &path).arg("--json"));
+    // The code looks generated, so the receiver joins only if a sender is already waiting
+    // (else it ends at once with "no sender is waiting"): as a person would, wait for it.
+    sender.wait_event("waiting", STEP);
     // A person at a terminal: `script` gives mp a pty; they type the room and part of a word,
     // press Tab, and finish the code.
     let command = format!(
