@@ -34,8 +34,10 @@ type Hashed = (Option<[u8; 32]>, Option<Sha256>);
 /// Failed key exchanges (someone with a wrong code) before the sender gives up.
 const KEY_EXCHANGE_TRIES: u32 = 3;
 
-/// Chunks read ahead of the engine.
-const READ_AHEAD: usize = 8;
+/// Chunks read ahead of the engine: 1 MiB, beside the kernel's own read-ahead. Twice that
+/// cost the sender 2 MiB of peak RSS (34-35 against 32-33 MiB on a 1 GiB LAN transfer) and
+/// was no faster.
+const READ_AHEAD: usize = 4;
 
 /// What to send.
 pub enum What {
