@@ -2065,6 +2065,14 @@ impl Association {
         }
     }
 
+    /// A loss found by fast retransmit, a lost retransmission or a tail loss probe: ssthresh
+    /// and cwnd fall to what CUBIC gives (0.7 of cwnd, at least 4 MTUs). A T3-rtx timeout
+    /// sets ssthresh the same way but restarts cwnd from one MTU.
+    fn reduce_cwnd_on_loss(&mut self) {
+        self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
+        self.cwnd = self.ssthresh;
+    }
+
     /// Arms (or re-arms) the tail loss probe of RFC 8985 §7 after new data went out or a
     /// SACK acknowledged some, while the send queue is empty, so nothing sent later could
     /// reveal a loss among the last chunks. Not in fast recovery or after T3-rtx (RFC 8985
@@ -2136,8 +2144,7 @@ impl Association {
         self.rtx_watch.push(probe);
         self.stats.inc_fast_retrans();
         self.tlp_out = true;
-        self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
-        self.cwnd = self.ssthresh;
+        self.reduce_cwnd_on_loss();
         trace!(
             "[{}] tail loss probe: tsn={} sent={} cwnd={}",
             self.side, probe, chunk.nsent, self.cwnd
@@ -2197,8 +2204,7 @@ impl Association {
         if !self.in_fast_recovery {
             self.in_fast_recovery = true;
             self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
-            self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
-            self.cwnd = self.ssthresh;
+            self.reduce_cwnd_on_loss();
         }
         self.will_retransmit_fast = true;
     }
@@ -2300,8 +2306,7 @@ impl Association {
                             // same loss event cut cwnd again, and cwnd grows in slow start
                             // while the repair is still under way.
                             self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
-                            self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
-                            self.cwnd = self.ssthresh;
+                            self.reduce_cwnd_on_loss();
                             self.will_retransmit_fast = true;
 
                             trace!(
