@@ -966,6 +966,53 @@ mod tests {
         Ok(())
     }
 
+    /// After the handshake every write is sealed into a datagram of its own (one record:
+    /// header, explicit nonce, ciphertext, tag), with consecutive sequence numbers that the
+    /// general path (here the close_notify alert) continues; the peer opens each to the bytes
+    /// written, in order.
+    #[cfg(feature = "crypto-ring")]
+    #[test]
+    fn application_data_goes_out_one_sealed_record_per_datagram() -> Result<()> {
+        let (mut client, mut server) = completed_client_and_server()?;
+
+        let writes: Vec<Vec<u8>> = [1usize, 1200, 16_000, 0, 3]
+            .iter()
+            .map(|&len| (0..len).map(|i| (i % 251) as u8).collect())
+            .collect();
+        let mut sequence_numbers = Vec::new();
+        for data in &writes {
+            client.write(Instant::now(), server_addr(), data)?;
+            let transmit = client.poll_transmit().expect("a write produces a datagram");
+            assert!(client.poll_transmit().is_none(), "exactly one datagram");
+            assert_eq!(transmit.message.len(), 13 + 8 + data.len() + 16);
+            let records = record_sequence_numbers(&transmit.message);
+            assert_eq!(records.len(), 1, "one record");
+            assert_eq!(records[0].0, 1, "epoch 1");
+            sequence_numbers.push(records[0].1);
+
+            let events = server.read(Instant::now(), client_addr(), None, transmit.message)?;
+            assert!(
+                matches!(events.as_slice(), [EndpointEvent::ApplicationData(got)] if got.as_ref() == &data[..]),
+                "the server opens the record written ({} bytes)",
+                data.len()
+            );
+        }
+        assert!(
+            sequence_numbers.windows(2).all(|w| w[1] == w[0] + 1),
+            "consecutive: {sequence_numbers:?}"
+        );
+
+        client.close(Instant::now())?;
+        let alert = client.poll_transmit().expect("the close_notify goes out");
+        let records = record_sequence_numbers(&alert.message);
+        assert_eq!(
+            records,
+            vec![(1, sequence_numbers.last().unwrap() + 1)],
+            "the general path takes the next sequence number"
+        );
+        Ok(())
+    }
+
     /// Once the handshake has completed, a genuine peer sends nothing but handshake records
     /// (repeating its final flight) in epoch 0, so any other plaintext record can only be forged
     /// or stale. None of them may close the connection, fail the read or provoke an alert:

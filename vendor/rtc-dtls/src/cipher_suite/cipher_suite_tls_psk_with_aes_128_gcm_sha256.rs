@@ -88,6 +88,18 @@ impl CipherSuite for CipherSuiteTlsPskWithAes128GcmSha256 {
         cg.encrypt(pkt_rlh, raw)
     }
 
+    fn seal_record(
+        &mut self,
+        rlh: &RecordLayerHeader,
+        payload: &[u8],
+        out: &mut bytes::BytesMut,
+    ) -> Result<()> {
+        let cg = self.gcm.as_mut().ok_or(Error::Other(
+            "CipherSuite has not been initialized, unable to encrypt".to_owned(),
+        ))?;
+        cg.seal_record(rlh, payload, out)
+    }
+
     fn decrypt(&mut self, input: &[u8]) -> Result<Vec<u8>> {
         let cg = self.gcm.as_mut().ok_or(Error::Other(
             "CipherSuite has not been initialized, unable to decrypt".to_owned(),

@@ -264,6 +264,35 @@ pub trait CipherSuite: Send {
     ///
     /// Fails if keys are not installed, or the cipher rejects the input.
     fn encrypt(&mut self, pkt_rlh: &RecordLayerHeader, raw: &[u8]) -> Result<Vec<u8>>;
+    /// Protects one record whose body is `payload`, appending the protected record (header
+    /// included) to `out`. `rlh.content_len` is ignored: the header written carries the
+    /// protected body's length.
+    ///
+    /// This default marshals the header and payload and calls [`encrypt`](Self::encrypt);
+    /// AEAD suites override it to build the record in `out` directly, copying the payload once
+    /// (the outbound data path of a DTLS association calls it once per record).
+    ///
+    /// # Errors
+    ///
+    /// Fails if keys are not installed, the payload does not fit a record, or the cipher
+    /// rejects the input.
+    fn seal_record(
+        &mut self,
+        rlh: &RecordLayerHeader,
+        payload: &[u8],
+        out: &mut bytes::BytesMut,
+    ) -> Result<()> {
+        let header = RecordLayerHeader {
+            content_len: u16::try_from(payload.len())
+                .map_err(|_| Error::ErrOutboundPacketTooLarge)?,
+            ..*rlh
+        };
+        let mut raw = Vec::with_capacity(RECORD_LAYER_HEADER_SIZE + payload.len());
+        header.marshal(&mut raw)?;
+        raw.extend_from_slice(payload);
+        out.extend_from_slice(&self.encrypt(&header, &raw)?);
+        Ok(())
+    }
     /// Unprotects one record.
     ///
     /// # Errors

@@ -211,6 +211,14 @@ impl DTLSConn {
             return Err(Error::ErrConnClosed);
         }
 
+        if self.is_handshake_completed()
+            && self.outgoing_packets.is_empty()
+            && self.outgoing_queued_packets.is_empty()
+            && self.state.cipher_suite.is_some()
+        {
+            return self.seal_application_data(p);
+        }
+
         let pkt = Packet {
             record: RecordLayer::new(
                 PROTOCOL_VERSION1_2,
@@ -268,6 +276,49 @@ impl DTLSConn {
             should_encrypt: self.is_handshake_completed(),
             reset_local_sequence_number: false,
         }]);
+    }
+
+    /// The data path of [`write`](Self::write): once the handshake is done and nothing else
+    /// waits to go out, `p` becomes one record, sealed straight into its own datagram buffer
+    /// (header, explicit nonce, ciphertext, tag; the payload copied once). The general path
+    /// instead queues a [`Packet`], marshals it, encrypts a copy and compacts the result, four
+    /// copies and as many allocations per record, for the same bytes on the wire: a record
+    /// written alone was never compacted with another. A record that cannot be sealed (it
+    /// does not fit the 16-bit length) is an error, as on the general path.
+    fn seal_application_data(&mut self, p: &[u8]) -> Result<()> {
+        let epoch = self.get_local_epoch();
+        let sequence_number = self.next_local_sequence_number(epoch)?;
+        let header = RecordLayerHeader {
+            content_type: ContentType::ApplicationData,
+            protocol_version: PROTOCOL_VERSION1_2,
+            epoch,
+            sequence_number,
+            content_len: 0,
+        };
+        let Some(cipher_suite) = self.state.cipher_suite.as_mut() else {
+            return Err(Error::ErrCipherSuiteUnset);
+        };
+        let mut record = BytesMut::new();
+        cipher_suite.seal_record(&header, p, &mut record)?;
+        self.outgoing_compacted_raw_packets.push_back(record);
+        Ok(())
+    }
+
+    /// Takes the next record sequence number of `epoch` (RFC 6347 §4.1: it must not wrap).
+    fn next_local_sequence_number(&mut self, epoch: u16) -> Result<u64> {
+        let epoch = epoch as usize;
+        while self.state.local_sequence_number.len() <= epoch {
+            self.state.local_sequence_number.push(0);
+        }
+        let seq = self.state.local_sequence_number[epoch];
+        if seq > MAX_SEQUENCE_NUMBER {
+            // RFC 6347 Section 4.1.0
+            // The implementation must either abandon an association or rehandshake
+            // prior to allowing the sequence number to wrap.
+            return Err(Error::ErrSequenceNumberOverflow);
+        }
+        self.state.local_sequence_number[epoch] += 1;
+        Ok(seq)
     }
 
     pub(crate) fn write_packets(&mut self, pkts: Vec<Packet>) {
@@ -335,23 +386,7 @@ impl DTLSConn {
     }
 
     fn process_packet(&mut self, mut p: Packet) -> Result<Vec<u8>> {
-        let epoch = p.record.record_layer_header.epoch as usize;
-        let seq = {
-            while self.state.local_sequence_number.len() <= epoch {
-                self.state.local_sequence_number.push(0);
-            }
-
-            self.state.local_sequence_number[epoch] += 1;
-            self.state.local_sequence_number[epoch] - 1
-        };
-        //debug!("{}: seq = {}", srv_cli_str(is_client), seq);
-
-        if seq > MAX_SEQUENCE_NUMBER {
-            // RFC 6347 Section 4.1.0
-            // The implementation must either abandon an association or rehandshake
-            // prior to allowing the sequence number to wrap.
-            return Err(Error::ErrSequenceNumberOverflow);
-        }
+        let seq = self.next_local_sequence_number(p.record.record_layer_header.epoch)?;
         p.record.record_layer_header.sequence_number = seq;
 
         // Marshal straight into the Vec: `BufWriter` would heap-allocate an

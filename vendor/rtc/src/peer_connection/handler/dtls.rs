@@ -341,7 +341,12 @@ impl<'a>
     }
 
     fn handle_write(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
-        if let RTCMessageInternal::Dtls(DTLSMessage::Raw(dtls_message)) = msg.message {
+        let plaintext = match &msg.message {
+            RTCMessageInternal::Dtls(DTLSMessage::Raw(dtls_message)) => Some(&dtls_message[..]),
+            RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(packet)) => Some(&packet[..]),
+            _ => None,
+        };
+        if let Some(plaintext) = plaintext {
             debug!("send dtls RAW {:?}", msg.transport.peer_addr);
 
             let dtls_endpoint = self
@@ -351,7 +356,7 @@ impl<'a>
                 .as_mut()
                 .ok_or(Error::ErrDtlsTransportNotStarted)?;
 
-            dtls_endpoint.write(msg.now, msg.transport.peer_addr, &dtls_message)?;
+            dtls_endpoint.write(msg.now, msg.transport.peer_addr, plaintext)?;
             while let Some(transmit) = dtls_endpoint.poll_transmit() {
                 self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
                     now: transmit.now,

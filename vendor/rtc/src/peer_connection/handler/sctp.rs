@@ -3,7 +3,6 @@ use crate::peer_connection::message::internal::{
     DTLSMessage, RTCMessageInternal, TaggedRTCMessageInternal,
 };
 use crate::peer_connection::transport::sctp::SctpTransport;
-use bytes::BytesMut;
 use datachannel::data_channel::DataChannelMessage;
 use datachannel::message::Message;
 use datachannel::message::message_channel_threshold::DataChannelThreshold;
@@ -300,9 +299,7 @@ impl<'a> SctpHandler<'a> {
                             self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
                                 now: transmit.now,
                                 transport: transmit.transport,
-                                message: RTCMessageInternal::Dtls(DTLSMessage::Raw(
-                                    BytesMut::from(&raw[..]),
-                                )),
+                                message: RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(raw)),
                             });
                         }
                     }
@@ -515,9 +512,7 @@ impl<'a>
                                 self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
                                     now: transmit.now,
                                     transport: transmit.transport,
-                                    message: RTCMessageInternal::Dtls(DTLSMessage::Raw(
-                                        BytesMut::from(&raw[..]),
-                                    )),
+                                    message: RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(raw)),
                                 });
                             }
                         }
@@ -804,9 +799,7 @@ impl<'a>
                     self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
                         now: transmit.now,
                         transport: transmit.transport,
-                        message: RTCMessageInternal::Dtls(DTLSMessage::Raw(BytesMut::from(
-                            &raw[..],
-                        ))),
+                        message: RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(raw)),
                     });
                 }
             }
@@ -874,7 +867,7 @@ mod tests {
     use crate::peer_connection::transport::dtls::role::RTCDtlsRole;
     use crate::peer_connection::transport::{RTCTransportId, TransportKind};
     use crate::statistics::accumulator::RTCStatsAccumulator;
-    use bytes::Bytes;
+    use bytes::{Bytes, BytesMut};
     use datachannel::message::message_channel_open::{
         CHANNEL_PRIORITY_NORMAL, ChannelType, DataChannelOpen,
     };
@@ -1280,7 +1273,9 @@ mod tests {
         ctx.write_outs
             .iter()
             .filter_map(|m| match &m.message {
-                RTCMessageInternal::Dtls(DTLSMessage::Raw(raw)) if raw.len() > 12 => Some(raw[12]),
+                RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(raw)) if raw.len() > 12 => {
+                    Some(raw[12])
+                }
                 _ => None,
             })
             .collect()
@@ -1296,7 +1291,7 @@ mod tests {
     /// 4-byte chunk header, then a 4-byte Cumulative TSN Ack, then `a_rwnd`.
     fn flushed_sack_a_rwnd(flushed: &[TaggedRTCMessageInternal]) -> Option<u32> {
         flushed.iter().find_map(|m| match &m.message {
-            RTCMessageInternal::Dtls(DTLSMessage::Raw(raw))
+            RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(raw))
                 if raw.len() >= 24 && raw[12] == CT_SACK =>
             {
                 Some(u32::from_be_bytes([raw[20], raw[21], raw[22], raw[23]]))
@@ -1713,7 +1708,9 @@ mod tests {
         let types: Vec<u8> = sent
             .iter()
             .filter_map(|m| match &m.message {
-                RTCMessageInternal::Dtls(DTLSMessage::Raw(raw)) if raw.len() > 12 => Some(raw[12]),
+                RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(raw)) if raw.len() > 12 => {
+                    Some(raw[12])
+                }
                 _ => None,
             })
             .collect();

@@ -1,7 +1,7 @@
 use crate::data_channel::RTCDataChannelId;
 use crate::data_channel::message::RTCDataChannelMessage;
 use crate::media_stream::track::MediaStreamTrackId;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use datachannel::data_channel::DataChannelMessage;
 use interceptor::Packet;
 use shared::TransportContext;
@@ -35,6 +35,10 @@ pub(crate) enum STUNMessage {
 #[derive(Debug, Clone)]
 pub(crate) enum DTLSMessage {
     Raw(BytesMut),
+    /// A marshalled SCTP packet on its way down to DTLS, which seals it into a record. It is
+    /// a view of the buffer SCTP marshalled its whole burst into, so handing it over copies
+    /// nothing (as `Raw` it was copied into a `BytesMut` of its own, then read as a slice).
+    SctpPacket(Bytes),
     Sctp(DataChannelMessage),
     DataChannel(ApplicationMessage),
 }
@@ -62,6 +66,7 @@ impl RTCMessageInternal {
             RTCMessageInternal::Stun(STUNMessage::Raw(bytes)) => bytes.len(),
             RTCMessageInternal::Dtls(msg) => match msg {
                 DTLSMessage::Raw(bytes) => bytes.len(),
+                DTLSMessage::SctpPacket(bytes) => bytes.len(),
                 DTLSMessage::Sctp(dcm) => dcm.payload.len(),
                 DTLSMessage::DataChannel(app_msg) => match &app_msg.data_channel_event {
                     DataChannelEvent::Open | DataChannelEvent::Close => 0,
