@@ -1013,6 +1013,48 @@ mod tests {
         Ok(())
     }
 
+    /// Consecutive records are sealed side by side in one allocation, so a sender batching
+    /// them into one GSO send rejoins them with `unsplit` without copying; a record larger
+    /// than what is left of the arena starts a new one and still arrives whole.
+    #[cfg(feature = "crypto-ring")]
+    #[test]
+    fn consecutive_records_are_adjacent_in_memory() -> Result<()> {
+        let (mut client, mut server) = completed_client_and_server()?;
+        let mut datagrams = Vec::new();
+        for len in [1200usize, 1200, 1200, 62_000, 5] {
+            let data = vec![len as u8; len];
+            client.write(Instant::now(), server_addr(), &data)?;
+            let transmit = client.poll_transmit().expect("a datagram");
+            datagrams.push((data, transmit.message));
+        }
+        let adjacent = |a: &BytesMut, b: &BytesMut| a.as_ptr().wrapping_add(a.len()) == b.as_ptr();
+        assert!(adjacent(&datagrams[0].1, &datagrams[1].1));
+        assert!(adjacent(&datagrams[1].1, &datagrams[2].1));
+        assert!(
+            !adjacent(&datagrams[2].1, &datagrams[3].1),
+            "62 kB do not fit behind"
+        );
+        assert!(adjacent(&datagrams[3].1, &datagrams[4].1));
+
+        for (data, datagram) in &datagrams {
+            // `BytesMut::clone` copies, so the originals stay adjacent for the join below.
+            let events = server.read(Instant::now(), client_addr(), None, datagram.clone())?;
+            assert!(
+                matches!(events.as_slice(), [EndpointEvent::ApplicationData(got)] if got.as_ref() == &data[..]),
+                "{} bytes read back",
+                data.len()
+            );
+        }
+
+        let first_ptr = datagrams[0].1.as_ptr();
+        let expected_len = datagrams[0].1.len() + datagrams[1].1.len();
+        let mut joined = std::mem::take(&mut datagrams[0].1);
+        joined.unsplit(std::mem::take(&mut datagrams[1].1));
+        assert_eq!(joined.as_ptr(), first_ptr, "joined in place, not copied");
+        assert_eq!(joined.len(), expected_len);
+        Ok(())
+    }
+
     /// Once the handshake has completed, a genuine peer sends nothing but handshake records
     /// (repeating its final flight) in epoch 0, so any other plaintext record can only be forged
     /// or stale. None of them may close the connection, fail the read or provoke an alert:

@@ -75,6 +75,11 @@ pub struct DTLSConn {
     pub(crate) outgoing_packets: VecDeque<Packet>,
     outgoing_queued_packets: VecDeque<Packet>,
     outgoing_compacted_raw_packets: VecDeque<BytesMut>,
+    /// Where [`seal_application_data`](Self::seal_application_data) writes records: each is
+    /// split off the front, so consecutive records sit side by side in one allocation (one
+    /// malloc per [`RECORD_ARENA_SIZE`] instead of one per record), and a sender batching
+    /// them into one UDP GSO send can rejoin them with `BytesMut::unsplit` without copying.
+    record_arena: BytesMut,
 
     pub(crate) state: State, // Internal state
 
@@ -157,6 +162,7 @@ impl DTLSConn {
             outgoing_packets: VecDeque::new(),
             outgoing_queued_packets: VecDeque::new(),
             outgoing_compacted_raw_packets: VecDeque::new(),
+            record_arena: BytesMut::new(),
 
             cache: HandshakeCache::new(),
             state,
@@ -279,8 +285,9 @@ impl DTLSConn {
     }
 
     /// The data path of [`write`](Self::write): once the handshake is done and nothing else
-    /// waits to go out, `p` becomes one record, sealed straight into its own datagram buffer
-    /// (header, explicit nonce, ciphertext, tag; the payload copied once). The general path
+    /// waits to go out, `p` becomes one record, sealed straight into the buffer that becomes
+    /// its datagram (header, explicit nonce, ciphertext, tag; the payload copied once), split
+    /// off the record arena right behind the previous record. The general path
     /// instead queues a [`Packet`], marshals it, encrypts a copy and compacts the result, four
     /// copies and as many allocations per record, for the same bytes on the wire: a record
     /// written alone was never compacted with another. A record that cannot be sealed (it
@@ -298,8 +305,16 @@ impl DTLSConn {
         let Some(cipher_suite) = self.state.cipher_suite.as_mut() else {
             return Err(Error::ErrCipherSuiteUnset);
         };
-        let mut record = BytesMut::new();
-        cipher_suite.seal_record(&header, p, &mut record)?;
+        // Room for the header, the payload and any suite's nonce, IV, MAC and padding.
+        let room = RECORD_LAYER_HEADER_SIZE + p.len() + 64;
+        if self.record_arena.capacity() < room {
+            self.record_arena = BytesMut::with_capacity(room.max(RECORD_ARENA_SIZE));
+        }
+        if let Err(err) = cipher_suite.seal_record(&header, p, &mut self.record_arena) {
+            self.record_arena.clear();
+            return Err(err);
+        }
+        let record = self.record_arena.split();
         self.outgoing_compacted_raw_packets.push_back(record);
         Ok(())
     }
@@ -909,6 +924,9 @@ impl DTLSConn {
         self.state.local_epoch
     }
 }
+
+/// The size of the buffer outbound application records are sealed into, side by side.
+const RECORD_ARENA_SIZE: usize = 64 * 1024;
 
 fn compact_raw_packets(raw_packets: &[Vec<u8>], maximum_transmission_unit: usize) -> Vec<BytesMut> {
     let mut combined_raw_packets = vec![];

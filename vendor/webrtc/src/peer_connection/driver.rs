@@ -502,9 +502,6 @@ pub(crate) struct PeerConnectionDriver<A = SocketAddr> {
     tcp_transport: RTCTcpTransport,
     mdns_socket: Option<Arc<dyn AsyncUdpSocket>>,
     udp_sockets: HashMap<SocketAddr, Arc<dyn AsyncUdpSocket>>,
-    /// Reused scratch buffer for concatenating a run of same-destination datagrams
-    /// into one UDP GSO send (see [`flush_writes`](Self::flush_writes)).
-    gso_scratch: Vec<u8>,
     ice_gathering_active: bool,
     stun_gathering_complete: bool,
     turn_gathering_complete: bool,
@@ -583,7 +580,6 @@ where
             ),
             mdns_socket: None,
             udp_sockets: HashMap::new(),
-            gso_scratch: Vec::new(),
             tcp_transport: RTCTcpTransport::new(HashMap::new()),
             ice_gathering_active: false,
             stun_gathering_complete: false,
@@ -2001,9 +1997,6 @@ where
     /// TURN-relayed, or datagrams for an unknown socket — falls back to the
     /// per-packet [`handle_write`](Self::handle_write) path unchanged.
     async fn flush_writes(&mut self, mut writes: Vec<TaggedBytesMut>) {
-        // Borrow the reusable concat buffer out of `self` so the sends below don't
-        // hold a `&self` borrow across `.await`.
-        let mut scratch = std::mem::take(&mut self.gso_scratch);
         let n = writes.len();
         let mut i = 0;
         while i < n {
@@ -2082,11 +2075,14 @@ where
             // still batches rather than degrading to all-singleton sends.
             if max_seg > 1 && end - i >= MIN_GSO_RUN.min(max_seg) {
                 // Large run: one GSO sendmsg beats end-i individual send_to syscalls.
-                scratch.clear();
-                for w in &writes[i..end] {
-                    scratch.extend_from_slice(&w.message);
+                // Join the run into one buffer. rtc-dtls seals consecutive records side by
+                // side in one allocation, so `unsplit` rejoins them without copying; datagrams
+                // that are not adjacent in memory are copied, as a scratch buffer did.
+                let mut run = std::mem::take(&mut writes[i].message);
+                for w in &mut writes[i + 1..end] {
+                    run.unsplit(std::mem::take(&mut w.message));
                 }
-                if let Err(err) = send_datagrams(&*socket, &scratch, seg, tp.peer_addr, ecn).await {
+                if let Err(err) = send_datagrams(&*socket, &run, seg, tp.peer_addr, ecn).await {
                     error!(
                         "Failed to GSO-send {} datagrams to {:?} from {:?}: {}",
                         end - i,
@@ -2113,8 +2109,6 @@ where
             i = end;
         }
 
-        scratch.clear();
-        self.gso_scratch = scratch;
     }
 
     /// Handles every pending event; returns whether there was any, or the core's handling of

@@ -292,16 +292,14 @@ impl<'a> SctpHandler<'a> {
     /// their SACKs coalesce into a single datagram.
     fn flush_transmits(&mut self, now: Instant) {
         for conn in self.ctx.sctp_transport.sctp_associations.values_mut() {
-            while let Some(x) = conn.poll_transmit(now) {
-                for transmit in split_transmit(x) {
-                    if let Payload::RawEncode(raw_data) = transmit.message {
-                        for raw in raw_data {
-                            self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
-                                now: transmit.now,
-                                transport: transmit.transport,
-                                message: RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(raw)),
-                            });
-                        }
+            while let Some(transmit) = conn.poll_transmit(now) {
+                if let Payload::RawEncode(raw_data) = transmit.message {
+                    for raw in raw_data {
+                        self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
+                            now: transmit.now,
+                            transport: transmit.transport,
+                            message: RTCMessageInternal::Dtls(DTLSMessage::SctpPacket(raw)),
+                        });
                     }
                 }
             }
@@ -475,10 +473,8 @@ impl<'a>
                 // normally in poll_write.
                 for (drained_ch, _event) in &endpoint_events {
                     if let Some(conn) = sctp_associations.get_mut(drained_ch) {
-                        while let Some(x) = conn.poll_transmit(now) {
-                            for transmit in split_transmit(x) {
-                                messages.push(SctpMessage::Outbound(transmit));
-                            }
+                        while let Some(transmit) = conn.poll_transmit(now) {
+                            messages.push(SctpMessage::Outbound(transmit));
                         }
                     }
                 }
@@ -780,8 +776,8 @@ impl<'a>
         // them. Non-draining associations flush normally in poll_write.
         for (drained_ch, _event) in &endpoint_events {
             if let Some(conn) = sctp_associations.get_mut(drained_ch) {
-                while let Some(x) = conn.poll_transmit(now) {
-                    transmits.extend(split_transmit(x));
+                while let Some(transmit) = conn.poll_transmit(now) {
+                    transmits.push(transmit);
                 }
             }
         }
@@ -827,21 +823,6 @@ impl<'a>
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
-}
-
-fn split_transmit(transmit: TransportMessage<Payload>) -> Vec<TransportMessage<Payload>> {
-    let mut transmits: Vec<TransportMessage<Payload>> = Vec::new();
-    if let Payload::RawEncode(contents) = transmit.message {
-        for content in contents {
-            transmits.push(TransportMessage {
-                now: transmit.now,
-                transport: transmit.transport,
-                message: Payload::RawEncode(vec![content]),
-            })
-        }
-    }
-
-    transmits
 }
 
 #[cfg(test)]
