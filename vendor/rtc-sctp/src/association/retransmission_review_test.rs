@@ -13,8 +13,60 @@ fn recovery_window(count: u32, now: Instant) -> Result<Association> {
     for _ in 0..count {
         stream.write_sctp(now, &Bytes::from(vec![1; 1024]), ppi)?;
     }
-    assert_eq!(count as usize, data_chunks(&a.gather_outbound(now).0));
+    // New data leaves in bursts of at most MAX_BURST_PACKETS packets per call.
+    let mut sent = 0;
+    while sent < count as usize {
+        let burst = data_chunks(&a.gather_outbound(now).0);
+        assert!(burst > 0, "{sent} of {count} sent, then nothing");
+        sent += burst;
+    }
+    assert_eq!(count as usize, sent);
     Ok(a)
+}
+
+/// A window of thousands of packets is sent as consecutive bursts of at most
+/// `MAX_BURST_PACKETS` full packets per `gather_outbound`, in TSN order, until cwnd is used:
+/// a caller that hands each burst on before asking for the next never holds the whole window
+/// marshalled. Without the bound, the first call returned all 4096 chunks.
+#[test]
+fn new_data_leaves_in_bounded_bursts_until_the_window_is_used() -> Result<()> {
+    let now = Instant::now();
+    let mut a = timed_test_association();
+    a.my_next_tsn = 100;
+    a.cumulative_tsn_ack_point = 99;
+    a.advanced_peer_tsn_ack_point = 99;
+    let chunk = a.mtu as usize - 12 - 16; // one full DATA chunk per packet
+    let count = 4096u32;
+    a.cwnd = count * a.mtu;
+    a.rwnd = a.cwnd;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    let mut stream = a.open_stream(1, ppi)?;
+    for _ in 0..count {
+        stream.write_sctp(now, &Bytes::from(vec![1; chunk]), ppi)?;
+    }
+    let mut tsns = Vec::new();
+    let mut bursts = 0;
+    loop {
+        let (packets, _) = a.gather_outbound(now);
+        let data = transmitted_data(&packets);
+        if data.is_empty() {
+            break;
+        }
+        assert!(
+            packets.len() <= MAX_BURST_PACKETS,
+            "burst {bursts}: {} packets",
+            packets.len()
+        );
+        tsns.extend(data.iter().map(|c| c.tsn));
+        bursts += 1;
+    }
+    assert_eq!(tsns.len(), count as usize, "the whole window is sent");
+    assert!(tsns.windows(2).all(|w| w[1] == w[0] + 1), "in TSN order");
+    assert!(
+        bursts >= count as usize / MAX_BURST_PACKETS,
+        "{bursts} bursts"
+    );
+    Ok(())
 }
 
 #[test]

@@ -1808,10 +1808,13 @@ where
         }
     }
 
-    async fn drain_core_writes(inner: Arc<PeerConnectionRef>) -> Vec<TaggedBytesMut> {
-        let mut writes = Vec::new();
+    /// Up to `limit` of the core's pending writes.
+    async fn drain_core_writes(inner: Arc<PeerConnectionRef>, limit: usize) -> Vec<TaggedBytesMut> {
+        let mut writes = Vec::with_capacity(limit.min(MAX_GSO_SEGMENTS));
         let mut core = inner.core.lock().await;
-        while let Some(msg) = core.poll_write() {
+        while writes.len() < limit
+            && let Some(msg) = core.poll_write()
+        {
             writes.push(msg);
         }
         writes
@@ -1977,8 +1980,17 @@ where
 
         // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
         // consecutive same-destination datagrams into single UDP GSO syscalls.
-        let writes = Self::drain_core_writes(self.inner.clone()).await;
-        self.flush_writes(writes).await;
+        // In batches of four GSO sends (rtc-sctp's burst): the core produces a burst of packets as it is asked for
+        // them (rtc's SCTP handler moves one bounded burst per sweep), so a window opening by
+        // megabytes is marshalled, sealed and sent a batch at a time, never held whole.
+        loop {
+            let writes = Self::drain_core_writes(self.inner.clone(), 4 * MAX_GSO_SEGMENTS).await;
+            let drained = writes.len() < 4 * MAX_GSO_SEGMENTS;
+            self.flush_writes(writes).await;
+            if drained {
+                break;
+            }
+        }
 
         Ok(())
     }
@@ -2108,7 +2120,6 @@ where
             }
             i = end;
         }
-
     }
 
     /// Handles every pending event; returns whether there was any, or the core's handling of

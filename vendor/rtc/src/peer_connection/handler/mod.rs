@@ -479,7 +479,12 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
     }
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.flush_writes();
+        // Sweep the pipeline only once what the last sweep produced is handed out: the SCTP
+        // handler moves one burst per sweep, so bursts go out one after another instead of
+        // piling up here (see `SctpHandler::poll_write`).
+        if self.pipeline_context.write_outs.is_empty() {
+            self.flush_writes();
+        }
         self.pipeline_context.write_outs.pop_front()
     }
 

@@ -122,6 +122,9 @@ pub(crate) struct SctpHandler<'a> {
     /// Bounding against it would be a no-op. The queue that actually grows when the
     /// application stops consuming is the pipeline's, one hop downstream.
     downstream_backlog: usize,
+    /// Whether this handler (made afresh for each sweep of the pipeline) already pulled a
+    /// burst out of the associations: one burst per sweep, see [`Self::poll_write`].
+    pulled: bool,
 }
 
 impl<'a> SctpHandler<'a> {
@@ -129,6 +132,7 @@ impl<'a> SctpHandler<'a> {
         SctpHandler {
             ctx,
             downstream_backlog,
+            pulled: false,
         }
     }
 
@@ -286,13 +290,22 @@ impl<'a> SctpHandler<'a> {
         self.flush_transmits(self.ctx.now);
     }
 
-    /// Batch-drain flush: gather every association's pending outbound in one pass
-    /// into `write_outs`. Called once per event-loop iteration from poll_write when
-    /// `flush_dirty` is set, after a burst of inbound packets has been ingested, so
-    /// their SACKs coalesce into a single datagram.
+    /// Moves everything the associations have to send into `write_outs`, burst after burst
+    /// (before an abort, which discards what is left). The data path instead moves one burst
+    /// per sweep of the pipeline ([`Self::poll_write`]); either way the SACKs for a burst of
+    /// inbound packets, ingested before, coalesce into a single datagram.
     fn flush_transmits(&mut self, now: Instant) {
+        while self.flush_one_burst(now) {}
+    }
+
+    /// Moves one burst of each association (what one `poll_transmit` returns; rtc-sctp bounds
+    /// a burst of DATA) into `write_outs`. Returns whether any association had something,
+    /// so more may be waiting.
+    fn flush_one_burst(&mut self, now: Instant) -> bool {
+        let mut any = false;
         for conn in self.ctx.sctp_transport.sctp_associations.values_mut() {
-            while let Some(transmit) = conn.poll_transmit(now) {
+            if let Some(transmit) = conn.poll_transmit(now) {
+                any = true;
                 if let Payload::RawEncode(raw_data) = transmit.message {
                     for raw in raw_data {
                         self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
@@ -304,6 +317,7 @@ impl<'a> SctpHandler<'a> {
                 }
             }
         }
+        any
     }
 }
 
@@ -671,9 +685,17 @@ impl<'a>
     fn poll_write(&mut self) -> Option<Self::Wout> {
         // Batch-drain: run the single deferred transmit flush for this event-loop
         // iteration before serving queued outbound.
-        if self.ctx.flush_dirty || self.ctx.abort_requested {
+        // One burst per sweep of the pipeline, so a burst is marshalled, sealed by DTLS and
+        // handed to the socket before the next is marshalled: a window's worth of packets is
+        // never held at every layer at once, and each burst is still in the cache when DTLS
+        // reads it. The flush stays dirty while bursts come, and the pipeline sweeps again
+        // once its output is drained. An abort first flushes everything, as before.
+        if self.ctx.abort_requested {
             self.ctx.flush_dirty = false;
             self.flush_transmits(self.ctx.now);
+        } else if self.ctx.flush_dirty && !self.pulled {
+            self.pulled = true;
+            self.ctx.flush_dirty = self.flush_one_burst(self.ctx.now);
         }
         // After the flush above, so data the associations still held is sent before the ABORT.
         if std::mem::take(&mut self.ctx.abort_requested) {
@@ -1661,6 +1683,55 @@ mod tests {
     // would otherwise discard it, and the stream losses the abort reports must not stay queued
     // for a later read to surface as OnClose: the local channels close without their closing
     // procedure.
+    /// `poll_write` moves one burst per sweep of the pipeline (a fresh handler): the first
+    /// sweep sends the pending DATA and leaves the flush dirty, since more may follow; the
+    /// next sweep finds nothing and cleans it. A handler that drained the associations whole
+    /// in one sweep would leave the flush clean after the first.
+    #[test]
+    fn one_burst_per_sweep_and_the_flush_stays_dirty_until_a_sweep_finds_nothing() {
+        let now = Instant::now();
+        let e = establish();
+        let mut client_conn = e.client_conn;
+        client_conn
+            .open_stream(1, PayloadProtocolIdentifier::Binary)
+            .and_then(|mut s| {
+                s.write_chunk_with_ppi(
+                    now,
+                    &Bytes::from_static(b"first burst"),
+                    PayloadProtocolIdentifier::Binary,
+                )
+            })
+            .expect("queue DATA");
+        let mut ctx = client_ctx(now, e.client_ep, e.client_ch, client_conn);
+        ctx.flush_dirty = true;
+
+        let mut first = vec![];
+        {
+            let mut handler = SctpHandler::new(&mut ctx, 0);
+            while let Some(msg) = handler.poll_write() {
+                first.push(msg);
+            }
+        }
+        assert!(!first.is_empty(), "the first sweep sends the DATA");
+        assert!(
+            ctx.flush_dirty,
+            "more may follow: the next sweep looks again"
+        );
+
+        let mut second = vec![];
+        {
+            let mut handler = SctpHandler::new(&mut ctx, 0);
+            while let Some(msg) = handler.poll_write() {
+                second.push(msg);
+            }
+        }
+        assert!(second.is_empty(), "nothing left");
+        assert!(
+            !ctx.flush_dirty,
+            "a sweep that found nothing cleans the flush"
+        );
+    }
+
     #[test]
     fn abort_sends_pending_data_then_abort_and_drops_local_events() {
         let now = Instant::now();
