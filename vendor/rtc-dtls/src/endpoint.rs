@@ -179,11 +179,11 @@ impl Endpoint {
     fn read_into(
         conn: &mut DTLSConn,
         now: Instant,
-        data: &[u8],
+        data: BytesMut,
         messages: &mut Vec<EndpointEvent>,
     ) -> Result<()> {
         let is_handshake_completed_before = conn.is_handshake_completed();
-        conn.read(data)?;
+        conn.read_datagram(data)?;
         if !conn.is_handshake_completed() {
             conn.handshake(now)?;
             // Drain any queued future-epoch packets (e.g. Finished that arrived
@@ -237,7 +237,7 @@ impl Endpoint {
         // Handle packet on existing association, if any
         let mut messages = vec![];
         if let Some(conn) = self.connections.get_mut(&remote) {
-            let result = Self::read_into(conn, now, &data, &mut messages);
+            let result = Self::read_into(conn, now, data, &mut messages);
             // Whatever the outcome, deliver the data that arrived and send what the connection
             // queued: an alert in reply to the peer's (its close_notify, or a fatal alert) has to
             // go out even though this read is ending in an error.
