@@ -356,10 +356,22 @@ async fn terminated() {
 /// kept its own high-water mark: the sender's peak RSS on a 1 GiB LAN transfer went from
 /// 40-42 MiB to 33-35 MiB (receiver 17-18 to 15-16) with this, at the same CPU time. mp has
 /// a handful of threads, so the shared arena's lock is not contended.
+///
+/// And that arena keeps up to 8 MiB of freed memory instead of giving it back to the kernel
+/// at once. Each 256 KiB message is reassembled into a fresh buffer that the file writer
+/// frees; glibc's own thresholds (mmap above ~256 KiB, trim the heap's top above twice that)
+/// returned those pages to the kernel after a message or two, and the next message faulted
+/// them in again, zeroed: on a 1 GiB LAN receive that was 6% of the receiver's CPU in page
+/// faults and 1% in `brk` shrinking. Peak RSS is unchanged (the pages were in use at the
+/// peak anyway).
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tunable; it is called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // Setting either threshold turns off glibc's adjusting of both, so both are set:
+        // messages and frames (256 KiB and a little) come from the heap, not from mmap.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }

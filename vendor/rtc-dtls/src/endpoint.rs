@@ -16,7 +16,10 @@ use crate::config::HandshakeConfig;
 use crate::state::State;
 use bytes::BytesMut;
 use std::collections::hash_map::Keys;
-use std::collections::{HashMap, VecDeque, hash_map::Entry::Vacant};
+use std::collections::{
+    HashMap, VecDeque,
+    hash_map::Entry::{Occupied, Vacant},
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -179,11 +182,11 @@ impl Endpoint {
     fn read_into(
         conn: &mut DTLSConn,
         now: Instant,
-        data: &[u8],
+        data: BytesMut,
         messages: &mut Vec<EndpointEvent>,
     ) -> Result<()> {
         let is_handshake_completed_before = conn.is_handshake_completed();
-        conn.read(data)?;
+        conn.read_datagram(data)?;
         if !conn.is_handshake_completed() {
             conn.handshake(now)?;
             // Drain any queued future-epoch packets (e.g. Finished that arrived
@@ -224,20 +227,23 @@ impl Endpoint {
         ecn: Option<EcnCodepoint>,
         data: BytesMut,
     ) -> Result<Vec<EndpointEvent>> {
-        if let Vacant(e) = self.connections.entry(remote) {
-            if let Some(server_config) = &self.server_config {
-                let handshake_config = server_config.clone();
-                let conn = DTLSConn::new(handshake_config, false, None);
-                e.insert(conn);
-            } else {
-                return Err(Error::NoServerConfig);
+        // One hash of `remote` per datagram, not one to check and one to get.
+        let conn = match self.connections.entry(remote) {
+            Occupied(e) => e.into_mut(),
+            Vacant(e) => {
+                if let Some(server_config) = &self.server_config {
+                    let handshake_config = server_config.clone();
+                    e.insert(DTLSConn::new(handshake_config, false, None))
+                } else {
+                    return Err(Error::NoServerConfig);
+                }
             }
-        }
+        };
 
         // Handle packet on existing association, if any
         let mut messages = vec![];
-        if let Some(conn) = self.connections.get_mut(&remote) {
-            let result = Self::read_into(conn, now, &data, &mut messages);
+        {
+            let result = Self::read_into(conn, now, data, &mut messages);
             // Whatever the outcome, deliver the data that arrived and send what the connection
             // queued: an alert in reply to the peer's (its close_notify, or a fatal alert) has to
             // go out even though this read is ending in an error.

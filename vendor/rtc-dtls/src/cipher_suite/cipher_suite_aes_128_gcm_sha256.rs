@@ -1,6 +1,7 @@
 use super::*;
 use crate::crypto::crypto_gcm::*;
 use crate::prf::*;
+use bytes::BytesMut;
 
 /// The shared AES-128-GCM with SHA-256 implementation, parameterized over the key exchange and signature.
 pub struct CipherSuiteAes128GcmSha256 {
@@ -122,5 +123,12 @@ impl CipherSuite for CipherSuiteAes128GcmSha256 {
             "CipherSuite has not been initialized, unable to decrypt".to_owned(),
         ))?;
         cg.decrypt(input)
+    }
+
+    fn decrypt_in_place(&mut self, pkt: &mut BytesMut) -> Result<()> {
+        let cg = self.gcm.as_mut().ok_or(Error::Other(
+            "CipherSuite has not been initialized, unable to decrypt".to_owned(),
+        ))?;
+        cg.decrypt_in_place(pkt)
     }
 }

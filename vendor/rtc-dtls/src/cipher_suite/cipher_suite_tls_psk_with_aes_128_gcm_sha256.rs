@@ -1,6 +1,7 @@
 use super::*;
 use crate::crypto::crypto_gcm::*;
 use crate::prf::*;
+use bytes::BytesMut;
 
 #[derive(Default)]
 /// The shared `TLS_PSK_WITH_AES_128_GCM_SHA256` implementation, parameterized over the key exchange and signature.
@@ -105,5 +106,12 @@ impl CipherSuite for CipherSuiteTlsPskWithAes128GcmSha256 {
             "CipherSuite has not been initialized, unable to decrypt".to_owned(),
         ))?;
         cg.decrypt(input)
+    }
+
+    fn decrypt_in_place(&mut self, pkt: &mut BytesMut) -> Result<()> {
+        let cg = self.gcm.as_mut().ok_or(Error::Other(
+            "CipherSuite has not been initialized, unable to decrypt".to_owned(),
+        ))?;
+        cg.decrypt_in_place(pkt)
     }
 }

@@ -18,6 +18,7 @@ pub mod cipher_suite_tls_psk_with_aes_128_ccm8;
 /// `TLS_PSK_WITH_AES_128_GCM_SHA256`, for pre-shared-key handshakes.
 pub mod cipher_suite_tls_psk_with_aes_128_gcm_sha256;
 
+use bytes::{Bytes, BytesMut};
 use crypto::RTCCryptoProvider;
 use crypto::{
     AeadAlgorithm, CbcAlgorithm, CryptoAlgorithm, HashAlgorithm, HmacAlgorithm, RTCCrypto,
@@ -299,6 +300,22 @@ pub trait CipherSuite: Send {
     ///
     /// Fails if authentication fails, or the record is malformed.
     fn decrypt(&mut self, input: &[u8]) -> Result<Vec<u8>>;
+    /// Unprotects one record in place: `pkt` holds one whole record and, on success, holds
+    /// exactly what [`Self::decrypt`] returns for it. On failure `pkt` must be dropped.
+    ///
+    /// The default runs [`Self::decrypt`] and moves its result into `pkt`; the AES-GCM suites
+    /// override it to decrypt inside `pkt` without allocating or copying.
+    ///
+    /// # Errors
+    ///
+    /// Fails exactly where [`Self::decrypt`] fails.
+    fn decrypt_in_place(&mut self, pkt: &mut BytesMut) -> Result<()> {
+        let d = self.decrypt(pkt)?;
+        *pkt = Bytes::from(d)
+            .try_into_mut()
+            .unwrap_or_else(|b| BytesMut::from(&b[..]));
+        Ok(())
+    }
 }
 
 // Taken from https://www.iana.org/assignments/tls-parameters/tls-parameters.xml

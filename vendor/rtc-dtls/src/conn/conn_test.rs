@@ -2471,7 +2471,8 @@ fn test_handle_incoming_queued_packets_drains_when_cipher_ready() {
         0x00, 0x01, // content_len: 1
         0x00, // payload
     ];
-    conn.incoming_encrypted_packets.push_back(pkt.clone());
+    conn.incoming_encrypted_packets
+        .push_back(BytesMut::from(&pkt[..]));
     assert_eq!(conn.incoming_encrypted_packets.len(), 1);
 
     // Without cipher suite initialized: should NOT drain.
@@ -2543,7 +2544,8 @@ fn test_handle_incoming_queued_packets_sets_handshake_rx() {
         0x00, 0x01, // content_len: 1
         0x00, // payload
     ];
-    conn.incoming_encrypted_packets.push_back(pkt);
+    conn.incoming_encrypted_packets
+        .push_back(BytesMut::from(&pkt[..]));
 
     conn.handle_incoming_queued_packets().unwrap();
 
@@ -2590,7 +2592,7 @@ fn test_queued_packets_drained_when_cipher_ready() {
         0x00, // payload (dummy)
     ];
     conn.incoming_encrypted_packets
-        .push_back(fake_epoch1_packet);
+        .push_back(BytesMut::from(&fake_epoch1_packet[..]));
 
     // Without cipher suite: queue is not drained.
     conn.handle_incoming_queued_packets().unwrap();
@@ -2660,7 +2662,7 @@ fn test_handshake_rx_set_after_queue_processing() {
         0xfe, 0xfd, 0x00, 0x00, // body (version + dummy)
     ];
     conn.incoming_encrypted_packets
-        .push_back(fake_handshake_packet);
+        .push_back(BytesMut::from(&fake_handshake_packet[..]));
 
     conn.handle_incoming_queued_packets().unwrap();
 

@@ -9,6 +9,8 @@
 //! of these per remote address.
 #[cfg(test)]
 mod conn_test;
+#[cfg(test)]
+mod read_path_test;
 
 use crate::alert::*;
 use crate::application_data::*;
@@ -33,7 +35,7 @@ use std::collections::VecDeque;
 use shared::{error::*, replay_detector::*};
 
 use crate::config::HandshakeConfig;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use log::*;
 use std::io::BufWriter;
 use std::sync::Arc;
@@ -69,7 +71,7 @@ pub struct DTLSConn {
     replay_protection_window: usize,
     replay_detector: Vec<Box<dyn ReplayDetector>>,
     incoming_decrypted_packets: VecDeque<BytesMut>, // Decrypted Application Data or error, pull by calling `Read`
-    incoming_encrypted_packets: VecDeque<Vec<u8>>,
+    incoming_encrypted_packets: VecDeque<BytesMut>,
     fragment_buffer: FragmentBuffer,
     pub(crate) cache: HandshakeCache, // caching of handshake messages for verifyData generation
     pub(crate) outgoing_packets: VecDeque<Packet>,
@@ -533,11 +535,34 @@ impl DTLSConn {
     ///
     /// Fails if the record is malformed or fails authentication.
     pub fn read(&mut self, buf: &[u8]) -> Result<()> {
+        self.read_datagram(BytesMut::from(buf))
+    }
+
+    /// Feeds one received datagram into the connection, taking ownership of its buffer.
+    ///
+    /// Does what [`Self::read`] does, without copying: each record is a slice of `buf`
+    /// (a datagram of one record is `buf` itself), AES-GCM records are decrypted in place, and
+    /// application data comes out of [`Self::incoming_application_data`] as the part of `buf`
+    /// that held it.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the record is malformed or fails authentication.
+    pub fn read_datagram(&mut self, mut buf: BytesMut) -> Result<()> {
         // Per RFC 6347: buffer future-epoch packets only until Finished is received
         // (i.e. until handshake completes). After that, discard them.
         let enqueue = !self.is_handshake_completed();
         self.received_handshake_in_last_datagram = false;
-        for pkt in unpack_datagram(buf)? {
+        // The whole datagram is checked before any record in it is handled.
+        let mut records = datagram_record_count(&buf)?;
+        while records > 0 {
+            records -= 1;
+            let pkt = if records == 0 {
+                std::mem::take(&mut buf)
+            } else {
+                let len = record_len(&buf);
+                buf.split_to(len)
+            };
             let (hs, alert, err) = self.handle_incoming_packet(pkt, enqueue);
             if let Some(alert) = alert {
                 self.outgoing_packets.push_back(Packet {
@@ -630,12 +655,12 @@ impl DTLSConn {
 
     fn handle_incoming_packet(
         &mut self,
-        mut pkt: Vec<u8>,
+        mut pkt: BytesMut,
         enqueue: bool,
     ) -> (bool, Option<Alert>, Option<Error>) {
         // Parse the 13-byte header from the slice directly: `BufReader` would
         // heap-allocate an 8 KiB buffer for every inbound record.
-        let mut reader = pkt.as_slice();
+        let mut reader = &pkt[..];
         let h = match RecordLayerHeader::unmarshal(&mut reader) {
             Ok(h) => h,
             Err(err) => {
@@ -735,8 +760,9 @@ impl DTLSConn {
             }
 
             if let Some(cipher_suite) = &mut self.state.cipher_suite {
-                pkt = match cipher_suite.decrypt(&pkt) {
-                    Ok(pkt) => pkt,
+                // In place: on success `pkt` is the record's header followed by its plaintext.
+                match cipher_suite.decrypt_in_place(&mut pkt) {
+                    Ok(()) => {}
                     Err(err) => {
                         debug!("{}: decrypt failed: {}", srv_cli_str(self.is_client), err);
 
@@ -754,7 +780,7 @@ impl DTLSConn {
                             return (false, None, None);
                         }
                     }
-                };
+                }
             }
         }
 
@@ -809,7 +835,45 @@ impl DTLSConn {
             return (true, None, None);
         }
 
-        let mut reader = pkt.as_slice();
+        // Application data is handed on as the part of `pkt` that holds it, instead of being
+        // parsed into a fresh buffer by `RecordLayer::unmarshal` below, which for this content
+        // type only re-reads the header (already read into `h`; decryption leaves it as it
+        // was) and copies the rest.
+        if h.content_type == ContentType::ApplicationData {
+            if h.epoch == 0 {
+                warn!(
+                    "{}: <- Unexpected ApplicationData Message",
+                    srv_cli_str(self.is_client),
+                );
+                return (
+                    false,
+                    Some(Alert {
+                        alert_level: AlertLevel::Fatal,
+                        alert_description: AlertDescription::UnexpectedMessage,
+                    }),
+                    Some(Error::ErrApplicationDataEpochZero),
+                );
+            }
+            if pkt.len() < RECORD_LAYER_HEADER_SIZE {
+                // Unreachable: `fragment_buffer.push` read a whole header from `pkt`.
+                return (
+                    false,
+                    Some(Alert {
+                        alert_level: AlertLevel::Fatal,
+                        alert_description: AlertDescription::DecodeError,
+                    }),
+                    Some(Error::ErrInvalidPacketLength),
+                );
+            }
+
+            self.replay_detector[h.epoch as usize].accept();
+
+            pkt.advance(RECORD_LAYER_HEADER_SIZE);
+            self.incoming_decrypted_packets.push_back(pkt);
+            return (false, None, None);
+        }
+
+        let mut reader = &pkt[..];
         let r = match RecordLayer::unmarshal(&mut reader) {
             Ok(r) => r,
             Err(err) => {

@@ -5,8 +5,9 @@
 
 use std::io::Cursor;
 
-use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
+
+use bytes::{Buf, BufMut, BytesMut};
 
 use crypto::{AeadAlgorithm, AeadCipher, RTCCryptoProvider};
 
@@ -190,6 +191,56 @@ impl CryptoGcm {
             .map_err(authentication_error)?;
 
         Ok(d)
+    }
+
+    /// Unprotects one record in place, with no allocation and no copy of the payload.
+    ///
+    /// `r` holds one whole record, `header | explicit nonce | ciphertext | tag`. On success it
+    /// holds `header | plaintext`, byte for byte what [`Self::decrypt`] returns for the same
+    /// record: the plaintext is decrypted where the ciphertext lay, the 13 header bytes are
+    /// moved up over the 8-byte explicit nonce, and the tag is cut off. On failure `r` is left
+    /// in an unspecified state and the caller must drop it, as it drops a record that
+    /// `decrypt` rejects; the same records are rejected, with the same errors.
+    ///
+    /// # Errors
+    ///
+    /// Fails if authentication fails or the record is too short.
+    pub fn decrypt_in_place(&mut self, r: &mut BytesMut) -> Result<()> {
+        let h = RecordLayerHeader::unmarshal(&mut &r[..])?;
+        if h.content_type == ContentType::ChangeCipherSpec {
+            // Nothing to decrypt with ChangeCipherSpec
+            return Ok(());
+        }
+
+        const BODY: usize = RECORD_LAYER_HEADER_SIZE + 8;
+        if r.len() <= BODY {
+            return Err(Error::ErrNotEnoughRoomForNonce);
+        }
+
+        let mut nonce = [0u8; CRYPTO_GCM_NONCE_LENGTH];
+        nonce[..4].copy_from_slice(&self.remote_write_iv[..4]);
+        nonce[4..].copy_from_slice(&r[RECORD_LAYER_HEADER_SIZE..BODY]);
+
+        let Some(tag_start) = (r.len() - BODY).checked_sub(CRYPTO_GCM_TAG_LENGTH) else {
+            // Too short to hold the auth tag; the AEAD would reject it.
+            return Err(Error::Other(
+                "DTLS AES-GCM record too short for tag".to_string(),
+            ));
+        };
+
+        let additional_data = generate_aead_additional_data(&h, tag_start);
+
+        let (ciphertext, tag) = r[BODY..].split_at_mut(tag_start);
+        self.remote_gcm
+            .open_in_place(&nonce, &additional_data, ciphertext, tag)
+            .map_err(authentication_error)?;
+
+        // header | nonce | plaintext | tag  ->  header | plaintext
+        r.copy_within(..RECORD_LAYER_HEADER_SIZE, 8);
+        r.advance(8);
+        r.truncate(RECORD_LAYER_HEADER_SIZE + tag_start);
+
+        Ok(())
     }
 }
 

@@ -44,7 +44,9 @@ impl Chunk for ChunkHeader {
             return Err(Error::ErrChunkHeaderTooSmall);
         }
 
-        let reader = &mut raw.clone();
+        // A slice reads the three fields as well as a clone of `raw`, without touching the
+        // reference count of the datagram buffer `raw` shares.
+        let reader = &mut &raw[..];
 
         let typ = ChunkType(reader.get_u8());
         let flags = reader.get_u8();

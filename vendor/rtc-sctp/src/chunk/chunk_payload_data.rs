@@ -258,7 +258,8 @@ impl Chunk for ChunkPayloadData {
             return Err(Error::ErrChunkUnmarshalPayloadData);
         }
 
-        let reader = &mut raw.slice(CHUNK_HEADER_SIZE..CHUNK_HEADER_SIZE + header.value_length());
+        // In bounds: `ChunkHeader::unmarshal` checked that the value fits in `raw`.
+        let reader = &mut &raw[CHUNK_HEADER_SIZE..CHUNK_HEADER_SIZE + header.value_length()];
 
         let tsn = reader.get_u32();
         let stream_identifier = reader.get_u16();

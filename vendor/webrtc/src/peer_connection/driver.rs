@@ -1194,12 +1194,14 @@ where
         peer_addr: SocketAddr,
     ) {
         let step = stride.max(1);
+        // One clock read per receive call: the datagrams of a GRO batch arrived together.
+        let now = self.inner.runtime.now();
         let mut off = 0;
         while off < n {
             let end = (off + step).min(n);
             if let Err(err) = self
                 .handle_read(TaggedBytesMut {
-                    now: self.inner.runtime.now(),
+                    now,
                     transport: TransportContext {
                         local_addr,
                         peer_addr,

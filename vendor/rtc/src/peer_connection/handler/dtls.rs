@@ -214,7 +214,6 @@ impl<'a>
                 return Ok(());
             }
 
-            let mut messages = vec![];
             let mut peer_closed = false;
             let mut srtp_contexts = None;
             let mut srtp_profile_for_stats: Option<SrtpProtectionProfile> = None;
@@ -228,12 +227,15 @@ impl<'a>
                 .as_mut()
                 .ok_or(Error::ErrDtlsTransportNotStarted)?;
 
-            for message in dtls_endpoint.read(
+            // Application data is moved straight from `events` to `read_outs` at the end, with
+            // no second list per datagram.
+            let events = dtls_endpoint.read(
                 msg.now,
                 msg.transport.peer_addr,
                 msg.transport.ecn,
                 dtls_message,
-            )? {
+            )?;
+            for message in &events {
                 match message {
                     EndpointEvent::HandshakeComplete => {
                         if let Some(state) =
@@ -263,10 +265,6 @@ impl<'a>
                                 msg.transport.peer_addr
                             );
                         }
-                    }
-                    EndpointEvent::ApplicationData(message) => {
-                        debug!("recv dtls application RAW {:?}", msg.transport.peer_addr);
-                        messages.push(message);
                     }
                     EndpointEvent::PeerClosed => {
                         debug!("dtls closed by peer {:?}", msg.transport.peer_addr);
@@ -307,7 +305,10 @@ impl<'a>
                 )?;
             }
 
-            for message in messages {
+            for event in events {
+                let EndpointEvent::ApplicationData(message) = event else {
+                    continue;
+                };
                 debug!("recv dtls application RAW {:?}", msg.transport.peer_addr);
                 self.ctx.read_outs.push_back(TaggedRTCMessageInternal {
                     now: msg.now,

@@ -125,6 +125,8 @@ pub(crate) struct PipelineContext {
     /// that declines to drain it throttles the peer — and nothing else. No counter to keep in
     /// step with it: the queue is the count.
     pub(crate) data_read_outs: VecDeque<TaggedRTCMessage>,
+    /// `pump_reads`' queue between handlers, kept for its capacity; empty between sweeps.
+    pub(crate) read_scratch: VecDeque<TaggedRTCMessageInternal>,
     pub(crate) write_outs: VecDeque<TaggedBytesMut>,
     pub(crate) event_outs: VecDeque<RTCPeerConnectionEvent>,
 
@@ -305,7 +307,9 @@ impl RTCPeerConnection {
     }
 
     fn pump_reads(&mut self, msg: Option<TaggedRTCMessageInternal>) {
-        let mut intermediate_routs = VecDeque::<TaggedRTCMessageInternal>::new();
+        // Borrowed for the sweep and put back, empty, at the end: a fresh queue would be
+        // allocated (and freed) for every datagram.
+        let mut intermediate_routs = std::mem::take(&mut self.pipeline_context.read_scratch);
 
         if let Some(msg) = msg {
             intermediate_routs.push_back(msg);
@@ -369,6 +373,7 @@ impl RTCPeerConnection {
                 }
             }
         }
+        self.pipeline_context.read_scratch = intermediate_routs;
     }
 
     /// Returns whether any handler raised an event during the sweep.

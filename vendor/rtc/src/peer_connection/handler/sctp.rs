@@ -364,8 +364,9 @@ impl<'a>
                 &mut self.ctx.sctp_transport.sctp_associations,
             );
 
-            let mut sctp_events: HashMap<AssociationHandle, VecDeque<AssociationEvent>> =
-                HashMap::new();
+            // `handle` yields at most one event, for one association: no map or queue per
+            // datagram.
+            let mut sctp_event: Option<(AssociationHandle, AssociationEvent)> = None;
             if let Some((ch, event)) = sctp_endpoint.handle(
                 msg.now,
                 msg.transport.peer_addr,
@@ -380,7 +381,7 @@ impl<'a>
                         sctp_associations.insert(ch, conn);
                     }
                     DatagramEvent::AssociationEvent(event) => {
-                        sctp_events.entry(ch).or_default().push_back(event);
+                        sctp_event = Some((ch, event));
                     }
                     _ => {}
                 }
@@ -391,16 +392,16 @@ impl<'a>
                 let mut endpoint_events: Vec<(AssociationHandle, EndpointEvent)> = vec![];
 
                 for (ch, conn) in sctp_associations.iter_mut() {
-                    for (event_ch, conn_events) in sctp_events.iter_mut() {
-                        if ch == event_ch {
-                            for event in conn_events.drain(..) {
-                                debug!(
-                                    "association_handle {} handle_event for Datagram from {}",
-                                    ch.0, msg.transport.peer_addr
-                                );
-                                conn.handle_event(event);
-                            }
-                        }
+                    if sctp_event
+                        .as_ref()
+                        .is_some_and(|(event_ch, _)| event_ch == ch)
+                        && let Some((_, event)) = sctp_event.take()
+                    {
+                        debug!(
+                            "association_handle {} handle_event for Datagram from {}",
+                            ch.0, msg.transport.peer_addr
+                        );
+                        conn.handle_event(event);
                     }
 
                     while let Some(event) = conn.poll() {
