@@ -548,22 +548,16 @@ fn read_stream(
         if want == 0 {
             return Ok(Some((read, hasher.finalize().into())));
         }
-        // One large read per syscall where the input allows (a pipe gives at most its buffer,
-        // a file all of it): growing reads, as `read_to_end` does, go through stdin's small
-        // buffer and cost many more syscalls.
-        let mut frame = vec![0u8; 1 + want];
-        frame[0] = DATA_TYPE;
-        let mut filled = 1;
-        while filled < frame.len() {
-            match input.read(&mut frame[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(local_io_failure(what, e)),
-            }
+        // Read into the frame's spare capacity, bounded by `take`: a file reads straight into
+        // it without the buffer being zeroed first (zeroing each 256 KiB frame was 3% of a
+        // sender's CPU), in two reads (`read_to_end` tries 8 KiB, then the rest at once); a
+        // pipe gives at most its buffer per read, as before. EOF ends the frame early.
+        let mut frame = Vec::with_capacity(1 + want);
+        frame.push(DATA_TYPE);
+        if let Err(e) = (&mut *input).take(want as u64).read_to_end(&mut frame) {
+            return Err(local_io_failure(what, e));
         }
-        frame.truncate(filled);
-        let read_now = filled - 1;
+        let read_now = frame.len() - 1;
         if read_now == 0 {
             return Ok(Some((read, hasher.finalize().into())));
         }
