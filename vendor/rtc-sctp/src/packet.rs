@@ -66,9 +66,21 @@ pub struct PartialDecode {
     pub(crate) first_chunk_type: ChunkType,
     pub(crate) initiate_tag: Option<u32>,
     pub(crate) cookie: Option<Bytes>,
+    /// The checksum field was zero and so was not verified (RFC 9653): the endpoint accepts
+    /// the packet only for an association that announced Zero Checksum Acceptable, and checks
+    /// the CRC32c otherwise ([`Self::checksum_is_correct`]).
+    pub(crate) zero_checksum: bool,
 }
 
 impl PartialDecode {
+    /// Whether `raw`'s CRC32c is right; for a packet whose checksum field was zero (a CRC32c can
+    /// be zero too, once in 2^32).
+    pub(crate) fn checksum_is_correct(raw: &Bytes) -> bool {
+        raw.len() >= PACKET_HEADER_SIZE
+            && u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]])
+                == generate_packet_checksum(raw)
+    }
+
     pub(crate) fn unmarshal(raw: &Bytes) -> Result<Self> {
         if raw.len() < PACKET_HEADER_SIZE {
             return Err(Error::ErrPacketRawTooSmall);
@@ -83,9 +95,9 @@ impl PartialDecode {
         let destination_port = reader.get_u16();
         let verification_tag = reader.get_u32();
         let their_checksum = reader.get_u32_le();
-        let our_checksum = generate_packet_checksum(raw);
-
-        if their_checksum != our_checksum {
+        // A zero checksum is left for the endpoint to judge (RFC 9653); any other must be right.
+        let zero_checksum = their_checksum == 0;
+        if !zero_checksum && their_checksum != generate_packet_checksum(raw) {
             return Err(Error::ErrChecksumMismatch);
         }
 
@@ -125,6 +137,7 @@ impl PartialDecode {
             first_chunk_type: header.typ,
             initiate_tag,
             cookie,
+            zero_checksum,
         })
     }
 
@@ -295,6 +308,7 @@ impl Packet {
             &self.common_header,
             self.chunks.iter().map(|c| &**c as &dyn Chunk),
             writer,
+            true,
         )
     }
 
@@ -310,6 +324,7 @@ impl Packet {
             &self.common_header,
             self.chunks.iter().map(|c| &**c as &dyn Chunk),
             &mut buf,
+            true,
         )
         .map(|_| buf.freeze())
     }
@@ -319,10 +334,14 @@ impl Packet {
     /// home of the SCTP on-wire packet framing: `marshal`/`marshal_to` feed it
     /// boxed chunks, and the DATA send path feeds it borrowed `ChunkPayloadData`
     /// directly (no `Box`). The caller sizes the buffer.
+    ///
+    /// With `checksum` false the checksum field stays zero: RFC 9653's zero checksum, for a peer
+    /// that announced it accepts one (the DATA path, once negotiated).
     pub(crate) fn write_framed<'a>(
         common_header: &CommonHeader,
         chunks: impl Iterator<Item = &'a dyn Chunk>,
         writer: &mut BytesMut,
+        checksum: bool,
     ) -> Result<usize> {
         let start = writer.len();
 
@@ -349,11 +368,13 @@ impl Packet {
             }
         }
 
-        // CRC-32C over the whole packet, checksum field still zero.
-        let checksum = crc32c::crc32c(&writer[start..]);
+        if checksum {
+            // CRC-32C over the whole packet, checksum field still zero.
+            let checksum = crc32c::crc32c(&writer[start..]);
 
-        // Checksum is already in BigEndian; store little-endian so it isn't flipped.
-        writer[checksum_offset..checksum_offset + 4].copy_from_slice(&checksum.to_le_bytes());
+            // Checksum is already in BigEndian; store little-endian so it isn't flipped.
+            writer[checksum_offset..checksum_offset + 4].copy_from_slice(&checksum.to_le_bytes());
+        }
 
         Ok(writer.len())
     }
@@ -506,6 +527,7 @@ mod test {
                     &mk_common(),
                     chunks.iter().map(|c| c as &dyn Chunk),
                     &mut buf,
+                    true,
                 )?;
                 buf.freeze()
             };

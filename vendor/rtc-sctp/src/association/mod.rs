@@ -33,6 +33,7 @@ use crate::param::{
     param_reconfig_response::{ParamReconfigResponse, ReconfigResult},
     param_state_cookie::ParamStateCookie,
     param_supported_extensions::ParamSupportedExtensions,
+    param_zero_checksum::{EDMID_DTLS, ParamZeroChecksumAcceptable},
 };
 use crate::queue::{
     payload_queue::PayloadQueue,
@@ -243,6 +244,11 @@ pub struct Association {
     cumulative_tsn_ack_point: u32,
     advanced_peer_tsn_ack_point: u32,
     use_forward_tsn: bool,
+    /// This side announces Zero Checksum Acceptable (RFC 9653, SCTP over DTLS) in its INIT or
+    /// INIT ACK, from `TransportConfig::with_zero_checksum`.
+    zero_checksum_acceptable: bool,
+    /// The peer announced it too: DATA packets go out with a zero checksum.
+    send_zero_checksum: bool,
     /// Max stream-sequence-number per *ordered* stream among abandoned chunks
     /// currently in the forward-TSN window `(cumulative_tsn_ack_point,
     /// advanced_peer_tsn_ack_point]`. Maintained incrementally as chunks are
@@ -356,6 +362,8 @@ impl Default for Association {
             cumulative_tsn_ack_point: 0,
             advanced_peer_tsn_ack_point: 0,
             use_forward_tsn: false,
+            zero_checksum_acceptable: false,
+            send_zero_checksum: false,
             fwd_tsn_stream_map: FxHashMap::default(),
 
             rto_mgr: RtoManager::default(),
@@ -438,6 +446,7 @@ impl Association {
             side,
             handshake_completed: false,
             max_receive_buffer_size: config.max_receive_buffer_size(),
+            zero_checksum_acceptable: config.zero_checksum(),
             max_message_size: config.max_message_size(),
             my_max_num_outbound_streams: config.max_num_outbound_streams(),
             my_max_num_inbound_streams: config.max_num_inbound_streams(),
@@ -473,6 +482,10 @@ impl Association {
                 ..Default::default()
             };
             init.set_supported_extensions();
+            if this.zero_checksum_acceptable {
+                init.params
+                    .push(Box::new(ParamZeroChecksumAcceptable { edmid: EDMID_DTLS }));
+            }
 
             this.set_state(AssociationState::CookieWait);
             this.stored_init = Some(init);
@@ -1149,6 +1162,8 @@ impl Association {
                         self.use_forward_tsn = true;
                     }
                 }
+            } else if let Some(v) = param.as_any().downcast_ref::<ParamZeroChecksumAcceptable>() {
+                self.send_zero_checksum = self.zero_checksum_acceptable && v.edmid == EDMID_DTLS;
             }
         }
         if !self.use_forward_tsn {
@@ -1183,6 +1198,11 @@ impl Association {
         }
 
         init_ack.set_supported_extensions();
+        if self.zero_checksum_acceptable {
+            init_ack
+                .params
+                .push(Box::new(ParamZeroChecksumAcceptable { edmid: EDMID_DTLS }));
+        }
 
         outbound.chunks = vec![Box::new(init_ack)];
 
@@ -1260,6 +1280,8 @@ impl Association {
                         self.use_forward_tsn = true;
                     }
                 }
+            } else if let Some(v) = param.as_any().downcast_ref::<ParamZeroChecksumAcceptable>() {
+                self.send_zero_checksum = self.zero_checksum_acceptable && v.edmid == EDMID_DTLS;
             }
         }
         if !self.use_forward_tsn {
@@ -2500,7 +2522,7 @@ impl Association {
         let mut buf = BytesMut::with_capacity(
             COMMON_HEADER_SIZE as usize + CHUNK_HEADER_SIZE + chunk.value_length() + 3,
         );
-        Packet::write_framed(&common_header, std::iter::once(chunk), &mut buf)?;
+        Packet::write_framed(&common_header, std::iter::once(chunk), &mut buf, true)?;
         Ok(buf.freeze())
     }
 
@@ -3522,6 +3544,7 @@ impl Association {
                 &common_header,
                 chunks[start..end].iter().map(|c| c as &dyn Chunk),
                 &mut buf,
+                !self.send_zero_checksum,
             ) {
                 Ok(_) => {
                     let plen = buf.len();

@@ -3773,3 +3773,163 @@ fn test_abort_closes_both_sides() -> Result<()> {
     pair.client_conn_mut(client_ch).abort()?;
     Ok(())
 }
+
+/// A pair whose sides announce RFC 9653's Zero Checksum Acceptable as given, connected, with
+/// stream 1 open.
+fn zero_checksum_pair(
+    client: bool,
+    server: bool,
+) -> Result<(Pair, AssociationHandle, AssociationHandle)> {
+    let mut pair = Pair::new(
+        EndpointConfig::default(),
+        ServerConfig {
+            transport: Arc::new(TransportConfig::default().with_zero_checksum(server)),
+            ..Default::default()
+        },
+    );
+    let (client_ch, server_ch) = pair.connect_with(ClientConfig {
+        transport: Arc::new(TransportConfig::default().with_zero_checksum(client)),
+    });
+    establish_session_pair(&mut pair, client_ch, server_ch, 1)?;
+    Ok((pair, client_ch, server_ch))
+}
+
+/// The client's next DATA packets, as they reach the server, and whether the server read the
+/// message back.
+fn data_packets_and_delivery(
+    pair: &mut Pair,
+    client_ch: AssociationHandle,
+    server_ch: AssociationHandle,
+) -> Result<(Vec<Bytes>, bool)> {
+    let msg = Bytes::from(vec![7u8; 3000]);
+    let now = pair.time;
+    pair.client_stream(client_ch, 1)?
+        .write_sctp(now, &msg, PayloadProtocolIdentifier::Binary)?;
+    pair.drive_client();
+    let data: Vec<Bytes> = pair
+        .server
+        .inbound
+        .iter()
+        .map(|(_, _, raw)| raw.clone())
+        .filter(|raw| raw.len() > 12 && raw[12] == 0)
+        .collect();
+    pair.drive();
+    let delivered = pair
+        .server_stream(server_ch, 1)?
+        .read_sctp()?
+        .is_some_and(|chunks| chunks.len() == msg.len());
+    Ok((data, delivered))
+}
+
+fn checksum_field(raw: &[u8]) -> u32 {
+    u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]])
+}
+
+/// RFC 9653: DATA goes out with a zero checksum only when both sides announced Zero Checksum
+/// Acceptable, and is delivered either way.
+#[test]
+fn zero_checksum_is_used_for_data_only_when_both_sides_announce_it() -> Result<()> {
+    for (client, server) in [(true, true), (true, false), (false, true), (false, false)] {
+        let (mut pair, client_ch, server_ch) = zero_checksum_pair(client, server)?;
+        let (data, delivered) = data_packets_and_delivery(&mut pair, client_ch, server_ch)?;
+        assert!(
+            !data.is_empty(),
+            "client {client}, server {server}: DATA sent"
+        );
+        for raw in &data {
+            let zero = checksum_field(raw) == 0;
+            assert_eq!(
+                zero,
+                client && server,
+                "client {client}, server {server}: zero checksum"
+            );
+            if !zero {
+                assert!(PartialDecode::checksum_is_correct(raw));
+            }
+        }
+        assert!(delivered, "client {client}, server {server}: delivered");
+    }
+    Ok(())
+}
+
+/// A zero checksum is no free pass: an endpoint drops a packet whose checksum is zero (and
+/// wrong) for an association that did not announce Zero Checksum Acceptable, and for an INIT
+/// even where the configuration announces it; one that did announce takes it.
+#[test]
+fn a_zero_checksum_is_accepted_only_where_it_was_announced() -> Result<()> {
+    let zeroed = |raw: &Bytes| -> Bytes {
+        let mut v = raw.to_vec();
+        v[8..12].fill(0);
+        Bytes::from(v)
+    };
+
+    for announced in [false, true] {
+        let (mut pair, client_ch, server_ch) = zero_checksum_pair(true, announced)?;
+        let msg = Bytes::from_static(b"checked");
+        let now = pair.time;
+        pair.client_stream(client_ch, 1)?.write_sctp(
+            now,
+            &msg,
+            PayloadProtocolIdentifier::Binary,
+        )?;
+        pair.client.drive(now, pair.server.addr);
+        let raw = pair
+            .client
+            .outbound
+            .iter()
+            .find_map(|t| match &t.message {
+                Payload::RawEncode(contents) => contents.iter().find(|r| r[12] == 0).cloned(),
+                _ => None,
+            })
+            .expect("a DATA packet");
+        let client_addr = pair.client.addr;
+        let got = pair
+            .server
+            .endpoint
+            .handle(now, client_addr, None, zeroed(&raw));
+        assert_eq!(
+            got.is_some(),
+            announced,
+            "zero-checksum DATA for an association that announced: {announced}"
+        );
+        let _ = server_ch;
+    }
+
+    // An INIT with a zero checksum, to a server that announces: dropped.
+    let mut client = Endpoint::new(
+        "[::1]:5001".parse().unwrap(),
+        TransportProtocol::UDP,
+        Arc::new(EndpointConfig::default()),
+        None,
+    );
+    let mut server = Endpoint::new(
+        "[::1]:5002".parse().unwrap(),
+        TransportProtocol::UDP,
+        Arc::new(EndpointConfig::default()),
+        Some(Arc::new(ServerConfig {
+            transport: Arc::new(TransportConfig::default().with_zero_checksum(true)),
+            ..Default::default()
+        })),
+    );
+    let now = Instant::now();
+    let (_, mut conn) = client
+        .connect(
+            now,
+            ClientConfig {
+                transport: Arc::new(TransportConfig::default().with_zero_checksum(true)),
+            },
+            "[::1]:5002".parse().unwrap(),
+        )
+        .expect("connect");
+    let init = match conn.poll_transmit(now).expect("the INIT").message {
+        Payload::RawEncode(contents) => contents[0].clone(),
+        _ => unreachable!(),
+    };
+    let from = "[::1]:5001".parse().unwrap();
+    assert!(server.handle(now, from, None, zeroed(&init)).is_none());
+    assert!(
+        server.handle(now, from, None, init).is_some(),
+        "the INIT as sent"
+    );
+    Ok(())
+}

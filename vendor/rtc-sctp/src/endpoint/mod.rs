@@ -145,6 +145,20 @@ impl Endpoint {
             }
         };
 
+        // RFC 9653: a packet with a zero checksum is accepted only for an association that
+        // announced Zero Checksum Acceptable, and never for an INIT (which no association has
+        // seen the parameter for); otherwise its CRC32c must be right, as any packet's.
+        if partial_decode.zero_checksum {
+            let accepted = partial_decode.first_chunk_type != CT_INIT
+                && known_ch
+                    .and_then(|ch| self.associations.get(ch.0))
+                    .is_some_and(|meta| meta.zero_checksum);
+            if !accepted && !PartialDecode::checksum_is_correct(&data) {
+                trace!("zero checksum not accepted here");
+                return None;
+            }
+        }
+
         if let Some(ch) = known_ch {
             return Some((
                 ch,
@@ -272,6 +286,7 @@ impl Endpoint {
         server_config: Option<Arc<ServerConfig>>,
         transport_config: Arc<TransportConfig>,
     ) -> (AssociationHandle, Association) {
+        let zero_checksum = transport_config.zero_checksum();
         let conn = Association::new(
             server_config,
             transport_config,
@@ -288,6 +303,7 @@ impl Endpoint {
             cids_issued: 0,
             loc_cids: iter::once((0, local_aid)).collect(),
             initial_remote: remote_addr,
+            zero_checksum,
         });
 
         let ch = AssociationHandle(id);
@@ -323,6 +339,9 @@ pub(crate) struct AssociationMeta {
     /// Only needed to support associations with zero-length AIDs, which cannot migrate, so we don't
     /// bother keeping it up to date.
     initial_remote: SocketAddr,
+    /// The association announced Zero Checksum Acceptable (RFC 9653), so its packets may
+    /// arrive with a zero checksum.
+    zero_checksum: bool,
 }
 
 /// Internal identifier for an `Association` currently associated with an endpoint

@@ -13,6 +13,7 @@ pub(crate) mod param_state_cookie;
 pub(crate) mod param_supported_extensions;
 pub(crate) mod param_type;
 pub(crate) mod param_uknown;
+pub(crate) mod param_zero_checksum;
 
 use crate::param::{
     param_chunk_list::ParamChunkList, param_forward_tsn_supported::ParamForwardTsnSupported,
@@ -21,7 +22,7 @@ use crate::param::{
     param_reconfig_response::ParamReconfigResponse,
     param_requested_hmac_algorithm::ParamRequestedHmacAlgorithm,
     param_state_cookie::ParamStateCookie, param_supported_extensions::ParamSupportedExtensions,
-    param_uknown::ParamUnknown,
+    param_uknown::ParamUnknown, param_zero_checksum::ParamZeroChecksumAcceptable,
 };
 use param_header::*;
 use param_type::*;
@@ -71,6 +72,9 @@ pub(crate) fn build_param(raw_param: &Bytes) -> Result<Box<dyn Param>> {
         ParamType::HeartbeatInfo => Ok(Box::new(ParamHeartbeatInfo::unmarshal(raw_param)?)),
         ParamType::OutSsnResetReq => Ok(Box::new(ParamOutgoingResetRequest::unmarshal(raw_param)?)),
         ParamType::ReconfigResp => Ok(Box::new(ParamReconfigResponse::unmarshal(raw_param)?)),
+        ParamType::ZeroChecksumAcceptable => {
+            Ok(Box::new(ParamZeroChecksumAcceptable::unmarshal(raw_param)?))
+        }
         _ => {
             // According to RFC https://datatracker.ietf.org/doc/html/rfc4960#section-3.2.1
             let stop_processing = ((raw_type >> 15) & 0x01) == 0;
