@@ -300,11 +300,20 @@ impl Tab<'_> {
     }
 
     pub fn navigate(&self, url: &str) {
-        self.call("Page.navigate", json!({ "url": url }));
-        self.wait_for(
-            "document.readyState === 'complete'",
-            Duration::from_secs(30),
-        );
+        // Through a blank page first: going from `page#a` to `page#b` would be a same-document
+        // navigation, which the page answers by reloading itself (`hashchange`), so
+        // `readyState` could still read 'complete' from the old document, and the reload race
+        // the waits that follow (once in CI: a page with no state for 30 s).
+        for url in ["about:blank", url] {
+            self.call("Page.navigate", json!({ "url": url }));
+            self.wait_for(
+                &format!(
+                    "document.readyState === 'complete' && location.href === {}",
+                    json!(url)
+                ),
+                Duration::from_secs(30),
+            );
+        }
     }
 
     /// Evaluates `expression` (awaiting a promise) and returns its value.
