@@ -3,8 +3,6 @@
 // Mandatory as of TLS 1.2 (2008) and used by default by most clients.
 // RFC 5288 year 2008 https://tools.ietf.org/html/rfc5288
 
-use std::io::Cursor;
-
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, BytesMut};
@@ -61,44 +59,18 @@ impl CryptoGcm {
     /// Fails if the cipher rejects the input.
     pub fn encrypt(&mut self, pkt_rlh: &RecordLayerHeader, raw: &[u8]) -> Result<Vec<u8>> {
         let payload = &raw[RECORD_LAYER_HEADER_SIZE..];
-        let raw = &raw[..RECORD_LAYER_HEADER_SIZE];
-
-        let mut nonce = [0u8; CRYPTO_GCM_NONCE_LENGTH];
-        nonce[..4].copy_from_slice(&self.local_write_iv[..4]);
-        self.provider
-            .random()
-            .fill(&mut nonce[4..])
-            .map_err(crypto_error)?;
-
-        let additional_data = generate_aead_additional_data(pkt_rlh, payload.len());
-
-        // Assemble header + explicit nonce + payload once, then encrypt the
-        // payload region in place with a detached tag: one allocation and one
-        // payload copy instead of the former staging Vec + full re-copy.
-        let mut r = Vec::with_capacity(
+        let mut r = BytesMut::with_capacity(
             RECORD_LAYER_HEADER_SIZE + 8 + payload.len() + CRYPTO_GCM_TAG_LENGTH,
         );
-        r.extend_from_slice(raw);
-        r.extend_from_slice(&nonce[4..]);
-        r.extend_from_slice(payload);
-
-        let mut tag = [0; CRYPTO_GCM_TAG_LENGTH];
-        self.local_gcm
-            .seal_in_place(
-                &nonce,
-                &additional_data,
-                &mut r[RECORD_LAYER_HEADER_SIZE + 8..],
-                &mut tag,
-            )
-            .map_err(crypto_error)?;
-        r.extend_from_slice(&tag);
+        r.extend_from_slice(&raw[..RECORD_LAYER_HEADER_SIZE]);
+        self.seal_body(pkt_rlh, payload, &mut r)?;
 
         // Update recordLayer size to include explicit nonce
         let r_len = (r.len() - RECORD_LAYER_HEADER_SIZE) as u16;
         r[RECORD_LAYER_HEADER_SIZE - 2..RECORD_LAYER_HEADER_SIZE]
             .copy_from_slice(&r_len.to_be_bytes());
 
-        Ok(r)
+        Ok(r.to_vec())
     }
 
     /// Protects one record whose body is `payload`, appending header, explicit nonce,
@@ -119,6 +91,24 @@ impl CryptoGcm {
         let body_len = 8 + payload.len() + CRYPTO_GCM_TAG_LENGTH;
         let content_len = u16::try_from(body_len).map_err(|_| Error::ErrOutboundPacketTooLarge)?;
 
+        out.reserve(RECORD_LAYER_HEADER_SIZE + body_len);
+        let header = RecordLayerHeader {
+            content_len,
+            ..*rlh
+        };
+        header.marshal(&mut out.writer())?;
+        self.seal_body(rlh, payload, out)
+    }
+
+    /// Appends the explicit nonce, `payload` sealed in place, and the tag to `out`, which ends
+    /// with the record's header: the part of a protected record that [`Self::encrypt`] and
+    /// [`Self::seal_record`] share. The additional data is `rlh`'s, with `payload`'s length.
+    fn seal_body(
+        &mut self,
+        rlh: &RecordLayerHeader,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<()> {
         let mut nonce = [0u8; CRYPTO_GCM_NONCE_LENGTH];
         nonce[..4].copy_from_slice(&self.local_write_iv[..4]);
         self.provider
@@ -127,18 +117,11 @@ impl CryptoGcm {
             .map_err(crypto_error)?;
         let additional_data = generate_aead_additional_data(rlh, payload.len());
 
-        out.reserve(RECORD_LAYER_HEADER_SIZE + body_len);
-        let start = out.len();
-        let header = RecordLayerHeader {
-            content_len,
-            ..*rlh
-        };
-        header.marshal(&mut out.writer())?;
         out.extend_from_slice(&nonce[4..]);
+        let body = out.len();
         out.extend_from_slice(payload);
 
         let mut tag = [0; CRYPTO_GCM_TAG_LENGTH];
-        let body = start + RECORD_LAYER_HEADER_SIZE + 8;
         self.local_gcm
             .seal_in_place(&nonce, &additional_data, &mut out[body..], &mut tag)
             .map_err(crypto_error)?;
@@ -152,45 +135,9 @@ impl CryptoGcm {
     ///
     /// Fails if authentication fails or the record is too short.
     pub fn decrypt(&mut self, r: &[u8]) -> Result<Vec<u8>> {
-        let mut reader = Cursor::new(r);
-        let h = RecordLayerHeader::unmarshal(&mut reader)?;
-        if h.content_type == ContentType::ChangeCipherSpec {
-            // Nothing to encrypt with ChangeCipherSpec
-            return Ok(r.to_vec());
-        }
-
-        if r.len() <= (RECORD_LAYER_HEADER_SIZE + 8) {
-            return Err(Error::ErrNotEnoughRoomForNonce);
-        }
-
-        let mut nonce = [0u8; CRYPTO_GCM_NONCE_LENGTH];
-        nonce[..4].copy_from_slice(&self.remote_write_iv[..4]);
-        nonce[4..].copy_from_slice(&r[RECORD_LAYER_HEADER_SIZE..RECORD_LAYER_HEADER_SIZE + 8]);
-
-        let out = &r[RECORD_LAYER_HEADER_SIZE + 8..];
-        if out.len() < CRYPTO_GCM_TAG_LENGTH {
-            // Too short to hold the auth tag; the AEAD would reject it.
-            return Err(Error::Other(
-                "DTLS AES-GCM record too short for tag".to_string(),
-            ));
-        }
-        let tag_start = out.len() - CRYPTO_GCM_TAG_LENGTH;
-
-        let additional_data = generate_aead_additional_data(&h, tag_start);
-
-        let mut d = Vec::with_capacity(RECORD_LAYER_HEADER_SIZE + tag_start);
-        d.extend_from_slice(&r[..RECORD_LAYER_HEADER_SIZE]);
-        d.extend_from_slice(&out[..tag_start]);
-        self.remote_gcm
-            .open_in_place(
-                &nonce,
-                &additional_data,
-                &mut d[RECORD_LAYER_HEADER_SIZE..],
-                &out[tag_start..],
-            )
-            .map_err(authentication_error)?;
-
-        Ok(d)
+        let mut d = BytesMut::from(r);
+        self.decrypt_in_place(&mut d)?;
+        Ok(d.to_vec())
     }
 
     /// Unprotects one record in place, with no allocation and no copy of the payload.
