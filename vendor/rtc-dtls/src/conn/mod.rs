@@ -840,20 +840,6 @@ impl DTLSConn {
         // type only re-reads the header (already read into `h`; decryption leaves it as it
         // was) and copies the rest.
         if h.content_type == ContentType::ApplicationData {
-            if h.epoch == 0 {
-                warn!(
-                    "{}: <- Unexpected ApplicationData Message",
-                    srv_cli_str(self.is_client),
-                );
-                return (
-                    false,
-                    Some(Alert {
-                        alert_level: AlertLevel::Fatal,
-                        alert_description: AlertDescription::UnexpectedMessage,
-                    }),
-                    Some(Error::ErrApplicationDataEpochZero),
-                );
-            }
             if pkt.len() < RECORD_LAYER_HEADER_SIZE {
                 // Unreachable: `fragment_buffer.push` read a whole header from `pkt`.
                 return (
@@ -866,11 +852,8 @@ impl DTLSConn {
                 );
             }
 
-            self.replay_detector[h.epoch as usize].accept();
-
             pkt.advance(RECORD_LAYER_HEADER_SIZE);
-            self.incoming_decrypted_packets.push_back(pkt);
-            return (false, None, None);
+            return self.deliver_application_data(h.epoch, pkt);
         }
 
         let mut reader = &pkt[..];
@@ -937,26 +920,8 @@ impl DTLSConn {
                     self.replay_detector[h.epoch as usize].accept();
                 }
             }
-            Content::ApplicationData(a) => {
-                if h.epoch == 0 {
-                    warn!(
-                        "{}: <- Unexpected ApplicationData Message",
-                        srv_cli_str(self.is_client),
-                    );
-                    return (
-                        false,
-                        Some(Alert {
-                            alert_level: AlertLevel::Fatal,
-                            alert_description: AlertDescription::UnexpectedMessage,
-                        }),
-                        Some(Error::ErrApplicationDataEpochZero),
-                    );
-                }
-
-                self.replay_detector[h.epoch as usize].accept();
-
-                self.incoming_decrypted_packets.push_back(a.data);
-            }
+            // Handled above, before the record is parsed; kept for the match to be whole.
+            Content::ApplicationData(a) => return self.deliver_application_data(h.epoch, a.data),
             _ => {
                 warn!(
                     "{}: <- Unexpected Handshake Message",
@@ -973,6 +938,33 @@ impl DTLSConn {
             }
         };
 
+        (false, None, None)
+    }
+
+    /// Hands the body of an authenticated application-data record of `epoch` to the reader;
+    /// application data in epoch 0 (before any keys) is a fatal `unexpected_message`.
+    fn deliver_application_data(
+        &mut self,
+        epoch: u16,
+        data: BytesMut,
+    ) -> (bool, Option<Alert>, Option<Error>) {
+        if epoch == 0 {
+            warn!(
+                "{}: <- Unexpected ApplicationData Message",
+                srv_cli_str(self.is_client),
+            );
+            return (
+                false,
+                Some(Alert {
+                    alert_level: AlertLevel::Fatal,
+                    alert_description: AlertDescription::UnexpectedMessage,
+                }),
+                Some(Error::ErrApplicationDataEpochZero),
+            );
+        }
+
+        self.replay_detector[epoch as usize].accept();
+        self.incoming_decrypted_packets.push_back(data);
         (false, None, None)
     }
 
