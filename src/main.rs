@@ -11,7 +11,7 @@ use mp::transfer::NetOptions;
 use mp::{prompt, signal, transfer, ui};
 
 fn main() -> ExitCode {
-    one_malloc_arena();
+    tune_malloc();
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("mp: internal error: {info} (please report this)");
@@ -364,7 +364,7 @@ async fn terminated() {
 /// them in again, zeroed: on a 1 GiB LAN receive that was 6% of the receiver's CPU in page
 /// faults and 1% in `brk` shrinking. Peak RSS is unchanged (the pages were in use at the
 /// peak anyway).
-fn one_malloc_arena() {
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tunable; it is called before any other thread exists.
     unsafe {
