@@ -62,6 +62,7 @@ pub struct TransportConfig {
     max_num_inbound_streams: u16,
     timer_config: TimerConfig,
     zero_checksum: bool,
+    max_path_mtu: u32,
 }
 
 impl Default for TransportConfig {
@@ -74,6 +75,7 @@ impl Default for TransportConfig {
             max_num_inbound_streams: u16::MAX,
             timer_config: TimerConfig::default(),
             zero_checksum: false,
+            max_path_mtu: 0,
         }
     }
 }
@@ -158,6 +160,22 @@ impl TransportConfig {
     /// Whether Zero Checksum Acceptable is announced (see [`Self::with_zero_checksum`]).
     pub fn zero_checksum(&self) -> bool {
         self.zero_checksum
+    }
+
+    /// Turns on path MTU discovery (RFC 8899 DPLPMTUD with HEARTBEAT and PAD probes) up to
+    /// `value` bytes per SCTP packet: once established, the association probes for the largest
+    /// packet the path carries, from its configured MTU (which must pass on any path) up to this
+    /// ceiling, and sends DATA in packets of the size found. Needs a transport that drops what
+    /// does not fit rather than fragmenting it (UDP with the don't-fragment bit); a peer that
+    /// does not answer HEARTBEAT leaves the size where it was. 0 (the default) turns it off.
+    pub fn with_max_path_mtu(mut self, value: u32) -> Self {
+        self.max_path_mtu = value;
+        self
+    }
+
+    /// The path MTU discovery ceiling (see [`Self::with_max_path_mtu`]); 0 when off.
+    pub fn max_path_mtu(&self) -> u32 {
+        self.max_path_mtu
     }
 }
 

@@ -6,6 +6,7 @@ use crate::chunk::chunk_error::ChunkError;
 use crate::chunk::chunk_forward_tsn::ChunkForwardTsn;
 use crate::chunk::chunk_header::*;
 use crate::chunk::chunk_heartbeat::ChunkHeartbeat;
+use crate::chunk::chunk_heartbeat_ack::ChunkHeartbeatAck;
 use crate::chunk::chunk_init::ChunkInit;
 use crate::chunk::chunk_payload_data::ChunkPayloadData;
 use crate::chunk::chunk_reconfig::ChunkReconfig;
@@ -152,29 +153,9 @@ impl PartialDecode {
                 return Err(Error::ErrParseSctpChunkNotEnoughData);
             }
 
-            let chunk_buf = slice_chunk(&self.remaining, offset)?;
-            let ct = ChunkType(self.remaining[offset]);
-            let c: Box<dyn Chunk> = match ct {
-                CT_INIT => Box::new(ChunkInit::unmarshal(&chunk_buf)?),
-                CT_INIT_ACK => Box::new(ChunkInit::unmarshal(&chunk_buf)?),
-                CT_ABORT => Box::new(ChunkAbort::unmarshal(&chunk_buf)?),
-                CT_COOKIE_ECHO => Box::new(ChunkCookieEcho::unmarshal(&chunk_buf)?),
-                CT_COOKIE_ACK => Box::new(ChunkCookieAck::unmarshal(&chunk_buf)?),
-                CT_HEARTBEAT => Box::new(ChunkHeartbeat::unmarshal(&chunk_buf)?),
-                CT_PAYLOAD_DATA => Box::new(ChunkPayloadData::unmarshal(&chunk_buf)?),
-                CT_SACK => Box::new(ChunkSelectiveAck::unmarshal(&chunk_buf)?),
-                CT_RECONFIG => Box::new(ChunkReconfig::unmarshal(&chunk_buf)?),
-                CT_FORWARD_TSN => Box::new(ChunkForwardTsn::unmarshal(&chunk_buf)?),
-                CT_ERROR => Box::new(ChunkError::unmarshal(&chunk_buf)?),
-                CT_SHUTDOWN => Box::new(ChunkShutdown::unmarshal(&chunk_buf)?),
-                CT_SHUTDOWN_ACK => Box::new(ChunkShutdownAck::unmarshal(&chunk_buf)?),
-                CT_SHUTDOWN_COMPLETE => Box::new(ChunkShutdownComplete::unmarshal(&chunk_buf)?),
-                _ => return Err(Error::ErrUnmarshalUnknownChunkType),
-            };
-
-            let chunk_value_padding = get_padding_size(c.value_length());
-            offset += CHUNK_HEADER_SIZE + c.value_length() + chunk_value_padding;
-            chunks.push(c);
+            let (chunk, next) = unmarshal_chunk(&self.remaining, offset)?;
+            offset = next;
+            chunks.extend(chunk);
         }
 
         Ok(Packet {
@@ -182,6 +163,40 @@ impl PartialDecode {
             chunks,
         })
     }
+}
+
+/// The chunk at `offset` in `raw`, and the offset of the next one (past the chunk's padding).
+///
+/// A chunk of a type this crate does not know is skipped (`None`) when the type's highest bit
+/// says so: RFC 9260 §3.2 ("10": skip it and go on; "11": the same, and report it, which is not
+/// done here). PAD (RFC 4820, type 132), which path-MTU probes carry, is one. Any other unknown
+/// chunk fails the packet, as the "00" and "01" types ask (stop, discard the packet).
+fn unmarshal_chunk(raw: &Bytes, offset: usize) -> Result<(Option<Box<dyn Chunk>>, usize)> {
+    let chunk_buf = slice_chunk(raw, offset)?;
+    let c: Box<dyn Chunk> = match ChunkType(raw[offset]) {
+        CT_INIT => Box::new(ChunkInit::unmarshal(&chunk_buf)?),
+        CT_INIT_ACK => Box::new(ChunkInit::unmarshal(&chunk_buf)?),
+        CT_ABORT => Box::new(ChunkAbort::unmarshal(&chunk_buf)?),
+        CT_COOKIE_ECHO => Box::new(ChunkCookieEcho::unmarshal(&chunk_buf)?),
+        CT_COOKIE_ACK => Box::new(ChunkCookieAck::unmarshal(&chunk_buf)?),
+        CT_HEARTBEAT => Box::new(ChunkHeartbeat::unmarshal(&chunk_buf)?),
+        CT_HEARTBEAT_ACK => Box::new(ChunkHeartbeatAck::unmarshal(&chunk_buf)?),
+        CT_PAYLOAD_DATA => Box::new(ChunkPayloadData::unmarshal(&chunk_buf)?),
+        CT_SACK => Box::new(ChunkSelectiveAck::unmarshal(&chunk_buf)?),
+        CT_RECONFIG => Box::new(ChunkReconfig::unmarshal(&chunk_buf)?),
+        CT_FORWARD_TSN => Box::new(ChunkForwardTsn::unmarshal(&chunk_buf)?),
+        CT_ERROR => Box::new(ChunkError::unmarshal(&chunk_buf)?),
+        CT_SHUTDOWN => Box::new(ChunkShutdown::unmarshal(&chunk_buf)?),
+        CT_SHUTDOWN_ACK => Box::new(ChunkShutdownAck::unmarshal(&chunk_buf)?),
+        CT_SHUTDOWN_COMPLETE => Box::new(ChunkShutdownComplete::unmarshal(&chunk_buf)?),
+        ChunkType(typ) if typ & 0x80 != 0 => {
+            let len = chunk_buf.len();
+            return Ok((None, offset + len + get_padding_size(len)));
+        }
+        _ => return Err(Error::ErrUnmarshalUnknownChunkType),
+    };
+    let len = CHUNK_HEADER_SIZE + c.value_length();
+    Ok((Some(c), offset + len + get_padding_size(len)))
 }
 
 fn slice_chunk(raw: &Bytes, offset: usize) -> Result<Bytes> {
@@ -249,29 +264,9 @@ impl Packet {
                 return Err(Error::ErrParseSctpChunkNotEnoughData);
             }
 
-            let chunk_buf = slice_chunk(raw, offset)?;
-            let ct = ChunkType(raw[offset]);
-            let c: Box<dyn Chunk> = match ct {
-                CT_INIT => Box::new(ChunkInit::unmarshal(&chunk_buf)?),
-                CT_INIT_ACK => Box::new(ChunkInit::unmarshal(&chunk_buf)?),
-                CT_ABORT => Box::new(ChunkAbort::unmarshal(&chunk_buf)?),
-                CT_COOKIE_ECHO => Box::new(ChunkCookieEcho::unmarshal(&chunk_buf)?),
-                CT_COOKIE_ACK => Box::new(ChunkCookieAck::unmarshal(&chunk_buf)?),
-                CT_HEARTBEAT => Box::new(ChunkHeartbeat::unmarshal(&chunk_buf)?),
-                CT_PAYLOAD_DATA => Box::new(ChunkPayloadData::unmarshal(&chunk_buf)?),
-                CT_SACK => Box::new(ChunkSelectiveAck::unmarshal(&chunk_buf)?),
-                CT_RECONFIG => Box::new(ChunkReconfig::unmarshal(&chunk_buf)?),
-                CT_FORWARD_TSN => Box::new(ChunkForwardTsn::unmarshal(&chunk_buf)?),
-                CT_ERROR => Box::new(ChunkError::unmarshal(&chunk_buf)?),
-                CT_SHUTDOWN => Box::new(ChunkShutdown::unmarshal(&chunk_buf)?),
-                CT_SHUTDOWN_ACK => Box::new(ChunkShutdownAck::unmarshal(&chunk_buf)?),
-                CT_SHUTDOWN_COMPLETE => Box::new(ChunkShutdownComplete::unmarshal(&chunk_buf)?),
-                _ => return Err(Error::ErrUnmarshalUnknownChunkType),
-            };
-
-            let chunk_value_padding = get_padding_size(c.value_length());
-            offset += CHUNK_HEADER_SIZE + c.value_length() + chunk_value_padding;
-            chunks.push(c);
+            let (chunk, next) = unmarshal_chunk(raw, offset)?;
+            offset = next;
+            chunks.extend(chunk);
         }
 
         Ok(Packet {

@@ -15,6 +15,7 @@ use crate::chunk::{
     chunk_heartbeat_ack::ChunkHeartbeatAck,
     chunk_init::ChunkInit,
     chunk_init::ChunkInitAck,
+    chunk_padding::ChunkPadding,
     chunk_payload_data::ChunkPayloadData,
     chunk_payload_data::{MessageId, MessageReliability, PayloadProtocolIdentifier},
     chunk_reconfig::ChunkReconfig,
@@ -69,6 +70,7 @@ const TLP_MIN_PTO: u64 = 25;
 pub(crate) const MAX_BURST_PACKETS: usize = 256;
 
 mod cubic;
+pub(crate) mod path_mtu;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -241,6 +243,8 @@ pub struct Association {
     pub(crate) mtu: u32,
     // max DATA chunk payload size
     max_payload_size: u32,
+    /// Path MTU discovery (RFC 8899): raises `mtu` as probes show the path carries more.
+    path_mtu: path_mtu::PathMtu,
     cumulative_tsn_ack_point: u32,
     advanced_peer_tsn_ack_point: u32,
     use_forward_tsn: bool,
@@ -359,6 +363,7 @@ impl Default for Association {
             mtu: 0,
             // max DATA chunk payload size
             max_payload_size: 0,
+            path_mtu: path_mtu::PathMtu::new(0, 0, 0),
             cumulative_tsn_ack_point: 0,
             advanced_peer_tsn_ack_point: 0,
             use_forward_tsn: false,
@@ -456,6 +461,7 @@ impl Association {
             timers: TimerTable::new(config.timer_config()),
 
             mtu,
+            path_mtu: path_mtu::PathMtu::new(mtu, config.max_path_mtu(), random()),
             cwnd,
             remote_addr,
             local_addr,
@@ -535,10 +541,14 @@ impl Association {
     /// - a call was made to `handle_timeout`
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.timers.next_timeout(), self.tlp_at) {
-            (Some(timer), Some(probe)) => Some(timer.min(probe)),
-            (timer, probe) => timer.or(probe),
-        }
+        [
+            self.timers.next_timeout(),
+            self.tlp_at,
+            self.path_mtu.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Returns packets to transmit
@@ -1074,6 +1084,9 @@ impl Association {
             return Err(Error::ErrAbortChunk(err_str));
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkHeartbeat>() {
             self.handle_heartbeat(c)?
+        } else if let Some(c) = chunk_any.downcast_ref::<ChunkHeartbeatAck>() {
+            self.handle_heartbeat_ack(c, now);
+            vec![]
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkCookieEcho>() {
             self.handle_cookie_echo(c, now)?
         } else if chunk_any.downcast_ref::<ChunkCookieAck>().is_some() {
@@ -1332,6 +1345,76 @@ impl Association {
         }
 
         Ok(vec![])
+    }
+
+    /// A HEARTBEAT ACK: this side sends HEARTBEATs only as path-MTU probes, so one that answers
+    /// the outstanding probe raises the packet size; anything else is ignored.
+    fn handle_heartbeat_ack(&mut self, c: &ChunkHeartbeatAck, now: Instant) {
+        let Some(info) = c
+            .params
+            .first()
+            .and_then(|p| p.as_any().downcast_ref::<ParamHeartbeatInfo>())
+        else {
+            return;
+        };
+        let Ok(id) = <[u8; 8]>::try_from(&info.heartbeat_information[..]) else {
+            return;
+        };
+        if let Some(mtu) = self.path_mtu.on_probe_acked(u64::from_be_bytes(id), now) {
+            debug!("[{}] path MTU probe of {mtu} bytes answered", self.side);
+            self.set_mtu(mtu);
+        }
+    }
+
+    /// Sends DATA in packets of `mtu` bytes from now on: new chunks are cut to fit, and
+    /// bundling and retransmission fill packets up to it. Chunks already cut keep their size.
+    fn set_mtu(&mut self, mtu: u32) {
+        self.mtu = mtu;
+        self.max_payload_size =
+            mtu.saturating_sub(COMMON_HEADER_SIZE + DATA_CHUNK_HEADER_SIZE) & !3;
+        for stream in self.streams.values_mut() {
+            stream.max_payload_size = self.max_payload_size;
+        }
+    }
+
+    /// The path-MTU probe due now, if any (see [`path_mtu`]): a HEARTBEAT whose information is
+    /// the probe's id, and a PAD chunk that makes the packet the size to test. Not DATA: it
+    /// takes no cwnd and is not retransmitted as such.
+    fn gather_outbound_path_mtu_probe(
+        &mut self,
+        mut raw_packets: Vec<Bytes>,
+        now: Instant,
+    ) -> Vec<Bytes> {
+        // A HEARTBEAT is answered at once (no delayed SACK), so a probe is given up after
+        // two round trips, not RTO.min: a path that does not carry the ceiling costs
+        // MAX_PROBES of these per size tried, while DATA flows at the current size.
+        let timeout = (2 * self.rto_mgr.srtt)
+            .max(path_mtu::PROBE_TIMEOUT_MIN)
+            .min(self.rto_mgr.get_rto());
+        let Some(probe) = self
+            .path_mtu
+            .poll_probe(now, Duration::from_millis(timeout))
+        else {
+            return raw_packets;
+        };
+        let heartbeat = ChunkHeartbeat {
+            params: vec![Box::new(ParamHeartbeatInfo {
+                heartbeat_information: Bytes::copy_from_slice(&probe.id.to_be_bytes()),
+            })],
+        };
+        // Common header, HEARTBEAT (chunk header, parameter header, 8-byte id), PAD's header.
+        let overhead = COMMON_HEADER_SIZE as usize + 3 * CHUNK_HEADER_SIZE + 8;
+        let padding = ChunkPadding {
+            len: (probe.size as usize).saturating_sub(overhead),
+        };
+        match self
+            .create_packet(vec![Box::new(heartbeat), Box::new(padding)])
+            .marshal()
+        {
+            Ok(raw) => raw_packets.push(raw),
+            Err(err) => warn!("[{}] failed to marshal a path MTU probe: {err}", self.side),
+        }
+        raw_packets
     }
 
     fn handle_cookie_echo(&mut self, c: &ChunkCookieEcho, now: Instant) -> Result<Vec<Packet>> {
@@ -2614,6 +2697,7 @@ impl Association {
         let state = self.state();
         match state {
             AssociationState::Established => {
+                raw_packets = self.gather_outbound_path_mtu_probe(raw_packets, now);
                 raw_packets = self.gather_data_packets_to_retransmit(raw_packets, now);
                 if self.state() == AssociationState::Closed {
                     return (vec![], false);
@@ -3815,6 +3899,15 @@ impl Association {
                 self.stats.inc_t3timeouts();
                 self.tlp_at = None;
                 self.rto_mgr.backoff();
+                // A second timeout in a row with nothing acknowledged between: the path may
+                // no longer carry the packet size that path MTU discovery found (RFC 8899
+                // §4.3, black hole). New chunks fall back to the base size at once.
+                if n_rtos >= 2
+                    && let Some(base) = self.path_mtu.on_black_hole(now)
+                {
+                    debug!("[{}] T3-rtx twice: path MTU back to {base}", self.side);
+                    self.set_mtu(base);
+                }
                 // Refresh before C2 or mark_all_to_retrasmit reads abandoned().
                 if let Err(err) =
                     self.abandon_unretransmittable_messages(now, ChunkPayloadData::is_outstanding)

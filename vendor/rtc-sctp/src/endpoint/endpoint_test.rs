@@ -202,6 +202,10 @@ struct Pair {
     client: TestEndpoint,
     time: Instant,
     latency: Duration, // One-way
+    /// The largest datagram the path between them carries, either way; larger ones are lost.
+    path_mtu: usize,
+    /// The largest datagram the client got across.
+    largest_from_client: usize,
 }
 
 impl Pair {
@@ -238,6 +242,8 @@ impl Pair {
             client: TestEndpoint::new(client, client_addr),
             time: Instant::now(),
             latency: Duration::new(0, 0),
+            path_mtu: usize::MAX,
+            largest_from_client: 0,
         }
     }
 
@@ -284,7 +290,8 @@ impl Pair {
                     if let Some(ref socket) = self.client.socket {
                         socket.send_to(&content, x.transport.peer_addr).unwrap();
                     }
-                    if self.server.addr == x.transport.peer_addr {
+                    if self.server.addr == x.transport.peer_addr && content.len() <= self.path_mtu {
+                        self.largest_from_client = self.largest_from_client.max(content.len());
                         self.server.inbound.push_back((
                             self.time + self.latency,
                             x.transport.ecn,
@@ -304,7 +311,7 @@ impl Pair {
                     if let Some(ref socket) = self.server.socket {
                         socket.send_to(&content, x.transport.peer_addr).unwrap();
                     }
-                    if self.client.addr == x.transport.peer_addr {
+                    if self.client.addr == x.transport.peer_addr && content.len() <= self.path_mtu {
                         self.client.inbound.push_back((
                             self.time + self.latency,
                             x.transport.ecn,
@@ -314,6 +321,25 @@ impl Pair {
                 }
             }
         }
+    }
+
+    /// Drives both sides, timers included, until `end`. Unlike [`Self::drive`] it does not stop
+    /// when the associations are idle, so timers outside the RFC's (path MTU probes) run too.
+    pub fn run_until(&mut self, end: Instant) {
+        for _ in 0..1_000_000 {
+            self.drive_client();
+            self.drive_server();
+            match min_opt(self.client.next_wakeup(), self.server.next_wakeup()) {
+                Some(t) if t <= end => self.time = self.time.max(t),
+                _ => {
+                    self.time = end;
+                    self.drive_client();
+                    self.drive_server();
+                    return;
+                }
+            }
+        }
+        panic!("the pair did not reach {end:?}: a timer that never advances");
     }
 
     pub fn connect(&mut self) -> (AssociationHandle, AssociationHandle) {
@@ -3931,5 +3957,133 @@ fn a_zero_checksum_is_accepted_only_where_it_was_announced() -> Result<()> {
         server.handle(now, from, None, init).is_some(),
         "the INIT as sent"
     );
+    Ok(())
+}
+
+/// A pair whose client probes the path MTU (RFC 8899) from 1191 bytes up to 1432, on a path
+/// that carries datagrams of up to `path_mtu` bytes; connected and given a second to search.
+fn pair_probing_a_path(path_mtu: usize) -> (Pair, AssociationHandle, AssociationHandle) {
+    let mut endpoint_config = EndpointConfig::default();
+    endpoint_config.max_payload_size(crate::max_payload_size_for_mtu(1191));
+    let mut pair = Pair::new(endpoint_config, server_config());
+    pair.path_mtu = path_mtu;
+    let (client_ch, server_ch) = pair.connect_with(ClientConfig::new(
+        TransportConfig::default().with_max_path_mtu(1432),
+    ));
+    let end = pair.time + Duration::from_secs(1);
+    pair.run_until(end);
+    (pair, client_ch, server_ch)
+}
+
+/// Sends `len` bytes from client to server on stream 1 and returns what the server read.
+fn send_through(
+    pair: &mut Pair,
+    client_ch: AssociationHandle,
+    server_ch: AssociationHandle,
+    len: usize,
+) -> Result<Vec<u8>> {
+    let msg = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<_>>());
+    pair.client_conn_mut(client_ch)
+        .open_stream(1, PayloadProtocolIdentifier::Binary)?;
+    let now = pair.time;
+    pair.client_stream(client_ch, 1)?
+        .write_sctp(now, &msg, PayloadProtocolIdentifier::Binary)?;
+    let end = pair.time + Duration::from_secs(1);
+    pair.run_until(end);
+    let mut stream = pair
+        .server_conn_mut(server_ch)
+        .accept_stream()
+        .expect("no stream");
+    let chunks = stream.read_sctp()?.expect("nothing to read");
+    let mut buf = vec![0u8; len];
+    let n = chunks.read(&mut buf)?;
+    buf.truncate(n);
+    assert_eq!(buf, msg, "the message arrived damaged");
+    Ok(buf)
+}
+
+#[test]
+fn path_mtu_discovery_raises_data_packets_to_what_the_path_carries() -> Result<()> {
+    for (path, expected) in [
+        (usize::MAX, 1432..=1432),
+        (1300, 1284..=1300),
+        (1191, 1188..=1188),
+    ] {
+        let (mut pair, client_ch, server_ch) = pair_probing_a_path(path);
+        let mtu = pair.client_conn_mut(client_ch).mtu;
+        assert!(expected.contains(&mtu), "path {path}: mtu {mtu}");
+        // The server was not asked to probe.
+        // (1191 bytes allow 1160-byte chunks, 1188-byte packets.)
+        assert_eq!(pair.server_conn_mut(server_ch).mtu, 1188);
+
+        pair.largest_from_client = 0;
+        send_through(&mut pair, client_ch, server_ch, 64 * 1024)?;
+        // DATA goes out in packets of the size found, and no larger.
+        assert_eq!(pair.largest_from_client, mtu as usize, "path {path}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_path_that_stops_carrying_the_size_found_is_searched_again_from_the_base() -> Result<()> {
+    let (mut pair, client_ch, server_ch) = pair_probing_a_path(usize::MAX);
+    assert_eq!(pair.client_conn_mut(client_ch).mtu, 1432);
+    send_through(&mut pair, client_ch, server_ch, 10_000)?;
+
+    // The path shrinks; a message cut for 1432-byte packets is lost until T3-rtx has fired
+    // twice, which takes the association back to its base (1188-byte packets) for what
+    // follows. (That message itself stays cut for 1432 bytes: SCTP cannot cut a chunk again.)
+    pair.path_mtu = 1300;
+    let now = pair.time;
+    pair.client_stream(client_ch, 1)?.write_sctp(
+        now,
+        &Bytes::from(vec![7u8; 4000]),
+        PayloadProtocolIdentifier::Binary,
+    )?;
+    let end = pair.time + Duration::from_secs(2);
+    pair.run_until(end);
+    // Then it searched again below 1432 and found what the path carries now.
+    let a = pair.client_conn_mut(client_ch);
+    assert!(a.stats.get_num_t3timeouts() >= 2);
+    assert!((1284..=1300).contains(&a.mtu), "mtu {}", a.mtu);
+    assert_eq!(a.streams.get(&1).unwrap().max_payload_size, a.mtu - 28);
+    Ok(())
+}
+
+#[test]
+fn probes_are_heartbeats_padded_to_size_and_the_pad_chunk_is_skipped() -> Result<()> {
+    // A PAD chunk (type 132: "skip and continue") between a HEARTBEAT and nothing else parses
+    // as the HEARTBEAT alone; an unknown chunk type that asks to stop (here 63) fails the packet.
+    let heartbeat = ChunkHeartbeat {
+        params: vec![Box::new(
+            crate::param::param_heartbeat_info::ParamHeartbeatInfo {
+                heartbeat_information: Bytes::from_static(&[1, 2, 3, 4, 5, 6, 7, 8]),
+            },
+        )],
+    };
+    let packet = Packet {
+        common_header: CommonHeader::default(),
+        chunks: vec![
+            Box::new(heartbeat),
+            Box::new(crate::chunk::chunk_padding::ChunkPadding { len: 1000 }),
+        ],
+    };
+    let raw = packet.marshal()?;
+    // Common header, HEARTBEAT (chunk and parameter headers, 8 bytes), PAD.
+    assert_eq!(raw.len(), 12 + 16 + 4 + 1000);
+    let parsed = Packet::unmarshal(&raw)?;
+    assert_eq!(parsed.chunks.len(), 1);
+    assert!(
+        parsed.chunks[0]
+            .as_any()
+            .downcast_ref::<ChunkHeartbeat>()
+            .is_some()
+    );
+
+    let mut stop = raw.to_vec();
+    stop[12 + 16] = 63;
+    let crc = crate::util::generate_packet_checksum(&Bytes::from(stop.clone()));
+    stop[8..12].copy_from_slice(&crc.to_le_bytes());
+    assert!(Packet::unmarshal(&Bytes::from(stop)).is_err());
     Ok(())
 }
