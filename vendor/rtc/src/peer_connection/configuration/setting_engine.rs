@@ -374,6 +374,8 @@ pub struct SettingEngine {
     /// budget via rtc-sctp's `max_payload_size_for_mtu`. `None` uses the rtc-sctp
     /// default (`INITIAL_MTU`, 1191 — the TURN-relayed IPv6 minimum-MTU budget).
     pub(crate) sctp_mtu: Option<u32>,
+    /// Ceiling for SCTP path MTU discovery; `None` turns it off.
+    pub(crate) sctp_max_path_mtu: Option<u32>,
     pub(crate) ignore_rid_pause_for_recv: bool,
     pub(crate) write_ssrc_attributes_for_simulcast: bool,
 }
@@ -1400,6 +1402,18 @@ impl SettingEngineBuilder {
     /// default, leave this unset.
     pub fn with_sctp_mtu(mut self, mtu: u32) -> Self {
         self.0.sctp_mtu = Some(mtu);
+        self
+    }
+
+    /// Turns on SCTP path MTU discovery (RFC 8899, HEARTBEAT probes padded with PAD chunks)
+    /// up to `max` bytes per SCTP packet, the same unit as [`Self::with_sctp_mtu`]. Once the
+    /// association is up, it probes for the largest packet the path carries, starting from the
+    /// SCTP MTU (which must pass on any path) and never above `max`, and sends DATA in packets
+    /// of the size found. Probes that do not fit must be dropped, not fragmented: the UDP
+    /// sockets of this crate's driver set the don't-fragment bit. A peer that does not answer
+    /// HEARTBEAT leaves the size where it was. Off unless set.
+    pub fn with_sctp_max_path_mtu(mut self, max: u32) -> Self {
+        self.0.sctp_max_path_mtu = Some(max);
         self
     }
 

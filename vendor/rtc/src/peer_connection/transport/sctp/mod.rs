@@ -51,6 +51,10 @@ pub(crate) struct SctpTransport {
     // `EndpointConfig` in `start()`. None uses the sctp crate default (INITIAL_MTU, 1191).
     pub(crate) mtu: Option<u32>,
 
+    // Optional ceiling for SCTP path MTU discovery (RFC 8899), from the setting engine; None
+    // leaves the DATA-packet budget at `mtu`.
+    pub(crate) max_path_mtu: Option<u32>,
+
     pub(crate) internal_buffer: Vec<u8>,
 }
 
@@ -74,6 +78,7 @@ impl SctpTransport {
             negotiated_max_message_size: None,
             max_receive_buffer_size,
             mtu,
+            max_path_mtu: None,
             internal_buffer: vec![],
         }
     }
@@ -187,6 +192,9 @@ impl SctpTransport {
             .with_zero_checksum(true);
         if let Some(recv_buf) = self.max_receive_buffer_size {
             sctp_transport_config = sctp_transport_config.with_max_receive_buffer_size(recv_buf);
+        }
+        if let Some(max) = self.max_path_mtu {
+            sctp_transport_config = sctp_transport_config.with_max_path_mtu(max);
         }
         //TODO: add remote_port support
 
