@@ -1964,6 +1964,12 @@ where
         while let Some(msg) = self.turn_relayer.poll_write() {
             let four_tuple: FourTuple = FourTuple::from(&msg.transport);
             if let Err(err) = self.handle_write(msg).await {
+                if is_too_large_for_path(&err) {
+                    // The datagram is lost, as an SCTP path MTU probe expects; the socket and
+                    // the allocation are fine.
+                    debug!("Dropped a datagram too large for the path to {four_tuple:?}");
+                    continue;
+                }
                 error!(
                     "Failed to write packet to {:?} from {:?}: {}",
                     four_tuple.peer_addr, four_tuple.local_addr, err
@@ -2212,6 +2218,19 @@ where
         core.handle_timeout(now)?;
         Ok(())
     }
+}
+
+/// Whether a send failed because the datagram is larger than the path allows (EMSGSIZE: the
+/// UDP sockets set the don't-fragment bit, see quinn-udp). Such a datagram is lost like any
+/// other, as SCTP's path MTU probes (rtc-sctp) expect; the socket still works.
+fn is_too_large_for_path(err: &Error) -> bool {
+    #[cfg(unix)]
+    const EMSGSIZE: i32 = libc::EMSGSIZE;
+    #[cfg(windows)]
+    const EMSGSIZE: i32 = 10040; // WSAEMSGSIZE
+    #[cfg(not(any(unix, windows)))]
+    const EMSGSIZE: i32 = -1;
+    matches!(err, Error::Io(io) if io.0.raw_os_error() == Some(EMSGSIZE))
 }
 
 #[cfg(test)]
