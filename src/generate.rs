@@ -151,7 +151,11 @@ fn environment(cmd: &clap::Command) -> String {
         vars.push(("NO_COLOR".into(), "when set, mp prints no colour".into()));
         vars.push((
             "MP_SCTP_MTU".into(),
-            "SCTP packet size in bytes (512 to 16000), for measurements".into(),
+            format!(
+                "SCTP packet size in bytes to start from (512 to 16000), for measurements; \
+                 path MTU discovery raises it up to {}",
+                crate::peer::MAX_SCTP_PATH_MTU
+            ),
         ));
     }
     let mut out = String::from(".SH ENVIRONMENT\n");

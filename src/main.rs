@@ -300,7 +300,8 @@ fn net_options(args: NetArgs) -> anyhow::Result<(NetOptions, Option<String>)> {
     ))
 }
 
-/// The SCTP packet size from `MP_SCTP_MTU` (tuning, for measurements; not a flag).
+/// The SCTP packet size to start from, from `MP_SCTP_MTU` (tuning, for measurements; not a
+/// flag). Path MTU discovery still raises it up to `peer::MAX_SCTP_PATH_MTU`.
 fn sctp_mtu() -> anyhow::Result<Option<u32>> {
     let Ok(text) = std::env::var("MP_SCTP_MTU") else {
         return Ok(None);

@@ -14,8 +14,11 @@
 //!   pair learnt from the peer's checks (peer-reflexive) may be nominated at once, one with its
 //!   public address (server-reflexive) 100 ms after ICE started (webrtc-rs: 1 s and 0.5 s),
 //!   a relayed one after 2 s, or at once with `--relay`;
-//! - SCTP packets are sized for the path: 1191 bytes by default, 16,000 when ICE is bound to
-//!   loopback only (both ends on this machine), overridable with `MP_SCTP_MTU`;
+//! - SCTP packets are sized for the path: they start at 1191 bytes, which any path carries,
+//!   and SCTP's path MTU discovery (RFC 8899 probes, vendor/rtc-sctp) raises them to what the
+//!   path carries, up to an Ethernet path's 1432 (17% fewer packets than at 1191); 16,000
+//!   bytes when ICE is bound to loopback only (both ends on this machine); `MP_SCTP_MTU`
+//!   replaces the starting size;
 //! - once open, the certificate the peer presented must match the fingerprint of its sealed
 //!   SDP (checked again here, whatever webrtc-rs checked).
 //!
@@ -67,6 +70,11 @@ pub const DEFAULT_SCTP_MTU: u32 = 1191;
 /// path's MTU is 64 KiB, and one DTLS record carries at most 16 KiB. Fewer, larger packets
 /// halve the CPU per byte.
 pub const LOOPBACK_SCTP_MTU: u32 = 16_000;
+/// The largest SCTP packet that path MTU discovery tries: what fits a 1500-byte Ethernet MTU
+/// after IPv4 (20 bytes), UDP (8) and a DTLS 1.2 AES-GCM record's header, explicit nonce and
+/// tag (13 + 8 + 16), rounded down to SCTP's 4-byte unit. IPv6, TURN framing or a tunnel
+/// leave less, and the search finds it.
+pub const MAX_SCTP_PATH_MTU: u32 = 1432;
 /// How long ICE gathering may take.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after ICE starts a pair with a server-reflexive candidate may be nominated.
@@ -220,8 +228,11 @@ impl Peer {
         } else {
             DEFAULT_SCTP_MTU
         });
-        let settings = SettingEngineBuilder::new()
-            .with_sctp_mtu(mtu)
+        let mut settings = SettingEngineBuilder::new().with_sctp_mtu(mtu);
+        if mtu < MAX_SCTP_PATH_MTU {
+            settings = settings.with_sctp_max_path_mtu(MAX_SCTP_PATH_MTU);
+        }
+        let settings = settings
             // The offerer (mp send) is then the DTLS client, hence the SCTP client, and opens
             // the data channel.
             .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)

@@ -14,6 +14,11 @@
 //! set-up, which is a separate matter from the SCTP loss recovery this test guards and would
 //! make it flaky. The test checks that the rule did drop packets.
 //!
+//! The same link also checks SCTP's path MTU discovery (vendor/rtc-sctp, RFC 8899): on the
+//! 1500-byte veth, DATA goes out in 1432-byte SCTP packets, not the 1191 any path carries; with
+//! packets over 1400 bytes silently dropped (a path with a smaller MTU that sends no ICMP),
+//! the probes find a size that passes and the transfer still completes intact.
+//!
 //! Needs root, `ip` (iproute2) and `iptables`: without them the test fails and says so, since
 //! a skipped loss test would hide exactly the regression it is for. `ethtool` is used when
 //! present to turn off GRO/GSO (including UDP segmentation offload, which mp's UDP GSO
@@ -23,6 +28,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{exit, random_bytes, spawn, Running, STEP};
@@ -80,7 +86,13 @@ impl Link {
                 "tests/loss.rs needs `{tool}` (Debian: apt-get install iproute2 iptables)"
             );
         }
-        let id = std::process::id();
+        // Unique per link: the tests of this file run in parallel in one process.
+        static LINKS: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            LINKS.fetch_add(1, Ordering::Relaxed)
+        );
         let link = Link {
             sender: format!("mploss-{id}-s"),
             receiver: format!("mploss-{id}-r"),
@@ -128,46 +140,57 @@ impl Link {
         link
     }
 
-    /// Drops LOSS of the full-size packets entering the receiver's namespace.
-    fn add_loss(&self) {
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.receiver,
-                "iptables",
-                "-A",
-                "INPUT",
-                "-m",
-                "length",
-                "--length",
-                "1000:65535",
-                "-m",
-                "statistic",
-                "--mode",
-                "random",
-                "--probability",
-                LOSS,
-                "-j",
-                "DROP",
-            ],
-        );
+    /// Appends an iptables rule to the INPUT chain of the receiver's namespace.
+    fn rule(&self, rule: &[&str]) {
+        let mut args = vec!["netns", "exec", &self.receiver, "iptables", "-A", "INPUT"];
+        args.extend(rule);
+        run("ip", &args);
     }
 
-    /// How many packets the drop rule has dropped.
-    fn dropped(&self) -> u64 {
+    /// A rule for UDP packets whose IP length is in `lengths` (`N` or `MIN:MAX`), with the
+    /// `action` given (none: the rule only counts them).
+    fn udp_of_length(&self, lengths: &str, action: &[&str]) {
+        let mut rule = vec!["-p", "udp", "-m", "length", "--length", lengths];
+        rule.extend(action);
+        self.rule(&rule);
+    }
+
+    /// Drops LOSS of the full-size packets entering the receiver's namespace.
+    fn add_loss(&self) {
+        self.rule(&[
+            "-m",
+            "length",
+            "--length",
+            "1000:65535",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            LOSS,
+            "-j",
+            "DROP",
+        ]);
+    }
+
+    /// How many packets each rule of the receiver's INPUT chain has matched, in order.
+    fn counters(&self) -> Vec<u64> {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.receiver])
             .args(["iptables", "-L", "INPUT", "-v", "-x", "-n"])
             .output()
             .expect("cannot run iptables -L");
         let text = String::from_utf8_lossy(&out.stdout);
+        // Two header lines, then one line per rule that starts with its packet count.
         text.lines()
-            .find(|line| line.contains("DROP"))
-            .and_then(|line| line.split_whitespace().next())
-            .and_then(|pkts| pkts.parse().ok())
-            .unwrap_or_else(|| panic!("no DROP rule counter in:\n{text}"))
+            .skip(2)
+            .map(|line| {
+                line.split_whitespace()
+                    .next()
+                    .and_then(|pkts| pkts.parse().ok())
+                    .unwrap_or_else(|| panic!("no rule counter in:\n{text}"))
+            })
+            .collect()
     }
 
     /// `mp ARGS` inside namespace `ns`, ICE bound to `ip`, with a clean environment.
@@ -213,14 +236,13 @@ fn signal(link: &Link) -> (Running, String) {
     (server, url)
 }
 
-#[test]
-fn transfer_completes_intact_at_one_percent_loss() {
-    let link = Link::new();
-    link.add_loss();
-    let (_server, url) = signal(&link);
+/// Sends SIZE random bytes from the sender's namespace to the receiver's through a real
+/// `mp signal`, checks they arrived intact and returns how long the receiver took.
+fn transfer(link: &Link, seed: u64) -> Duration {
+    let (_server, url) = signal(link);
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("payload.bin");
-    let data = random_bytes(SIZE, 0x1055);
+    let data = random_bytes(SIZE, seed);
     std::fs::write(&src, &data).unwrap();
     let dst = dir.path().join("out");
     std::fs::create_dir(&dst).unwrap();
@@ -246,13 +268,75 @@ fn transfer_completes_intact_at_one_percent_loss() {
 
     let got = std::fs::read(dst.join("payload.bin")).unwrap();
     assert!(got == data, "the received file differs from the one sent");
+    elapsed
+}
+
+#[test]
+fn transfer_completes_intact_at_one_percent_loss() {
+    let link = Link::new();
+    link.add_loss();
+    let elapsed = transfer(&link, 0x1055);
     // ~17,500 packets at 1%: expect ~170 drops; far fewer means the loss was not exercised.
-    let dropped = link.dropped();
+    let dropped = link.counters()[0];
     assert!(dropped >= 20, "only {dropped} packets dropped");
     eprintln!(
         "{} MiB at {LOSS} loss ({dropped} packets dropped) in {:.2} s ({:.1} MB/s)",
         SIZE >> 20,
         elapsed.as_secs_f64(),
         SIZE as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
+
+/// IP packet sizes (iptables' `length`: the whole IPv4 packet) of one DATA packet: SCTP packet,
+/// DTLS record (13-byte header, 8-byte explicit nonce, 16-byte tag), UDP and IPv4 headers.
+fn on_the_wire(sctp: u32) -> u32 {
+    sctp + 37 + 8 + 20
+}
+
+#[test]
+fn data_packets_grow_to_what_the_path_carries() {
+    let link = Link::new();
+    // Counted, not dropped: full-size packets at the probed ceiling, and at the base size.
+    let ceiling = on_the_wire(1432);
+    let base = on_the_wire(1188);
+    link.udp_of_length(&format!("{ceiling}"), &[]);
+    link.udp_of_length(&format!("{base}"), &[]);
+    transfer(&link, 0x3701);
+    let counters = link.counters();
+    let (large, small) = (counters[0], counters[1]);
+    eprintln!("{large} packets of {ceiling} bytes, {small} of {base}");
+    // 20 MiB is ~15,000 packets of 1404 bytes of data; only the first frames, cut before the
+    // first probe's answer, may go at the base size.
+    assert!(
+        large >= 12_000,
+        "{large} packets of {ceiling} bytes, {small} of {base}"
+    );
+    assert!(
+        small < large / 4,
+        "{large} packets of {ceiling} bytes, {small} of {base}"
+    );
+}
+
+#[test]
+fn a_path_that_drops_large_packets_still_carries_the_transfer() {
+    let link = Link::new();
+    // Everything over 1400 bytes vanishes, with no ICMP: probes above it go unanswered.
+    link.udp_of_length("1401:65535", &["-j", "DROP"]);
+    link.udp_of_length(&format!("{}:1400", on_the_wire(1188) + 1), &[]);
+    transfer(&link, 0x1400);
+    let counters = link.counters();
+    let (dropped, between) = (counters[0], counters[1]);
+    eprintln!("{dropped} packets over 1400 bytes dropped, {between} between the base and 1400");
+    // The probes found a size above the base that passes; only probes were dropped. The
+    // search takes a few hundred milliseconds here (each size that fails waits for three
+    // probes), and what mp handed SCTP before it ends was cut for the base size, so this
+    // counts only the rest.
+    assert!(
+        between >= 2_000,
+        "{between} packets between the base and 1400 bytes"
+    );
+    assert!(
+        (1..=20).contains(&dropped),
+        "{dropped} packets over 1400 bytes dropped"
     );
 }
