@@ -65,10 +65,13 @@ pub(crate) const MAX_GRO_SEGMENTS: usize = 64;
 /// `UDP_SEGMENT` at 64 segments per `sendmsg`; a socket may report fewer.
 pub(crate) const MAX_GSO_SEGMENTS: usize = 64;
 
-/// Upper bound on the total bytes of one UDP GSO batch. Kept at the single-datagram
-/// UDP payload limit (65535) so a batch never trips the kernel's aggregate-size
-/// checks and disables GSO — at ~1.25 KB datagrams this still coalesces ~50 per call.
-pub(crate) const MAX_GSO_BATCH_BYTES: usize = 65535;
+/// Upper bound on the total bytes of one UDP GSO batch: the largest UDP payload of one
+/// IPv4 datagram (65,535 less the 20-byte IPv4 and 8-byte UDP headers), which the kernel
+/// checks a GSO batch against as a whole. A larger batch fails with EMSGSIZE, and every
+/// datagram in it is lost — again at each retransmission, as a retransmitted burst is cut
+/// the same way (the limit was 65,535, which 48 datagrams of 1,365 bytes, an SCTP packet of
+/// 1,328 in a DTLS record, exceed). At ~1.25 KB datagrams this still coalesces ~50 per call.
+pub(crate) const MAX_GSO_BATCH_BYTES: usize = 65_535 - 20 - 8;
 
 /// Minimum datagrams in a run before it is worth a single GSO `sendmsg` instead of
 /// individual `send_to`s. GSO trades N cheap `sendto` syscalls for one heavier
