@@ -1196,25 +1196,51 @@ where
         let step = stride.max(1);
         // One clock read per receive call: the datagrams of a GRO batch arrived together.
         let now = self.inner.runtime.now();
-        let mut off = 0;
-        while off < n {
-            let end = (off + step).min(n);
-            if let Err(err) = self
-                .handle_read(TaggedBytesMut {
-                    now,
-                    transport: TransportContext {
-                        local_addr,
-                        peer_addr,
-                        ecn: None,
-                        transport_protocol: TransportProtocol::UDP,
-                    },
-                    message: BytesMut::from(&buf[off..end]),
-                })
-                .await
-            {
+        let transport = TransportContext {
+            local_addr,
+            peer_addr,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        };
+        // One allocation and one copy for the whole batch; each datagram is split off it as a
+        // `BytesMut` of its own, sharing the allocation (freed when the last is dropped).
+        // Was: an allocation and a copy per datagram.
+        let mut batch = BytesMut::from(&buf[..n]);
+        let next = |batch: &mut BytesMut| batch.split_to(step.min(batch.len()));
+        // A receive call's datagrams share their 4-tuple, so where they go is decided once,
+        // and the core is locked once for all of them.
+        let probe = TaggedBytesMut {
+            now,
+            transport,
+            message: BytesMut::new(),
+        };
+        if self.turn_relayer.is_turn_message(&probe) || self.stun_gatherer.is_stun_message(&probe) {
+            while !batch.is_empty() {
+                let message = next(&mut batch);
+                if let Err(err) = self
+                    .handle_read(TaggedBytesMut {
+                        now,
+                        transport,
+                        message,
+                    })
+                    .await
+                {
+                    error!("handle_read error: {}", err);
+                }
+            }
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        let mut core = inner.core.lock().await;
+        while !batch.is_empty() {
+            let message = next(&mut batch);
+            if let Err(err) = core.handle_read(TaggedBytesMut {
+                now,
+                transport,
+                message,
+            }) {
                 error!("handle_read error: {}", err);
             }
-            off = end;
         }
     }
 
