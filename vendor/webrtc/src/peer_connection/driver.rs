@@ -1206,39 +1206,29 @@ where
         // `BytesMut` of its own, sharing the allocation (freed when the last is dropped).
         // Was: an allocation and a copy per datagram.
         let mut batch = BytesMut::from(&buf[..n]);
-        let next = |batch: &mut BytesMut| batch.split_to(step.min(batch.len()));
-        // A receive call's datagrams share their 4-tuple, so where they go is decided once,
-        // and the core is locked once for all of them.
-        let probe = TaggedBytesMut {
-            now,
-            transport,
-            message: BytesMut::new(),
-        };
-        if self.turn_relayer.is_turn_message(&probe) || self.stun_gatherer.is_stun_message(&probe) {
-            while !batch.is_empty() {
-                let message = next(&mut batch);
-                if let Err(err) = self
-                    .handle_read(TaggedBytesMut {
-                        now,
-                        transport,
-                        message,
-                    })
-                    .await
-                {
-                    error!("handle_read error: {}", err);
-                }
-            }
-            return;
-        }
+        // The core is locked once, when the first datagram for it comes, for the rest of the
+        // batch. Each datagram is still classified on its own: a TURN response is recognised
+        // by its content (its transaction), not only by its 4-tuple.
         let inner = Arc::clone(&self.inner);
-        let mut core = inner.core.lock().await;
+        let mut core = None;
         while !batch.is_empty() {
-            let message = next(&mut batch);
-            if let Err(err) = core.handle_read(TaggedBytesMut {
+            let msg = TaggedBytesMut {
                 now,
                 transport,
-                message,
-            }) {
+                message: batch.split_to(step.min(batch.len())),
+            };
+            let handled = if self.turn_relayer.is_turn_message(&msg) {
+                self.turn_relayer.handle_read(msg)
+            } else if self.stun_gatherer.is_stun_message(&msg) {
+                self.stun_gatherer.handle_read(msg)
+            } else {
+                let core = match &mut core {
+                    Some(core) => core,
+                    None => core.insert(inner.core.lock().await),
+                };
+                core.handle_read(msg)
+            };
+            if let Err(err) = handled {
                 error!("handle_read error: {}", err);
             }
         }
