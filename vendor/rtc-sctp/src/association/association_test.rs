@@ -1640,3 +1640,31 @@ mod message_selection_test;
 
 #[path = "loss_recovery_test.rs"]
 mod loss_recovery_test;
+
+#[test]
+fn a_path_mtu_probe_deadline_counts_only_while_established() {
+    // Probes leave only from an established association; a deadline kept after it stops
+    // being one would stay in the past and wake the caller for nothing until it is gone.
+    let mut a = create_association(TransportConfig::default().with_max_path_mtu(4000));
+    a.control_queue.clear();
+    a.timers.stop(Timer::T1Init);
+    a.set_state(AssociationState::Established);
+    let now = Instant::now();
+    let (sent, _) = a.gather_outbound(now);
+    assert_eq!(sent.len(), 1, "the first probe");
+    assert!(a.poll_timeout().is_some());
+    a.set_state(AssociationState::ShutdownPending);
+    assert_eq!(a.poll_timeout(), None);
+}
+
+#[test]
+fn probes_never_outgrow_the_pad_chunk() {
+    let mut a = create_association(TransportConfig::default().with_max_path_mtu(u32::MAX));
+    a.control_queue.clear();
+    a.timers.stop(Timer::T1Init);
+    a.set_state(AssociationState::Established);
+    let (sent, _) = a.gather_outbound(Instant::now());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].len(), path_mtu::MAX_PROBE_SIZE as usize);
+    assert!(Packet::unmarshal(&sent[0]).is_ok());
+}

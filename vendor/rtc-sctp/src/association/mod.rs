@@ -541,14 +541,15 @@ impl Association {
     /// - a call was made to `handle_timeout`
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.timers.next_timeout(),
-            self.tlp_at,
-            self.path_mtu.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Probes go out only while established (`gather_outbound`), so only then is their
+        // deadline one that `poll_transmit` acts on.
+        let path_mtu = (self.state() == AssociationState::Established)
+            .then(|| self.path_mtu.poll_timeout())
+            .flatten();
+        [self.timers.next_timeout(), self.tlp_at, path_mtu]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Returns packets to transmit
@@ -1387,10 +1388,15 @@ impl Association {
     ) -> Vec<Bytes> {
         // A HEARTBEAT is answered at once (no delayed SACK), so a probe is given up after
         // two round trips, not RTO.min: a path that does not carry the ceiling costs
-        // MAX_PROBES of these per size tried, while DATA flows at the current size.
-        let timeout = (2 * self.rto_mgr.srtt)
-            .max(path_mtu::PROBE_TIMEOUT_MIN)
-            .min(self.rto_mgr.get_rto());
+        // MAX_PROBES of these per size tried, while DATA flows at the current size. Without
+        // an RTT sample yet (the handshake was retransmitted), the RTO.
+        let rto = self.rto_mgr.get_rto();
+        let timeout = match self.rto_mgr.measured {
+            false => rto,
+            true => (2 * self.rto_mgr.srtt)
+                .max(path_mtu::PROBE_TIMEOUT_MIN)
+                .min(rto),
+        };
         let Some(probe) = self
             .path_mtu
             .poll_probe(now, Duration::from_millis(timeout))
@@ -3901,8 +3907,10 @@ impl Association {
                 self.rto_mgr.backoff();
                 // A second timeout in a row with nothing acknowledged between: the path may
                 // no longer carry the packet size that path MTU discovery found (RFC 8899
-                // §4.3, black hole). New chunks fall back to the base size at once.
-                if n_rtos >= 2
+                // §4.3, black hole). New chunks fall back to the base size at once. Only at
+                // the second: later ones in the same outage would each lower the search's
+                // ceiling again, below sizes that it has just found to pass.
+                if n_rtos == 2
                     && let Some(base) = self.path_mtu.on_black_hole(now)
                 {
                     debug!("[{}] T3-rtx twice: path MTU back to {base}", self.side);

@@ -1,7 +1,8 @@
 //! Packetization-layer path MTU discovery (DPLPMTUD, RFC 8899; §6.2 for SCTP).
 //!
-//! The association starts at a packet size that any path carries (its configured MTU, e.g.
-//! 1191 bytes, which fits a TURN-relayed IPv6 path of the 1280-byte minimum MTU). Most paths
+//! The association starts at a packet size that any path carries (its configured MTU rounded
+//! down to SCTP's 4-byte unit: mp's 1191 bytes, which fit a TURN-relayed IPv6 path of the
+//! 1280-byte minimum MTU, make 1188). Most paths
 //! carry more: on an Ethernet path with IPv4 an SCTP packet can be 1435 bytes inside its DTLS
 //! record, 20% more payload per packet and so 17% fewer packets for each layer to handle.
 //! This module finds out, by sending probes: a HEARTBEAT chunk padded with a PAD chunk
@@ -35,6 +36,8 @@ use std::time::{Duration, Instant};
 pub(crate) const MAX_PROBES: u32 = 3;
 /// The search ends when the largest passing and smallest failing sizes are closer than this.
 pub(crate) const GRANULARITY: u32 = 16;
+/// The largest probe, well within what the 16-bit length of its PAD chunk can describe.
+pub(crate) const MAX_PROBE_SIZE: u32 = 65_532;
 /// The shortest wait, in milliseconds, for a probe's answer before it counts as lost.
 pub(crate) const PROBE_TIMEOUT_MIN: u64 = 50;
 /// How long a finished search rests before it tries the ceiling again (RFC 8899
@@ -81,7 +84,8 @@ impl PathMtu {
     /// A search between `base` (the size in use, known to pass) and `max`. With `max` less
     /// than [`GRANULARITY`] above `base` there is nothing to search and no probe is ever sent.
     pub(crate) fn new(base: u32, max: u32, first_id: u64) -> Self {
-        let max = max & !3;
+        // A PAD chunk's length is 16 bits: no probe beyond what one can fill.
+        let max = max.min(MAX_PROBE_SIZE) & !3;
         PathMtu {
             base,
             max,

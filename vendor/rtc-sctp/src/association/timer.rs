@@ -190,6 +190,8 @@ pub(crate) struct RtoManager {
     pub(crate) rttvar: f64,
     pub(crate) rto: u64,
     pub(crate) no_update: bool,
+    /// An RTT has been measured (srtt can be 0 after one: it counts whole milliseconds).
+    pub(crate) measured: bool,
 }
 
 impl RtoManager {
@@ -207,6 +209,7 @@ impl RtoManager {
             return self.srtt;
         }
 
+        self.measured = true;
         if self.srtt == 0 {
             // First measurement
             self.srtt = rtt;
@@ -245,6 +248,7 @@ impl RtoManager {
         self.srtt = 0;
         self.rttvar = 0.0;
         self.rto = RTO_INITIAL;
+        self.measured = false;
     }
 
     /// set RTO value for testing
