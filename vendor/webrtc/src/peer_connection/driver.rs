@@ -2132,13 +2132,18 @@ where
                 // setup. (ECN is carried only on the GSO run path; inert today since the
                 // rtc core always emits ecn: None.)
                 for w in &writes[i..end] {
-                    if let Err(err) =
-                        send_datagrams(&*socket, &w.message, 0, tp.peer_addr, None).await
-                    {
-                        error!(
+                    match send_datagrams(&*socket, &w.message, 0, tp.peer_addr, None).await {
+                        Ok(_) => {}
+                        // An SCTP path MTU probe larger than the interface allows: lost, as
+                        // the probe expects.
+                        Err(err) if is_too_large_for_path(&err) => debug!(
+                            "Dropped a datagram too large for the path to {:?}",
+                            tp.peer_addr
+                        ),
+                        Err(err) => error!(
                             "Failed to write packet to {:?} from {:?}: {}",
                             tp.peer_addr, tp.local_addr, err
-                        );
+                        ),
                     }
                 }
             }
