@@ -1207,8 +1207,8 @@ where
         // Was: an allocation and a copy per datagram.
         let mut batch = BytesMut::from(&buf[..n]);
         // The core is locked once, when the first datagram for it comes, for the rest of the
-        // batch. Each datagram is still classified on its own: a TURN response is recognised
-        // by its content (its transaction), not only by its 4-tuple.
+        // batch. Each datagram is still routed on its own: a TURN response is recognised by
+        // its content (its transaction), not only by its 4-tuple.
         let inner = Arc::clone(&self.inner);
         let mut core = None;
         while !batch.is_empty() {
@@ -1217,34 +1217,37 @@ where
                 transport,
                 message: batch.split_to(step.min(batch.len())),
             };
-            let handled = if self.turn_relayer.is_turn_message(&msg) {
-                self.turn_relayer.handle_read(msg)
-            } else if self.stun_gatherer.is_stun_message(&msg) {
-                self.stun_gatherer.handle_read(msg)
-            } else {
-                let core = match &mut core {
-                    Some(core) => core,
-                    None => core.insert(inner.core.lock().await),
-                };
-                core.handle_read(msg)
-            };
-            if let Err(err) = handled {
+            if let Err(err) = self.route_read(msg, &inner, &mut core).await {
                 error!("handle_read error: {}", err);
             }
         }
     }
 
     async fn handle_read(&mut self, msg: TaggedBytesMut) -> Result<()> {
-        if self.turn_relayer.is_turn_message(&msg) {
-            self.turn_relayer.handle_read(msg)?;
-        } else if self.stun_gatherer.is_stun_message(&msg) {
-            self.stun_gatherer.handle_read(msg)?;
-        } else {
-            let mut core = self.inner.core.lock().await;
-            core.handle_read(msg)?;
-        }
+        let inner = Arc::clone(&self.inner);
+        self.route_read(msg, &inner, &mut None).await
+    }
 
-        Ok(())
+    /// Hands a received datagram to the TURN relayer, the STUN gatherer or the core, in that
+    /// order of checks. The core is locked into `core` at the first datagram for it, and stays
+    /// locked there for the caller's next ones.
+    async fn route_read<'a>(
+        &mut self,
+        msg: TaggedBytesMut,
+        inner: &'a PeerConnectionRef,
+        core: &mut Option<futures::lock::MutexGuard<'a, rtc::peer_connection::RTCPeerConnection>>,
+    ) -> Result<()> {
+        if self.turn_relayer.is_turn_message(&msg) {
+            self.turn_relayer.handle_read(msg)
+        } else if self.stun_gatherer.is_stun_message(&msg) {
+            self.stun_gatherer.handle_read(msg)
+        } else {
+            let core = match core {
+                Some(core) => core,
+                None => core.insert(inner.core.lock().await),
+            };
+            core.handle_read(msg)
+        }
     }
 
     async fn handle_stun_gather_event(&mut self, event: RTCStunGatherEventOut) {
