@@ -1371,8 +1371,7 @@ impl Association {
     /// bundling and retransmission fill packets up to it. Chunks already cut keep their size.
     fn set_mtu(&mut self, mtu: u32) {
         self.mtu = mtu;
-        self.max_payload_size =
-            mtu.saturating_sub(COMMON_HEADER_SIZE + DATA_CHUNK_HEADER_SIZE) & !3;
+        self.max_payload_size = crate::config::max_payload_size_for_mtu(mtu);
         for stream in self.streams.values_mut() {
             stream.max_payload_size = self.max_payload_size;
         }
