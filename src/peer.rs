@@ -228,11 +228,10 @@ impl Peer {
         } else {
             DEFAULT_SCTP_MTU
         });
-        let mut settings = SettingEngineBuilder::new().with_sctp_mtu(mtu);
-        if mtu < MAX_SCTP_PATH_MTU {
-            settings = settings.with_sctp_max_path_mtu(MAX_SCTP_PATH_MTU);
-        }
-        let settings = settings
+        let settings = SettingEngineBuilder::new()
+            .with_sctp_mtu(mtu)
+            // rtc-sctp searches only from a start at least 16 bytes under it: not on loopback.
+            .with_sctp_max_path_mtu(MAX_SCTP_PATH_MTU)
             // The offerer (mp send) is then the DTLS client, hence the SCTP client, and opens
             // the data channel.
             .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
