@@ -128,6 +128,7 @@ pub struct ConfigBuilder {
     server_name: String,
     mtu: usize,
     replay_protection_window: usize,
+    insecure_skip_verify_hello: bool,
 }
 
 impl Default for ConfigBuilder {
@@ -153,6 +154,7 @@ impl Default for ConfigBuilder {
             server_name: String::default(),
             mtu: 0,
             replay_protection_window: 0,
+            insecure_skip_verify_hello: false,
         }
     }
 }
@@ -325,6 +327,18 @@ impl ConfigBuilder {
     /// accepted packet will be discarded. (default is 64)
     pub fn with_replay_protection_window(mut self, replay_protection_window: usize) -> Self {
         self.replay_protection_window = replay_protection_window;
+        self
+    }
+
+    /// insecure_skip_verify_hello makes a server answer a ClientHello without a cookie with
+    /// its ServerHello flight at once, instead of a HelloVerifyRequest, saving the handshake a
+    /// round trip (RFC 6347 §4.2.1 lets a server skip the cookie exchange). The exchange proves
+    /// that the client receives at its source address, so that a spoofed ClientHello cannot
+    /// turn the server into an amplifier; skip it only where that is already proven, as in
+    /// WebRTC, where DTLS runs on a path that ICE's authenticated checks validated (RFC 9147
+    /// §5.1 names that case). A client accepts either answer whatever this says. Default false.
+    pub fn with_insecure_skip_verify_hello(mut self, skip: bool) -> Self {
+        self.insecure_skip_verify_hello = skip;
         self
     }
 }
@@ -595,6 +609,7 @@ impl ConfigBuilder {
             maximum_transmission_unit,
             maximum_retransmit_number,
             replay_protection_window,
+            insecure_skip_verify_hello: self.insecure_skip_verify_hello,
         })
     }
 }
@@ -654,6 +669,7 @@ pub struct HandshakeConfig {
     pub(crate) maximum_transmission_unit: usize,
     pub(crate) maximum_retransmit_number: usize,
     pub(crate) replay_protection_window: usize,
+    pub(crate) insecure_skip_verify_hello: bool,
 }
 
 impl fmt::Debug for HandshakeConfig {
@@ -681,6 +697,10 @@ impl fmt::Debug for HandshakeConfig {
             .field("maximum_transmission_unit", &self.maximum_transmission_unit)
             .field("maximum_retransmit_number", &self.maximum_retransmit_number)
             .field("replay_protection_window", &self.replay_protection_window)
+            .field(
+                "insecure_skip_verify_hello",
+                &self.insecure_skip_verify_hello,
+            )
             .finish()
     }
 }
@@ -713,6 +733,7 @@ impl HandshakeConfig {
             maximum_transmission_unit: DEFAULT_MTU,
             maximum_retransmit_number: DEFAULT_MAXIMUM_RETRANSMIT_NUMBER,
             replay_protection_window: DEFAULT_REPLAY_PROTECTION_WINDOW,
+            insecure_skip_verify_hello: false,
         }
     }
 

@@ -1130,4 +1130,142 @@ mod tests {
         );
         Ok(())
     }
+
+    /// The first handshake message a server datagram carries: the type byte after the 13-byte
+    /// record header and before the 12-byte handshake header's length.
+    fn first_handshake_type(datagram: &[u8]) -> u8 {
+        assert_eq!(datagram[0], 22, "a handshake record");
+        datagram[13]
+    }
+
+    /// Client and server pump each other's datagrams until both complete; returns the number
+    /// of server flights that took, and the first datagram the server sent.
+    fn server_flights_to_complete(
+        client: &mut Endpoint,
+        server: &mut Endpoint,
+    ) -> Result<(usize, BytesMut)> {
+        let (mut client_complete, mut server_complete) = (false, false);
+        let mut first = None;
+        for flights in 1..32 {
+            for event in transfer(client, server, client_addr())? {
+                server_complete |= matches!(event, EndpointEvent::HandshakeComplete);
+            }
+            let mut events = vec![];
+            while let Some(transmit) = server.poll_transmit() {
+                first.get_or_insert_with(|| transmit.message.clone());
+                events.extend(client.read(
+                    Instant::now(),
+                    server_addr(),
+                    transmit.transport.ecn,
+                    transmit.message,
+                )?);
+            }
+            client_complete |= events
+                .iter()
+                .any(|event| matches!(event, EndpointEvent::HandshakeComplete));
+            if client_complete && server_complete {
+                return Ok((flights, first.expect("the server sent something")));
+            }
+        }
+        panic!("the handshake did not complete");
+    }
+
+    fn skip_hello_verify_config(
+        provider: Arc<dyn RTCCryptoProvider>,
+        skip: bool,
+    ) -> Result<Arc<HandshakeConfig>> {
+        Ok(Arc::new(
+            ConfigBuilder::default()
+                .with_crypto_provider(provider.clone())
+                .with_cipher_suites(vec![CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256])
+                .with_insecure_skip_verify(true)
+                .with_insecure_skip_verify_hello(skip)
+                .with_certificates(vec![Certificate::generate_self_signed(
+                    vec!["localhost".to_owned()],
+                    provider.crypto(),
+                )?])
+                .build(false, None)?,
+        ))
+    }
+
+    /// A server told to skip the cookie exchange answers the first ClientHello with its
+    /// ServerHello flight (no HelloVerifyRequest), and the handshake takes one server flight
+    /// fewer; records then flow both ways. The default still sends HelloVerifyRequest.
+    #[cfg(feature = "crypto-ring")]
+    #[test]
+    fn a_server_that_skips_hello_verify_saves_the_handshake_a_round_trip() -> Result<()> {
+        const HELLO_VERIFY_REQUEST: u8 = 3;
+        const SERVER_HELLO: u8 = 2;
+        let provider: Arc<dyn RTCCryptoProvider> = Arc::new(crypto::providers::RingProvider::new());
+        let suites = [CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256];
+        let mut flights = vec![];
+        for skip in [false, true] {
+            let mut client = Endpoint::new(client_addr(), TransportProtocol::UDP, None);
+            let server_config = skip_hello_verify_config(provider.clone(), skip)?;
+            let mut server =
+                Endpoint::new(server_addr(), TransportProtocol::UDP, Some(server_config));
+            let client_config = config(provider.clone(), true, &suites)?;
+            client.connect(Instant::now(), server_addr(), client_config, None)?;
+            let (count, first) = server_flights_to_complete(&mut client, &mut server)?;
+            let expected = if skip {
+                SERVER_HELLO
+            } else {
+                HELLO_VERIFY_REQUEST
+            };
+            assert_eq!(first_handshake_type(&first), expected, "skip = {skip}");
+            flights.push(count);
+
+            client.write(Instant::now(), server_addr(), b"after a shorter handshake")?;
+            let events = transfer(&mut client, &mut server, client_addr())?;
+            assert!(events.into_iter().any(|event| matches!(
+                event,
+                EndpointEvent::ApplicationData(data) if data.as_ref() == b"after a shorter handshake"
+            )));
+        }
+        assert_eq!(flights[1] + 1, flights[0], "server flights: {flights:?}");
+        Ok(())
+    }
+
+    /// A lost ServerHello flight is repaired when the client's timer repeats its ClientHello:
+    /// the server sends its flight again. With or without the cookie exchange before it (with
+    /// it, rtc-dtls 0.21.1 cancelled the server's own timer on the repeat and never answered).
+    #[cfg(feature = "crypto-ring")]
+    #[test]
+    fn a_lost_server_hello_flight_is_sent_again_when_the_client_repeats_its_hello() -> Result<()> {
+        let provider: Arc<dyn RTCCryptoProvider> = Arc::new(crypto::providers::RingProvider::new());
+        let suites = [CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256];
+        for skip in [false, true] {
+            let mut client = Endpoint::new(client_addr(), TransportProtocol::UDP, None);
+            let server_config = skip_hello_verify_config(provider.clone(), skip)?;
+            let mut server =
+                Endpoint::new(server_addr(), TransportProtocol::UDP, Some(server_config));
+            let client_config = config(provider.clone(), true, &suites)?;
+            client.connect(Instant::now(), server_addr(), client_config, None)?;
+            if !skip {
+                // The cookie exchange goes through: HelloVerifyRequest and a ClientHello with
+                // the cookie.
+                transfer(&mut client, &mut server, client_addr())?;
+                transfer(&mut server, &mut client, server_addr())?;
+            }
+
+            transfer(&mut client, &mut server, client_addr())?;
+            let mut lost = 0;
+            while server.poll_transmit().is_some() {
+                lost += 1;
+            }
+            assert!(lost > 0, "the server answered the ClientHello");
+
+            let deadline = client
+                .poll_timeout(&server_addr())
+                .expect("a client waiting for the server's flight arms a retransmit timer");
+            client.handle_timeout(server_addr(), deadline)?;
+            let (_, first) = server_flights_to_complete(&mut client, &mut server)?;
+            assert_eq!(
+                first_handshake_type(&first),
+                2,
+                "skip = {skip}: ServerHello again"
+            );
+        }
+        Ok(())
+    }
 }

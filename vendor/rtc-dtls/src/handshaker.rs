@@ -192,7 +192,8 @@ impl DTLSConn {
                 srv_cli_str(self.state.is_client),
                 self.current_flight
             );
-            self.current_retransmit_timer = None;
+            let timer = self.current_retransmit_timer.take();
+            let new = std::mem::take(&mut self.handshake_rx_new);
             let result = self.current_flight.parse(
                 /*&mut self.handle_queue_tx,*/ &mut self.state,
                 &self.cache,
@@ -214,6 +215,21 @@ impl DTLSConn {
                     if let Some(err) = err {
                         return Err(err);
                     }
+                    // Nothing to move on with. Was: the retransmit timer stayed cancelled,
+                    // so a peer that repeated its flight (ours was lost) before our timer
+                    // fired left both sides waiting for good.
+                    if !new && self.retransmit {
+                        // RFC 6347 §4.2.4: a retransmitted flight read while waiting sends
+                        // ours again, against the same budget as the timer's retransmissions.
+                        self.current_retransmit_count += 1;
+                        if self.current_retransmit_count > self.maximum_retransmit_number {
+                            return Ok(HandshakeState::Errored);
+                        }
+                        return Ok(HandshakeState::Sending);
+                    }
+                    // Part of the peer's next flight, or nothing of use: keep waiting, with
+                    // the timer that was running.
+                    self.current_retransmit_timer = timer;
                 }
                 Ok(next_flight) => {
                     debug!(

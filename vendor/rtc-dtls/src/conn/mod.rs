@@ -116,6 +116,10 @@ pub struct DTLSConn {
     /// Reset on every `read`, unlike the sticky `handshake_rx`, so a completed association can tell
     /// an RFC 6347 §4.2.4 last-flight repeat from ordinary post-handshake application data.
     pub(crate) received_handshake_in_last_datagram: bool,
+    /// Whether a handshake message not seen before arrived since the handshaker last looked.
+    /// Handshake records that carry only messages already cached are the peer repeating its
+    /// flight: ours was lost, and RFC 6347 §4.2.4 has us send it again.
+    pub(crate) handshake_rx_new: bool,
 }
 
 impl DTLSConn {
@@ -183,6 +187,7 @@ impl DTLSConn {
             retransmit: false,
             handshake_rx: None,
             received_handshake_in_last_datagram: false,
+            handshake_rx_new: false,
         }
     }
 
@@ -823,7 +828,7 @@ impl DTLSConn {
                     }
                 };
 
-                self.cache.push(
+                self.handshake_rx_new |= self.cache.push(
                     out,
                     epoch,
                     raw_handshake.handshake_header.message_sequence,
