@@ -235,6 +235,10 @@ impl Peer {
             // The offerer (mp send) is then the DTLS client, hence the SCTP client, and opens
             // the data channel.
             .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
+            // The receiver, the DTLS server, answers the ClientHello with its ServerHello
+            // flight, not a cookie: ICE's checks already proved the address, and the round
+            // trip it saves is 100 ms of set-up on a 100 ms path.
+            .with_dtls_skip_hello_verify(true)
             .with_include_loopback_candidate(loopback)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_sctp_max_message_size(

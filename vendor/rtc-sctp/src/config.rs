@@ -63,6 +63,7 @@ pub struct TransportConfig {
     timer_config: TimerConfig,
     zero_checksum: bool,
     max_path_mtu: u32,
+    initial_cwnd_packets: u32,
 }
 
 impl Default for TransportConfig {
@@ -76,6 +77,7 @@ impl Default for TransportConfig {
             timer_config: TimerConfig::default(),
             zero_checksum: false,
             max_path_mtu: 0,
+            initial_cwnd_packets: 0,
         }
     }
 }
@@ -176,6 +178,23 @@ impl TransportConfig {
     /// The path MTU discovery ceiling (see [`Self::with_max_path_mtu`]); 0 when off.
     pub fn max_path_mtu(&self) -> u32 {
         self.max_path_mtu
+    }
+
+    /// Starts the congestion window at `value` full packets (of the association's MTU) instead
+    /// of RFC 9260 §7.2.1's min(4·MTU, max(2·MTU, 4380 bytes)), about three packets. Ten is
+    /// what TCP (RFC 6928), QUIC (RFC 9002 §7.2) and libwebrtc's SCTP (dcsctp's
+    /// `cwnd_mtus_initial`) start from: slow start then reaches a given window one or two round
+    /// trips sooner, which on a long path is most of a small message's time. 0 (the default)
+    /// keeps RFC 9260's rule.
+    pub fn with_initial_cwnd_packets(mut self, value: u32) -> Self {
+        self.initial_cwnd_packets = value;
+        self
+    }
+
+    /// The initial congestion window in packets (see [`Self::with_initial_cwnd_packets`]); 0
+    /// when RFC 9260's rule applies.
+    pub fn initial_cwnd_packets(&self) -> u32 {
+        self.initial_cwnd_packets
     }
 }
 

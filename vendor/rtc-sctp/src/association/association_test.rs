@@ -684,6 +684,34 @@ fn initial_cwnd_is_computed_safely_for_non_default_mtus() {
 }
 
 #[test]
+fn a_configured_initial_cwnd_counts_whole_packets() {
+    let config = TransportConfig::default().with_initial_cwnd_packets(10);
+    let a = Association::new(
+        None,
+        Arc::new(config),
+        1200,
+        0,
+        SocketAddr::from_str("0.0.0.0:0").unwrap(),
+        SocketAddr::from_str("0.0.0.0:0").unwrap(),
+        TransportProtocol::UDP,
+        Instant::now(),
+    );
+    assert_eq!(a.cwnd, 10 * a.mtu);
+    // RFC 9260's rule when not configured: 4380 bytes for this MTU.
+    let a = Association::new(
+        None,
+        Arc::new(TransportConfig::default()),
+        1200,
+        0,
+        SocketAddr::from_str("0.0.0.0:0").unwrap(),
+        SocketAddr::from_str("0.0.0.0:0").unwrap(),
+        TransportProtocol::UDP,
+        Instant::now(),
+    );
+    assert_eq!(a.cwnd, 4380);
+}
+
+#[test]
 fn many_small_chunks_bundle_within_mtu() {
     // Per-chunk padding (17-byte payloads: 33 raw, 36 padded) compounds; a
     // payload-only accounting packed bundles that marshalled well past the

@@ -439,7 +439,11 @@ impl Association {
         // panicked for effective MTUs below ~1095 (`Ord::clamp` with
         // min > max) and overflowed near `u32::MAX`, both reachable through
         // `EndpointConfig::max_payload_size` and MTU-derived payload budgets.
-        let cwnd = mtu.saturating_mul(2).max(4380).min(mtu.saturating_mul(4));
+        let cwnd = match config.initial_cwnd_packets() {
+            0 => mtu.saturating_mul(2).max(4380).min(mtu.saturating_mul(4)),
+            // A configured initial window (RFC 6928's IW10 for TCP, dcsctp's for SCTP).
+            packets => mtu.saturating_mul(packets),
+        };
         // RFC 4960 requires an unpredictable initial TSN. SCTP remains usable without an RTC
         // crypto provider, so this deliberately uses `rand`'s thread-local CSPRNG.
         let mut tsn = random::<u32>();

@@ -134,6 +134,7 @@ impl RTCPeerConnection {
             disable_certificate_fingerprint_verification: setting_engine
                 .disable_certificate_fingerprint_verification,
             replay_protection: setting_engine.replay_protection,
+            skip_hello_verify: setting_engine.dtls_skip_hello_verify,
             crypto_provider,
         })?;
 

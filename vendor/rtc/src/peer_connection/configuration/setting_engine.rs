@@ -359,6 +359,7 @@ pub struct SettingEngine {
     pub(crate) answering_dtls_role: RTCDtlsRole,
     pub(crate) disable_certificate_fingerprint_verification: bool,
     pub(crate) allow_insecure_verification_algorithm: bool,
+    pub(crate) dtls_skip_hello_verify: bool,
     pub(crate) disable_media_engine_copy: bool,
     pub(crate) disable_media_engine_multiple_codecs: bool,
     pub(crate) srtp_protection_profiles: Vec<SrtpProtectionProfile>,
@@ -950,6 +951,19 @@ impl SettingEngineBuilder {
     /// * `is_allowed` - `true` to allow insecure algorithms, `false` to disallow
     pub fn with_allow_insecure_verification_algorithm(mut self, is_allowed: bool) -> Self {
         self.0.allow_insecure_verification_algorithm = is_allowed;
+        self
+    }
+
+    /// Lets the DTLS server (the side whose role is server after SDP negotiation) answer the
+    /// first ClientHello with its ServerHello flight instead of a HelloVerifyRequest, which
+    /// saves connection set-up one round trip. The cookie exchange proves that a client
+    /// receives at its source address; here ICE has already proven that with authenticated
+    /// connectivity checks, and this crate accepts DTLS only from an address on a checked pair
+    /// and answers only on the selected pair (RFC 9147 §5.1 names this case; Chromium's and
+    /// libdatachannel's DTLS servers send no HelloVerifyRequest). The client side accepts
+    /// either answer whatever this says. Off unless set.
+    pub fn with_dtls_skip_hello_verify(mut self, skip: bool) -> Self {
+        self.0.dtls_skip_hello_verify = skip;
         self
     }
 

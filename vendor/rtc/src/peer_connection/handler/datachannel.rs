@@ -407,9 +407,10 @@ impl<'a>
                 self.data_channels
                     .assign_stream_ids(self.dtls_role, self.max_channels)?;
 
-                // Out-of-band negotiated channels have no DCEP handshake, so they are
-                // open immediately and fire the open event here. In-band channels stay
-                // connecting until their `DATA_CHANNEL_ACK` arrives in `handle_read`.
+                // Out-of-band negotiated channels have no DCEP handshake, and ordered in-band
+                // ones need not wait for it (below): they are open immediately and fire the
+                // open event here. Unordered in-band channels stay connecting until their
+                // `DATA_CHANNEL_ACK` arrives in `handle_read`.
                 let mut opened = Vec::new();
                 for data_channel_internal in self.data_channels.values_mut() {
                     // Only dial channels that have not been dialed yet. An in-band channel stays
@@ -420,7 +421,16 @@ impl<'a>
                     {
                         data_channel_internal.dial(association_handle)?;
 
-                        if data_channel_internal.negotiated {
+                        if data_channel_internal.ordered && !data_channel_internal.negotiated {
+                            // The DATA_CHANNEL_OPEN just queued is the first message on the
+                            // stream, and the peer delivers the stream in order: user data
+                            // sent from now on reaches it after the OPEN that creates the
+                            // channel there. RFC 8832 §6 lets the initiator send before the
+                            // ACK, and Chromium opens such a channel at this point too; waiting
+                            // for the ACK cost a round trip before the first message.
+                            data_channel_internal.ready_state = RTCDataChannelState::Open;
+                        }
+                        if data_channel_internal.ready_state == RTCDataChannelState::Open {
                             opened.push(data_channel_internal.id);
                         } else {
                             // In-band channels have a DCEP handshake to complete; arm a
@@ -602,12 +612,17 @@ mod tests {
 
     /// An in-band channel that already has its stream id, i.e. one past the point where
     /// `assign_stream_ids` would have run. These tests are about DCEP open/ack timing, not
-    /// about stream-id assignment.
+    /// about stream-id assignment. Unordered, because an ordered in-band channel does not wait
+    /// for the ACK (`ordered_in_band_channel_opens_once_its_open_message_is_queued`).
     fn in_band_channel(stream_id: StreamId) -> RTCDataChannelInternal {
+        in_band_channel_ordered(stream_id, false)
+    }
+
+    fn in_band_channel_ordered(stream_id: StreamId, ordered: bool) -> RTCDataChannelInternal {
         let mut dc = RTCDataChannelInternal::new(DataChannelParameters {
             label: "timing-test".to_string(),
             protocol: String::new(),
-            ordered: true,
+            ordered,
             max_packet_life_time: None,
             max_retransmits: None,
             negotiated: None,
@@ -676,6 +691,50 @@ mod tests {
     /// `Connecting` with no open event; the open event fires exactly once, and
     /// `ready_state` flips to `Open`, only when the peer's `DATA_CHANNEL_ACK`
     /// is processed.
+    /// An ordered in-band channel is Open, and says so, as soon as the SCTP association is up
+    /// and its DATA_CHANNEL_OPEN is queued: the peer will read the OPEN before anything sent
+    /// after it on the stream, so nothing waits a round trip for the ACK.
+    #[test]
+    fn ordered_in_band_channel_opens_once_its_open_message_is_queued() {
+        let now = Instant::now();
+        let mut ctx = DataChannelHandlerContext::new(now);
+        let (mut data_channels, handles) = registry(vec![in_band_channel_ordered(1, true)]);
+        let handle = handles[0];
+        let mut stats = RTCStatsAccumulator::new();
+        {
+            let mut handler = DataChannelHandler::new(
+                &mut ctx,
+                &mut data_channels,
+                &mut stats,
+                None,
+                RTCDtlsRole::Server,
+                None,
+            );
+            handler
+                .handle_event(TaggedRTCEventInternal {
+                    now,
+                    event: RTCEventInternal::SCTPHandshakeComplete(0),
+                })
+                .unwrap();
+            assert_eq!(handler.poll_timeout(), None, "no DCEP deadline to wait on");
+        }
+
+        let dc = data_channels.get(&handle).unwrap();
+        assert_eq!(dc.ready_state, RTCDataChannelState::Open);
+        assert_eq!(dc.handshake_deadline, None);
+        let first = ctx.write_outs.front().expect("the OPEN is queued");
+        assert!(matches!(
+            &first.message,
+            RTCMessageInternal::Dtls(DTLSMessage::Sctp(m))
+                if m.ppi == PayloadProtocolIdentifier::Dcep && m.stream_id == 1
+        ));
+        assert!(ctx.read_outs.iter().any(|m| matches!(
+            &m.message,
+            RTCMessageInternal::Dtls(DTLSMessage::DataChannel(app))
+                if matches!(app.data_channel_event, DataChannelEvent::Open)
+        )));
+    }
+
     #[test]
     fn in_band_channel_fires_open_only_when_ack_is_processed() {
         let now = Instant::now();

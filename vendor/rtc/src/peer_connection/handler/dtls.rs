@@ -571,6 +571,7 @@ mod tests {
                 allow_insecure_verification_algorithm: false,
                 disable_certificate_fingerprint_verification: false,
                 replay_protection: Default::default(),
+                skip_hello_verify: false,
                 crypto_provider: provider,
             },
         )
@@ -603,6 +604,7 @@ mod tests {
                 allow_insecure_verification_algorithm: false,
                 disable_certificate_fingerprint_verification: false,
                 replay_protection: Default::default(),
+                skip_hello_verify: false,
                 crypto_provider: provider,
             },
         )
@@ -659,6 +661,7 @@ mod tests {
                 allow_insecure_verification_algorithm: false,
                 disable_certificate_fingerprint_verification: false,
                 replay_protection: Default::default(),
+                skip_hello_verify: false,
                 crypto_provider: provider,
             },
         )

@@ -62,6 +62,7 @@ pub(crate) struct DtlsTransport {
     pub(crate) allow_insecure_verification_algorithm: bool,
     pub(crate) disable_certificate_fingerprint_verification: bool,
     pub(crate) replay_protection: ReplayProtection,
+    pub(crate) skip_hello_verify: bool,
 }
 
 pub(crate) struct RTCDtlsTransportConfig {
@@ -74,6 +75,7 @@ pub(crate) struct RTCDtlsTransportConfig {
     pub(crate) allow_insecure_verification_algorithm: bool,
     pub(crate) disable_certificate_fingerprint_verification: bool,
     pub(crate) replay_protection: ReplayProtection,
+    pub(crate) skip_hello_verify: bool,
     pub(crate) crypto_provider: Arc<dyn RTCCryptoProvider>,
 }
 
@@ -89,6 +91,7 @@ impl DtlsTransport {
             allow_insecure_verification_algorithm,
             disable_certificate_fingerprint_verification,
             replay_protection,
+            skip_hello_verify,
             crypto_provider,
         } = config;
         if !certificates.is_empty() {
@@ -125,6 +128,7 @@ impl DtlsTransport {
             allow_insecure_verification_algorithm,
             disable_certificate_fingerprint_verification,
             replay_protection,
+            skip_hello_verify,
             crypto_provider,
         })
     }
@@ -256,6 +260,7 @@ impl DtlsTransport {
                 .with_verify_peer_certificate(verify_peer_certificate)
                 .with_extended_master_secret(::dtls::config::ExtendedMasterSecretType::Require)
                 .with_replay_protection_window(self.replay_protection.dtls)
+                .with_insecure_skip_verify_hello(self.skip_hello_verify)
                 .build(self.dtls_role == RTCDtlsRole::Client, None)?,
         ))
     }
@@ -395,6 +400,7 @@ mod tests {
             allow_insecure_verification_algorithm: false,
             disable_certificate_fingerprint_verification: false,
             replay_protection: ReplayProtection::default(),
+            skip_hello_verify: false,
             crypto_provider: crypto::default_provider().expect("test crypto provider"),
         })
         .expect("a self-signed ECDSA certificate is generated when none is supplied")
@@ -503,6 +509,7 @@ mod tests {
                 allow_insecure_verification_algorithm: false,
                 disable_certificate_fingerprint_verification: false,
                 replay_protection: ReplayProtection::default(),
+                skip_hello_verify: false,
                 crypto_provider: provider.clone(),
             })
         };

@@ -185,11 +185,14 @@ impl SctpTransport {
             sctp_endpoint_config.max_payload_size(::sctp::max_payload_size_for_mtu(mtu));
         }
         // SCTP here always runs over DTLS, which authenticates every record: announce RFC 9653's
-        // zero checksum, so neither side computes CRC32c for DATA once both have.
+        // zero checksum, so neither side computes CRC32c for DATA once both have. And, as in
+        // libwebrtc's SCTP (dcsctp), the congestion window starts at ten packets, not RFC 9260's
+        // three: a data channel's first messages reach the peer in fewer round trips.
         let mut sctp_transport_config = ::sctp::TransportConfig::default()
             .with_max_message_size(max_message_size)
             .with_sctp_port(local_port)
-            .with_zero_checksum(true);
+            .with_zero_checksum(true)
+            .with_initial_cwnd_packets(10);
         if let Some(recv_buf) = self.max_receive_buffer_size {
             sctp_transport_config = sctp_transport_config.with_max_receive_buffer_size(recv_buf);
         }
