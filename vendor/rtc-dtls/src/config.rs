@@ -706,6 +706,16 @@ impl fmt::Debug for HandshakeConfig {
 }
 
 impl HandshakeConfig {
+    /// This configuration with a different first retransmission timeout (doubled at each
+    /// retransmission of a flight). A caller that has measured the path's round trip before
+    /// the handshake (WebRTC: ICE's checks) can set it to a small multiple of that, instead of
+    /// the 1 s that an unknown path needs.
+    pub fn with_retransmit_interval(&self, interval: Duration) -> Self {
+        let mut config = self.clone();
+        config.retransmit_interval = interval;
+        config
+    }
+
     pub(crate) fn new(crypto_provider: Arc<dyn RTCCryptoProvider>) -> Self {
         Self {
             crypto_provider,

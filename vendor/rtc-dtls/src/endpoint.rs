@@ -1268,4 +1268,40 @@ mod tests {
         }
         Ok(())
     }
+
+    /// A flight that gets no answer is sent again after the configured interval, then after
+    /// twice that, four times, ... (RFC 6347 §4.2.4.1); the interval can be set per connection.
+    #[cfg(feature = "crypto-ring")]
+    #[test]
+    fn an_unanswered_flight_is_retransmitted_with_a_doubling_timeout() -> Result<()> {
+        let provider: Arc<dyn RTCCryptoProvider> = Arc::new(crypto::providers::RingProvider::new());
+        let suites = [CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256];
+        let interval = std::time::Duration::from_millis(100);
+        let client_config =
+            Arc::new(config(provider, true, &suites)?.with_retransmit_interval(interval));
+        let mut client = Endpoint::new(client_addr(), TransportProtocol::UDP, None);
+        let start = Instant::now();
+        client.connect(start, server_addr(), client_config, None)?;
+        let mut sent = 0;
+        while client.poll_transmit().is_some() {
+            sent += 1;
+        }
+        assert!(sent > 0, "the ClientHello went out");
+
+        let mut last = start;
+        for expected in [100, 200, 400, 800] {
+            let deadline = client
+                .poll_timeout(&server_addr())
+                .expect("an unanswered client keeps a retransmission timer");
+            assert_eq!(deadline - last, std::time::Duration::from_millis(expected));
+            client.handle_timeout(server_addr(), deadline)?;
+            assert!(
+                client.poll_transmit().is_some(),
+                "the flight was sent again"
+            );
+            while client.poll_transmit().is_some() {}
+            last = deadline;
+        }
+        Ok(())
+    }
 }

@@ -181,7 +181,7 @@ impl DTLSConn {
         if self.current_flight.is_last_send_flight() || self.is_handshake_completed() {
             Ok(HandshakeState::Finished)
         } else {
-            self.current_retransmit_timer = Some(now + self.handshake_config.retransmit_interval);
+            self.current_retransmit_timer = Some(now + self.retransmit_timeout());
             Ok(HandshakeState::Waiting)
         }
     }
@@ -275,6 +275,20 @@ impl DTLSConn {
         }
 
         Ok(HandshakeState::Finished)
+    }
+
+    /// How long to wait for the peer's answer to the flight just sent: the configured
+    /// interval, doubled for each time this flight was sent again, at most 60 s (RFC 6347
+    /// §4.2.4.1). Was: the same interval every time, so a short one (as a known round trip
+    /// allows) would have spent the whole retransmission budget within a few round trips of
+    /// a longer outage.
+    fn retransmit_timeout(&self) -> std::time::Duration {
+        const MAX: std::time::Duration = std::time::Duration::from_secs(60);
+        let doublings = self.current_retransmit_count.min(16) as u32;
+        self.handshake_config
+            .retransmit_interval
+            .saturating_mul(1 << doublings)
+            .min(MAX)
     }
 
     pub(crate) fn handshake_timeout(&mut self, now: Instant) -> Result<()> {

@@ -64,6 +64,7 @@ pub struct TransportConfig {
     zero_checksum: bool,
     max_path_mtu: u32,
     initial_cwnd_packets: u32,
+    initial_rtt: Option<std::time::Duration>,
 }
 
 impl Default for TransportConfig {
@@ -78,6 +79,7 @@ impl Default for TransportConfig {
             zero_checksum: false,
             max_path_mtu: 0,
             initial_cwnd_packets: 0,
+            initial_rtt: None,
         }
     }
 }
@@ -195,6 +197,22 @@ impl TransportConfig {
     /// when RFC 9260's rule applies.
     pub fn initial_cwnd_packets(&self) -> u32 {
         self.initial_cwnd_packets
+    }
+
+    /// A round trip already measured on the path to the peer (by the layers below: ICE's
+    /// checks, under WebRTC), taken as the association's first RTT measurement. The RTO then
+    /// starts at max(3 × `rtt`, RTO.min) instead of RTO.initial (1 s), so a lost INIT or
+    /// COOKIE ECHO costs that, not a second. RFC 9260 §6.3.1 C1 uses RTO.initial only until a
+    /// measurement has been made for a packet sent to the peer's address; this is one, made
+    /// for packets of the same path. None (the default) keeps RTO.initial.
+    pub fn with_initial_rtt(mut self, rtt: std::time::Duration) -> Self {
+        self.initial_rtt = Some(rtt);
+        self
+    }
+
+    /// The round trip the association starts from (see [`Self::with_initial_rtt`]).
+    pub fn initial_rtt(&self) -> Option<std::time::Duration> {
+        self.initial_rtt
     }
 }
 

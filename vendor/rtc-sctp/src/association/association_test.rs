@@ -712,6 +712,31 @@ fn a_configured_initial_cwnd_counts_whole_packets() {
 }
 
 #[test]
+fn a_round_trip_measured_below_sets_the_first_rto() {
+    let new = |config: TransportConfig| {
+        Association::new(
+            None,
+            Arc::new(config),
+            1200,
+            0,
+            SocketAddr::from_str("0.0.0.0:0").unwrap(),
+            SocketAddr::from_str("0.0.0.0:0").unwrap(),
+            TransportProtocol::UDP,
+            Instant::now(),
+        )
+    };
+    // RTO.initial without one.
+    assert_eq!(new(TransportConfig::default()).rto_mgr.get_rto(), 1000);
+    // 100 ms: srtt + 4 * rttvar = 300 ms.
+    let a = new(TransportConfig::default().with_initial_rtt(Duration::from_millis(100)));
+    assert_eq!(a.rto_mgr.get_rto(), 300);
+    assert!(a.rto_mgr.measured);
+    // A LAN's round trip: RTO.min.
+    let a = new(TransportConfig::default().with_initial_rtt(Duration::from_micros(200)));
+    assert_eq!(a.rto_mgr.get_rto(), 200);
+}
+
+#[test]
 fn many_small_chunks_bundle_within_mtu() {
     // Per-chunk padding (17-byte payloads: 33 raw, 36 padded) compounds; a
     // payload-only accounting packed bundles that marshalled well past the

@@ -461,7 +461,13 @@ impl Association {
             my_max_num_inbound_streams: config.max_num_inbound_streams(),
             max_payload_size,
 
-            rto_mgr: RtoManager::new(),
+            rto_mgr: {
+                let mut rto_mgr = RtoManager::new();
+                if let Some(rtt) = config.initial_rtt() {
+                    rto_mgr.set_new_rtt(u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX));
+                }
+                rto_mgr
+            },
             timers: TimerTable::new(config.timer_config()),
 
             mtu,

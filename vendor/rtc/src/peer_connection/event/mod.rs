@@ -552,8 +552,10 @@ pub(crate) enum RTCEventInternal {
     /// Public peer connection event
     RTCPeerConnectionEvent(RTCPeerConnectionEvent),
 
-    /// ICE selected candidate pair has changed
-    ICESelectedCandidatePairChange,
+    /// ICE selected candidate pair has changed, with the round trip ICE's checks measured on
+    /// it (None if none was). DTLS times its first retransmission from it, and SCTP its first
+    /// RTO: both run over this pair next.
+    ICESelectedCandidatePairChange(Option<std::time::Duration>),
 
     /// DTLS handshake completed successfully
     ///

@@ -384,12 +384,25 @@ impl<'a>
 
     fn handle_event(&mut self, evt: TaggedRTCEventInternal) -> Result<()> {
         let now = evt.now;
-        if let RTCEventInternal::ICESelectedCandidatePairChange = evt.event {
+        if let RTCEventInternal::ICESelectedCandidatePairChange(rtt) = &evt.event {
+            let rtt = *rtt;
             if self.ctx.dtls_transport.dtls_role == RTCDtlsRole::Client {
                 // dtls_endpoint only connect once when acts as DTLSRole::Client
-                if let Some(dtls_handshake_config) =
+                if let Some(mut dtls_handshake_config) =
                     self.ctx.dtls_transport.dtls_handshake_config.take()
                 {
+                    // With the path's round trip known, a lost flight is sent again after
+                    // twice it (at least 100 ms, at most the 1 s default), not after a second;
+                    // the timeout still doubles at each retransmission. libwebrtc does the
+                    // same from its ICE round trip.
+                    if let Some(rtt) = rtt {
+                        let interval = (2 * rtt).clamp(
+                            std::time::Duration::from_millis(100),
+                            std::time::Duration::from_secs(1),
+                        );
+                        dtls_handshake_config =
+                            Arc::new(dtls_handshake_config.with_retransmit_interval(interval));
+                    }
                     let dtls_endpoint = self
                         .ctx
                         .dtls_transport
@@ -417,9 +430,9 @@ impl<'a>
                     }
                 };
             }
-        } else {
-            self.ctx.event_outs.push_back(evt);
         }
+        // Passed on (the selected pair's change too: SCTP starts its RTO from the round trip).
+        self.ctx.event_outs.push_back(evt);
         Ok(())
     }
 
@@ -626,7 +639,7 @@ mod tests {
             &mut handler,
             TaggedRTCEventInternal {
                 now: Instant::now(),
-                event: RTCEventInternal::ICESelectedCandidatePairChange,
+                event: RTCEventInternal::ICESelectedCandidatePairChange(None),
             },
         )?;
         let hello = sansio::Protocol::poll_write(&mut handler);

@@ -212,9 +212,22 @@ impl<'a>
                     // Update transport stats for selected candidate pair change
                     self.stats.transport.on_selected_candidate_pair_changed(key);
 
+                    let rtt = self
+                        .ctx
+                        .ice_transport
+                        .agent
+                        .get_candidate_pairs_stats(now)
+                        .into_iter()
+                        .find(|pair| {
+                            pair.local_candidate_id == local.id()
+                                && pair.remote_candidate_id == remote.id()
+                        })
+                        .map(|pair| pair.current_round_trip_time)
+                        .filter(|rtt| *rtt > 0.0)
+                        .map(std::time::Duration::from_secs_f64);
                     self.ctx.event_outs.push_back(TaggedRTCEventInternal {
                         now,
-                        event: RTCEventInternal::ICESelectedCandidatePairChange,
+                        event: RTCEventInternal::ICESelectedCandidatePairChange(rtt),
                     });
                 }
                 ::ice::Event::RoleChange(is_controlling) => {

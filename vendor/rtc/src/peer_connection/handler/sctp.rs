@@ -711,14 +711,21 @@ impl<'a>
         let now = evt.now;
         self.ctx.observe(now);
 
+        if let RTCEventInternal::ICESelectedCandidatePairChange(rtt) = &evt.event {
+            self.ctx.sctp_transport.path_rtt = *rtt;
+        }
+
         // DTLSHandshakeComplete is not terminated here since SRTP handler needs it
         let dtls_complete = matches!(&evt.event, RTCEventInternal::DTLSHandshakeComplete(_, _));
         if dtls_complete {
             debug!("sctp recv dtls handshake complete");
 
-            if let Some(sctp_transport_config) =
+            if let Some(mut sctp_transport_config) =
                 self.ctx.sctp_transport.sctp_transport_config.clone()
             {
+                if let Some(rtt) = self.ctx.sctp_transport.path_rtt {
+                    sctp_transport_config = sctp_transport_config.with_initial_rtt(rtt);
+                }
                 let (sctp_endpoint, sctp_associations) = (
                     self.ctx
                         .sctp_transport

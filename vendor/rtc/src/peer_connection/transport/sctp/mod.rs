@@ -55,6 +55,10 @@ pub(crate) struct SctpTransport {
     // leaves the DATA-packet budget at `mtu`.
     pub(crate) max_path_mtu: Option<u32>,
 
+    // The round trip ICE measured on the selected pair, once there is one: the client
+    // association's first RTT measurement (its INIT and COOKIE ECHO retransmission timer).
+    pub(crate) path_rtt: Option<std::time::Duration>,
+
     pub(crate) internal_buffer: Vec<u8>,
 }
 
@@ -79,6 +83,7 @@ impl SctpTransport {
             max_receive_buffer_size,
             mtu,
             max_path_mtu: None,
+            path_rtt: None,
             internal_buffer: vec![],
         }
     }
