@@ -1304,4 +1304,54 @@ mod tests {
         }
         Ok(())
     }
+
+    /// A flight that arrives in fragments (records of part of a message) is news, not a repeat:
+    /// the client answers nothing until it has the whole flight (it used to repeat its
+    /// ClientHello at every fragment that completed no message), and the handshake completes.
+    #[cfg(feature = "crypto-ring")]
+    #[test]
+    fn a_flight_in_fragments_is_not_taken_for_a_repeat() -> Result<()> {
+        let provider: Arc<dyn RTCCryptoProvider> = Arc::new(crypto::providers::RingProvider::new());
+        let suites = [CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256];
+        let server_config = Arc::new(
+            ConfigBuilder::default()
+                .with_crypto_provider(provider.clone())
+                .with_cipher_suites(suites.to_vec())
+                .with_insecure_skip_verify(true)
+                .with_insecure_skip_verify_hello(true)
+                // Small enough that the certificate goes in several fragments.
+                .with_mtu(200)
+                .with_certificates(vec![Certificate::generate_self_signed(
+                    vec!["localhost".to_owned()],
+                    provider.crypto(),
+                )?])
+                .build(false, None)?,
+        );
+        let mut server = Endpoint::new(server_addr(), TransportProtocol::UDP, Some(server_config));
+        let mut client = Endpoint::new(client_addr(), TransportProtocol::UDP, None);
+        client.connect(
+            Instant::now(),
+            server_addr(),
+            config(provider, true, &suites)?,
+            None,
+        )?;
+
+        transfer(&mut client, &mut server, client_addr())?;
+        let mut flight = vec![];
+        while let Some(transmit) = server.poll_transmit() {
+            flight.push(transmit.message);
+        }
+        assert!(flight.len() > 2, "the server's flight went in fragments");
+        let last = flight.pop().expect("a last datagram");
+        for datagram in flight {
+            client.read(Instant::now(), server_addr(), None, datagram)?;
+            assert!(
+                client.poll_transmit().is_none(),
+                "part of a flight is not the server repeating itself"
+            );
+        }
+        client.read(Instant::now(), server_addr(), None, last)?;
+        server_flights_to_complete(&mut client, &mut server)?;
+        Ok(())
+    }
 }

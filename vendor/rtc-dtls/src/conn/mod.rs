@@ -116,9 +116,9 @@ pub struct DTLSConn {
     /// Reset on every `read`, unlike the sticky `handshake_rx`, so a completed association can tell
     /// an RFC 6347 §4.2.4 last-flight repeat from ordinary post-handshake application data.
     pub(crate) received_handshake_in_last_datagram: bool,
-    /// Whether a handshake message not seen before arrived since the handshaker last looked.
-    /// Handshake records that carry only messages already cached are the peer repeating its
-    /// flight: ours was lost, and RFC 6347 §4.2.4 has us send it again.
+    /// Whether a handshake record with (part of) a message not yet read arrived since the
+    /// handshaker last looked. Handshake records that carry only messages already read are the
+    /// peer repeating its flight: ours was lost, and RFC 6347 §4.2.4 has us send it again.
     pub(crate) handshake_rx_new: bool,
 }
 
@@ -803,6 +803,9 @@ impl DTLSConn {
             }
         };
         if is_handshake {
+            // Anything of a message not yet read, even a fragment that completes nothing, is
+            // news; only a record of messages already read is the peer repeating its flight.
+            self.handshake_rx_new |= !self.fragment_buffer.last_push_was_repeat();
             self.replay_detector[h.epoch as usize].accept();
             while let Ok((out, epoch)) = self.fragment_buffer.pop() {
                 //log::debug!("Extension Debug: out.len()={}", out.len());
@@ -828,7 +831,7 @@ impl DTLSConn {
                     }
                 };
 
-                self.handshake_rx_new |= self.cache.push(
+                self.cache.push(
                     out,
                     epoch,
                     raw_handshake.handshake_header.message_sequence,

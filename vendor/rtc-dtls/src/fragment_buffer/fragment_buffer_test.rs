@@ -172,3 +172,35 @@ fn test_fragment_buffer_overflow() -> Result<()> {
 
     Ok(())
 }
+
+/// A record of a message already popped is a repeat, and is not kept (pop never reaches it);
+/// a fragment of a message not yet complete is not a repeat, though it completes nothing.
+#[test]
+fn a_record_of_messages_already_read_is_a_repeat_and_is_not_kept() -> Result<()> {
+    // message_seq 0, length 3, one whole fragment.
+    let whole = [
+        0x16, 0xfe, 0xfd, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x01, 0x00,
+        0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xaa, 0xbb, 0xcc,
+    ];
+    // message_seq 1, length 4, the first 2 bytes only.
+    let partial = [
+        0x16, 0xfe, 0xfd, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x0e, 0x01, 0x00,
+        0x00, 0x04, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x11, 0x22,
+    ];
+    let mut fragment_buffer = FragmentBuffer::new();
+    assert!(fragment_buffer.push(&whole)?);
+    assert!(!fragment_buffer.last_push_was_repeat());
+    fragment_buffer.pop()?;
+
+    assert!(fragment_buffer.push(&whole)?, "still a handshake record");
+    assert!(fragment_buffer.last_push_was_repeat());
+    assert_eq!(fragment_buffer.size(), 0, "a repeat is not kept");
+
+    assert!(fragment_buffer.push(&partial)?);
+    assert!(!fragment_buffer.last_push_was_repeat());
+    assert!(
+        fragment_buffer.pop().is_err(),
+        "message 1 is not complete yet"
+    );
+    Ok(())
+}

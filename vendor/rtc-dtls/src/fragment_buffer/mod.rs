@@ -23,6 +23,10 @@ pub(crate) struct FragmentBuffer {
     cache: HashMap<u16, Vec<Fragment>>,
 
     current_message_sequence_number: u16,
+
+    /// Whether every fragment of the last handshake record pushed belonged to a message
+    /// already delivered by `pop`: the peer repeating a flight.
+    last_push_was_repeat: bool,
 }
 
 impl FragmentBuffer {
@@ -30,7 +34,14 @@ impl FragmentBuffer {
         FragmentBuffer {
             cache: HashMap::new(),
             current_message_sequence_number: 0,
+            last_push_was_repeat: false,
         }
+    }
+
+    /// Whether the last handshake record pushed carried only messages already delivered (a
+    /// retransmission of a flight that was read), as opposed to any part of one not yet read.
+    pub fn last_push_was_repeat(&self) -> bool {
+        self.last_push_was_repeat
     }
 
     // Attempts to push a DTLS packet to the FragmentBuffer
@@ -54,21 +65,26 @@ impl FragmentBuffer {
         }
 
         buf = &buf[RECORD_LAYER_HEADER_SIZE..];
+        self.last_push_was_repeat = true;
         while !buf.is_empty() {
             let mut reader = Cursor::new(buf);
             let handshake_header = HandshakeHeader::unmarshal(&mut reader)?;
+
+            let end = (HANDSHAKE_HEADER_LENGTH + handshake_header.length as usize).min(buf.len());
+            if handshake_header.message_sequence < self.current_message_sequence_number {
+                // Delivered already: `pop` never looks at it again, so keeping it would only
+                // hold memory (up to the buffer's limit) for good.
+                buf = &buf[end..];
+                continue;
+            }
+            self.last_push_was_repeat = false;
 
             self.cache
                 .entry(handshake_header.message_sequence)
                 .or_default();
 
-            // end index should be the length of handshake header but if the handshake
-            // was fragmented, we should keep them all
-            let mut end = HANDSHAKE_HEADER_LENGTH + handshake_header.length as usize;
-            if end > buf.len() {
-                end = buf.len();
-            }
-
+            // `end`: the length of handshake header, but if the handshake was fragmented, we
+            // keep them all.
             // Discard all headers, when rebuilding the packet we will re-build
             let data = buf[HANDSHAKE_HEADER_LENGTH..end].to_vec();
 
