@@ -8,9 +8,9 @@ mod common;
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use browser::{downloaded, Browser, Tab};
+use browser::{downloaded, facing_browser, page, Browser, Tab, NO_PICKER};
 use common::*;
 use serde_json::json;
 
@@ -23,25 +23,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// `http://127.0.0.1:PORT/` for the server at `ws://127.0.0.1:PORT`.
-fn page(signal: &Signal) -> String {
-    signal.url.replacen("ws://", "http://", 1) + "/"
-}
-
-/// Makes the page keep what it receives in memory and hand it over as downloads (headless
-/// Chromium has no file picker to answer).
-const NO_PICKER: &str = "delete window.showSaveFilePicker; delete window.showDirectoryPicker;";
-
 /// Where a test leaves its screenshots (also copied to docs/ by hand when they change).
 fn shots() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
-}
-
-/// `mp` bound to loopback sends 16,000-byte SCTP packets, more than Chromium takes in one DTLS
-/// packet (2,048 bytes): facing a browser on the same machine it must use the size it uses on
-/// any real network (docs/PROTOCOL.md §10.6).
-fn facing_browser(cmd: &mut std::process::Command) -> &mut std::process::Command {
-    cmd.env("MP_SCTP_MTU", "1191")
 }
 
 fn assert_no_csp_violation(tab: &Tab) {
@@ -441,127 +425,3 @@ fn the_page_streams_to_a_chosen_file() {
     assert_eq!(hash, json!([data.len(), expected]));
     sender.wait(STEP).assert_code(exit::SUCCESS);
 }
-
-/// Throughput CLI ↔ browser and browser ↔ browser, for the README; run with
-/// `cargo test --release --test web -- --ignored --nocapture throughput`.
-#[test]
-#[ignore]
-fn throughput() {
-    let _one = serial();
-    let mib: usize = std::env::var("MP_WEB_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    let signal = Signal::start();
-    let src = tempfile::tempdir().unwrap();
-    let data = random_bytes(mib * 1024 * 1024, 9);
-    let path = src.path().join("payload.bin");
-    std::fs::write(&path, &data).unwrap();
-    let rate = |what: &str, started: Instant| {
-        let seconds = started.elapsed().as_secs_f64();
-        println!(
-            "{what}: {mib} MiB in {seconds:.1} s = {:.1} MiB/s",
-            mib as f64 / seconds
-        );
-    };
-
-    // What Chromium itself does: one data channel between two connections in one page,
-    // 256 KiB messages as fast as its buffer takes them, no protocol, no hashing; and the
-    // page's SHA-256 (noble, in JavaScript).
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let browser = Browser::launch();
-        let tab = browser.tab(dir.path());
-        tab.navigate(&page(&signal));
-        let raw = tab.eval(&RAW_CHANNEL.replace("TOTAL", &(mib << 20).to_string()));
-        let raw = raw.as_f64().unwrap_or(0.0);
-        println!("Chromium data channel alone, same page: {raw:.1} MiB/s");
-        let hash = tab.eval(
-            "import('/proto.js').then((m) => { const b = new Uint8Array(262143); const h = m.sha256.create(); \
-             const t = performance.now(); for (let i = 0; i < 200; i++) h.update(b); h.digest(); \
-             return 200 * b.length / 1048576 / ((performance.now() - t) / 1000); })",
-        );
-        let hash = hash.as_f64().unwrap_or(0.0);
-        println!("SHA-256 in the page (noble): {hash:.1} MiB/s");
-    }
-    // CLI → browser (in memory).
-    {
-        let downloads = tempfile::tempdir().unwrap();
-        let code = fresh_code();
-        let sender = spawn(facing_browser(&mut send(&signal, &code, &path)));
-        sender.wait_line("Code: ", STEP);
-        let browser = Browser::launch();
-        let tab = browser.tab(downloads.path());
-        tab.before_load(NO_PICKER);
-        tab.navigate(&format!("{}#{code}", page(&signal)));
-        tab.wait_state("offer", STEP);
-        let started = Instant::now();
-        tab.click("accept");
-        tab.wait_state("done", Duration::from_secs(600));
-        rate("mp send → browser", started);
-        sender.wait(STEP).assert_code(exit::SUCCESS);
-    }
-    // browser → CLI.
-    {
-        let dst = tempfile::tempdir().unwrap();
-        let browser = Browser::launch();
-        let tab = browser.tab(src.path());
-        tab.navigate(&page(&signal));
-        tab.wait_state("home", STEP);
-        tab.set_files("file-input", &[&path]);
-        tab.click("send-button");
-        tab.wait_state("sharing", STEP);
-        let code = tab.text("share-code");
-        let started = Instant::now();
-        let receiver = spawn(facing_browser(&mut receive(&signal, &code, dst.path())).arg("--yes"));
-        receiver
-            .wait(Duration::from_secs(600))
-            .assert_code(exit::SUCCESS);
-        rate("browser → mp receive", started);
-    }
-    // browser → browser.
-    {
-        let downloads = tempfile::tempdir().unwrap();
-        let browser = Browser::launch();
-        let sender = browser.tab(src.path());
-        sender.navigate(&page(&signal));
-        sender.wait_state("home", STEP);
-        sender.set_files("file-input", &[&path]);
-        sender.click("send-button");
-        sender.wait_state("sharing", STEP);
-        let code = sender.text("share-code");
-        let receiver = browser.tab(downloads.path());
-        receiver.before_load(NO_PICKER);
-        receiver.navigate(&format!("{}#{code}", page(&signal)));
-        receiver.wait_state("offer", STEP);
-        let started = Instant::now();
-        receiver.click("accept");
-        receiver.wait_state("done", Duration::from_secs(600));
-        rate("browser → browser", started);
-    }
-}
-
-/// Two connections in one page, one channel, as fast as it goes; MiB/s.
-const RAW_CHANNEL: &str = r#"(async () => {
-  const total = TOTAL;
-  // Headless Chromium offers no host candidate here; the server's STUN gives 127.0.0.1.
-  const config = { iceServers: [{ urls: `stun:127.0.0.1:${location.port}` }] };
-  const a = new RTCPeerConnection(config), b = new RTCPeerConnection(config);
-  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
-  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
-  const dc = a.createDataChannel('raw');
-  const got = new Promise((done) => { b.ondatachannel = (e) => { let n = 0;
-    e.channel.onmessage = (m) => { n += m.data.byteLength || m.data.size; if (n >= total) done(); }; }; });
-  await a.setLocalDescription(); await b.setRemoteDescription(a.localDescription);
-  await b.setLocalDescription(); await a.setRemoteDescription(b.localDescription);
-  await new Promise((open) => { dc.onopen = open; });
-  const chunk = new Uint8Array(262143);
-  dc.bufferedAmountLowThreshold = 4 << 20;
-  const t = performance.now();
-  for (let sent = 0; sent < total; sent += chunk.length) {
-    if (dc.bufferedAmount > 8 << 20) await new Promise((low) => { dc.onbufferedamountlow = low; });
-    dc.send(chunk);
-  }
-  await got;
-  return total / 1048576 / ((performance.now() - t) / 1000);
-})()"#;

@@ -51,6 +51,22 @@ const LOOPBACK_ONLY: &str = r#"(() => {
   };
 })();"#;
 
+/// `http://127.0.0.1:PORT/` for the server at `ws://127.0.0.1:PORT`.
+pub fn page(signal: &crate::common::Signal) -> String {
+    signal.url.replacen("ws://", "http://", 1) + "/"
+}
+
+/// Makes the page keep what it receives in memory and hand it over as downloads (headless
+/// Chromium has no file picker to answer).
+pub const NO_PICKER: &str = "delete window.showSaveFilePicker; delete window.showDirectoryPicker;";
+
+/// `mp` bound to loopback sends 16,000-byte SCTP packets, more than Chromium takes in one DTLS
+/// packet (2,048 bytes): facing a browser on the same machine it must use the size it uses on
+/// any real network (docs/PROTOCOL.md §10.6).
+pub fn facing_browser(cmd: &mut Command) -> &mut Command {
+    cmd.env("MP_SCTP_MTU", "1191")
+}
+
 /// Where Chromium is: `MP_CHROMIUM`, else the first of the usual names on `PATH`.
 pub fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("MP_CHROMIUM") {

@@ -92,9 +92,22 @@ impl ExitCode for Kind {
     }
 }
 
-/// The binary under test.
+/// The binary under test: Cargo names it to integration tests; a program that borrows this
+/// harness (bench/web.rs, an example in `target/<profile>/examples/`) takes `MP_BIN`, else the
+/// `mp` one folder up.
 pub fn mp_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mp"))
+    if let Some(path) = option_env!("CARGO_BIN_EXE_mp") {
+        return PathBuf::from(path);
+    }
+    if let Some(path) = std::env::var_os("MP_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the path of this program");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("an example lives in target/<profile>/examples/");
+    profile.join(format!("mp{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// `mp` with a clean environment: loopback-only ICE, no inherited signaling URL, no colour,

@@ -102,7 +102,12 @@ fn run(cmd: &mut Command) -> String {
 fn pinned_mp() -> &'static Path {
     static PINNED: OnceLock<PathBuf> = OnceLock::new();
     PINNED.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Integration tests get the target's folder for test files; a program that borrows
+        // this harness (bench/web.rs) the system's.
+        let dir = option_env!("CARGO_TARGET_TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = dir.as_path();
         // Pins of test processes that are gone.
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
