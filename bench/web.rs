@@ -19,7 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use browser::{facing_browser, page, Browser, NO_PICKER};
+use browser::{facing_browser, page, Browser};
 use common::*;
 
 fn main() {
@@ -67,9 +67,7 @@ fn main() {
         sender.wait_line("Code: ", STEP);
         let browser = Browser::launch();
         let tab = browser.tab(downloads.path());
-        tab.before_load(NO_PICKER);
-        tab.navigate(&format!("{}#{code}", page(&signal)));
-        tab.wait_state("offer", STEP);
+        tab.open_offer(&format!("{}#{code}", page(&signal)));
         let started = Instant::now();
         tab.click("accept");
         tab.wait_state("done", Duration::from_secs(600));
@@ -81,12 +79,7 @@ fn main() {
         let dst = tempfile::tempdir().unwrap();
         let browser = Browser::launch();
         let tab = browser.tab(src.path());
-        tab.navigate(&page(&signal));
-        tab.wait_state("home", STEP);
-        tab.set_files("file-input", &[&path]);
-        tab.click("send-button");
-        tab.wait_state("sharing", STEP);
-        let code = tab.text("share-code");
+        let code = tab.share(&page(&signal), &[&path]);
         let started = Instant::now();
         let receiver = spawn(facing_browser(&mut receive(&signal, &code, dst.path())).arg("--yes"));
         receiver
@@ -99,16 +92,9 @@ fn main() {
         let downloads = tempfile::tempdir().unwrap();
         let browser = Browser::launch();
         let sender = browser.tab(src.path());
-        sender.navigate(&page(&signal));
-        sender.wait_state("home", STEP);
-        sender.set_files("file-input", &[&path]);
-        sender.click("send-button");
-        sender.wait_state("sharing", STEP);
-        let code = sender.text("share-code");
+        let code = sender.share(&page(&signal), &[&path]);
         let receiver = browser.tab(downloads.path());
-        receiver.before_load(NO_PICKER);
-        receiver.navigate(&format!("{}#{code}", page(&signal)));
-        receiver.wait_state("offer", STEP);
+        receiver.open_offer(&format!("{}#{code}", page(&signal)));
         let started = Instant::now();
         receiver.click("accept");
         receiver.wait_state("done", Duration::from_secs(600));

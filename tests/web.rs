@@ -219,9 +219,7 @@ fn browser_to_browser() {
         .to_string();
 
     let receiver = browser.tab(downloads.path());
-    receiver.before_load(NO_PICKER);
-    receiver.navigate(&link);
-    receiver.wait_state("offer", STEP);
+    receiver.open_offer(&link);
     receiver.click("accept");
     receiver.wait_state("done", LIMIT);
     sender.wait_state("done", STEP);
@@ -358,14 +356,7 @@ fn the_page_resumes_what_mp_receive_kept() {
     std::fs::write(&path, &data).unwrap();
     let browser = Browser::launch();
     let tab = browser.tab(src.path());
-    let offer = |tab: &Tab| {
-        tab.navigate(&page(&signal));
-        tab.wait_state("home", STEP);
-        tab.set_files("file-input", &[&path]);
-        tab.click("send-button");
-        tab.wait_state("sharing", STEP);
-        tab.text("share-code")
-    };
+    let offer = |tab: &Tab| tab.share(&page(&signal), &[&path]);
 
     let code = offer(&tab);
     let mut first = spawn(facing_browser(&mut receive(&signal, &code, dst.path())).arg("--yes"));

@@ -465,6 +465,24 @@ impl Tab<'_> {
     pub fn csp_violations(&self) -> Value {
         self.eval("window.__csp || []")
     }
+
+    /// Opens the page at `page`, picks `files` and sends them: returns the code it shows.
+    pub fn share(&self, page: &str, files: &[&Path]) -> String {
+        self.navigate(page);
+        self.wait_state("home", crate::common::STEP);
+        self.set_files("file-input", files);
+        self.click("send-button");
+        self.wait_state("sharing", crate::common::STEP);
+        self.text("share-code")
+    }
+
+    /// Opens a link to an offer (`page#code`), keeping what arrives in memory
+    /// ([`NO_PICKER`]), and waits until the page shows the offer.
+    pub fn open_offer(&self, link: &str) {
+        self.before_load(NO_PICKER);
+        self.navigate(link);
+        self.wait_state("offer", crate::common::STEP);
+    }
 }
 
 /// Waits for a download named `name` to be complete in `dir` and returns its bytes.
