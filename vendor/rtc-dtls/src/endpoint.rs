@@ -394,6 +394,17 @@ mod tests {
         is_client: bool,
         suites: &[CipherSuiteId],
     ) -> Result<Arc<HandshakeConfig>> {
+        Ok(Arc::new(
+            config_builder(provider, is_client, suites)?.build(is_client, None)?,
+        ))
+    }
+
+    /// What [`config`] builds, before it is built, for a test to change one setting.
+    fn config_builder(
+        provider: Arc<dyn RTCCryptoProvider>,
+        is_client: bool,
+        suites: &[CipherSuiteId],
+    ) -> Result<ConfigBuilder> {
         let mut builder = ConfigBuilder::default()
             .with_crypto_provider(provider.clone())
             .with_cipher_suites(suites.to_vec())
@@ -418,7 +429,7 @@ mod tests {
                 provider.crypto(),
             )?]);
         }
-        Ok(Arc::new(builder.build(is_client, None)?))
+        Ok(builder)
     }
 
     fn transfer(
@@ -1170,23 +1181,21 @@ mod tests {
         panic!("the handshake did not complete");
     }
 
+    /// A certificate server, with or without the cookie exchange.
     fn skip_hello_verify_config(
         provider: Arc<dyn RTCCryptoProvider>,
         skip: bool,
     ) -> Result<Arc<HandshakeConfig>> {
+        let suites = [CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256];
         Ok(Arc::new(
-            ConfigBuilder::default()
-                .with_crypto_provider(provider.clone())
-                .with_cipher_suites(vec![CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256])
-                .with_insecure_skip_verify(true)
+            config_builder(provider, false, &suites)?
                 .with_insecure_skip_verify_hello(skip)
-                .with_certificates(vec![Certificate::generate_self_signed(
-                    vec!["localhost".to_owned()],
-                    provider.crypto(),
-                )?])
                 .build(false, None)?,
         ))
     }
+
+    const HELLO_VERIFY_REQUEST: u8 = 3;
+    const SERVER_HELLO: u8 = 2;
 
     /// A server told to skip the cookie exchange answers the first ClientHello with its
     /// ServerHello flight (no HelloVerifyRequest), and the handshake takes one server flight
@@ -1194,8 +1203,6 @@ mod tests {
     #[cfg(feature = "crypto-ring")]
     #[test]
     fn a_server_that_skips_hello_verify_saves_the_handshake_a_round_trip() -> Result<()> {
-        const HELLO_VERIFY_REQUEST: u8 = 3;
-        const SERVER_HELLO: u8 = 2;
         let provider: Arc<dyn RTCCryptoProvider> = Arc::new(crypto::providers::RingProvider::new());
         let suites = [CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256];
         let mut flights = vec![];
@@ -1262,7 +1269,7 @@ mod tests {
             let (_, first) = server_flights_to_complete(&mut client, &mut server)?;
             assert_eq!(
                 first_handshake_type(&first),
-                2,
+                SERVER_HELLO,
                 "skip = {skip}: ServerHello again"
             );
         }
@@ -1314,17 +1321,10 @@ mod tests {
         let provider: Arc<dyn RTCCryptoProvider> = Arc::new(crypto::providers::RingProvider::new());
         let suites = [CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256];
         let server_config = Arc::new(
-            ConfigBuilder::default()
-                .with_crypto_provider(provider.clone())
-                .with_cipher_suites(suites.to_vec())
-                .with_insecure_skip_verify(true)
+            config_builder(provider.clone(), false, &suites)?
                 .with_insecure_skip_verify_hello(true)
                 // Small enough that the certificate goes in several fragments.
                 .with_mtu(200)
-                .with_certificates(vec![Certificate::generate_self_signed(
-                    vec!["localhost".to_owned()],
-                    provider.crypto(),
-                )?])
                 .build(false, None)?,
         );
         let mut server = Endpoint::new(server_addr(), TransportProtocol::UDP, Some(server_config));
