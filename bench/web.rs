@@ -68,10 +68,12 @@ fn main() {
         let browser = Browser::launch();
         let tab = browser.tab(downloads.path());
         tab.open_offer(&format!("{}#{code}", page(&signal)));
+        tab.eval(WATCH_LONG_TASKS);
         let started = Instant::now();
         tab.click("accept");
         tab.wait_state("done", Duration::from_secs(600));
         rate("mp send → browser", started);
+        long_tasks("mp send → browser", &tab);
         sender.wait(STEP).assert_code(exit::SUCCESS);
     }
     // browser → CLI.
@@ -80,12 +82,14 @@ fn main() {
         let browser = Browser::launch();
         let tab = browser.tab(src.path());
         let code = tab.share(&page(&signal), &[&path]);
+        tab.eval(WATCH_LONG_TASKS);
         let started = Instant::now();
         let receiver = spawn(facing_browser(&mut receive(&signal, &code, dst.path())).arg("--yes"));
         receiver
             .wait(Duration::from_secs(600))
             .assert_code(exit::SUCCESS);
         rate("browser → mp receive", started);
+        long_tasks("browser → mp receive", &tab);
     }
     // browser → browser.
     {
@@ -100,6 +104,22 @@ fn main() {
         receiver.wait_state("done", Duration::from_secs(600));
         rate("browser → browser", started);
     }
+}
+
+/// Adds up, from now on, the time the page's main thread spends in tasks of 50 ms or more
+/// (the Long Tasks API): while it runs one, the page cannot draw or react.
+const WATCH_LONG_TASKS: &str = "globalThis.mpLongTasks = { count: 0, ms: 0 }; \
+    new PerformanceObserver((list) => { for (const e of list.getEntries()) { \
+    mpLongTasks.count += 1; mpLongTasks.ms += e.duration; } }).observe({ type: 'longtask' }); 0";
+
+/// Prints what [`WATCH_LONG_TASKS`] counted.
+fn long_tasks(what: &str, tab: &browser::Tab) {
+    let got = tab.eval("mpLongTasks");
+    println!(
+        "{what}, the page's main thread: {} tasks of 50 ms or more, {:.0} ms in all",
+        got["count"],
+        got["ms"].as_f64().unwrap_or(0.0)
+    );
 }
 
 /// Two connections in one page, one channel, as fast as it goes; MiB/s.

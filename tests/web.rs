@@ -32,6 +32,16 @@ fn assert_no_csp_violation(tab: &Tab) {
     assert_eq!(tab.csp_violations(), json!([]), "{}", tab.describe());
 }
 
+/// A file of 1 MiB or more was hashed on the page's worker thread (web/hash.js), not in place.
+fn assert_hashed_on_a_worker(tab: &Tab) {
+    assert_eq!(
+        tab.eval("document.documentElement.dataset.hashing"),
+        "worker",
+        "{}",
+        tab.describe()
+    );
+}
+
 #[test]
 fn the_page_computes_the_test_vectors_of_the_protocol() {
     let _one = serial();
@@ -127,6 +137,7 @@ fn cli_sends_and_the_page_receives_at_phone_width() {
     );
     sender.wait(STEP).assert_code(exit::SUCCESS);
     assert_no_csp_violation(&tab);
+    assert_hashed_on_a_worker(&tab);
 }
 
 #[test]
@@ -194,6 +205,7 @@ fn the_page_sends_and_the_cli_receives_from_the_link() {
     assert!(std::fs::read(dst.path().join("two.txt")).unwrap() == two);
     tab.wait_state("done", STEP);
     assert_no_csp_violation(&tab);
+    assert_hashed_on_a_worker(&tab);
 }
 
 #[test]
@@ -230,6 +242,8 @@ fn browser_to_browser() {
     );
     assert_no_csp_violation(&sender);
     assert_no_csp_violation(&receiver);
+    assert_hashed_on_a_worker(&sender);
+    assert_hashed_on_a_worker(&receiver);
 }
 
 #[test]

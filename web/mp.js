@@ -5,6 +5,7 @@
 // through the `ui` callbacks (see app.js). Errors are MpError, with a kind like mp's (§12.1).
 
 import * as P from './proto.js';
+import { Hashing } from './hash.js';
 
 const SECOND = 1000;
 const T = {
@@ -626,6 +627,7 @@ export async function sendFiles(files, { url, host, words, ui, code: fixed }) {
   }
   ui.code(code.full);
   const conversation = new Conversation(signal, events, code, 'send');
+  const hashing = Hashing.start();
   let link = null;
   try {
     ui.status('Waiting for the receiver…');
@@ -651,10 +653,13 @@ export async function sendFiles(files, { url, host, words, ui, code: fixed }) {
       ui.status('Checking what the receiver kept…');
       const prefixes = [];
       for (const kept of answer.resume) {
-        const hash = P.sha256.create();
-        await readInto(files[kept.index], 0, kept.offset, (chunk) => hash.update(chunk));
+        const hash = await hashing.create(files[kept.index].size);
+        await readInto(files[kept.index], 0, kept.offset, async (chunk) => {
+          await hash.room();
+          hash.update(chunk);
+        });
         prefixState.set(kept.index, hash);
-        prefixes.push({ index: kept.index, sha256: P.hex(hash.clone().digest()) });
+        prefixes.push({ index: kept.index, sha256: P.hex(await hash.peek()) });
       }
       conversation.send({ type: 'prefixes', prefixes });
     }
@@ -687,7 +692,7 @@ export async function sendFiles(files, { url, host, words, ui, code: fixed }) {
     const channel = await link.connected(opened, 'receiver');
     signal.close();
     ui.status('Sending…');
-    const summary = await streamFiles(channel, link, files, agreed, prefixState, ui);
+    const summary = await streamFiles(channel, link, files, agreed, prefixState, hashing, ui);
     link.close();
     return summary;
   } catch (err) {
@@ -696,6 +701,8 @@ export async function sendFiles(files, { url, host, words, ui, code: fixed }) {
     signal.close();
     if (link) link.close();
     throw failure;
+  } finally {
+    hashing.close();
   }
 }
 
@@ -734,7 +741,7 @@ async function readInto(file, from, to, take) {
 }
 
 /** The data phase of the sender (§11.1–§11.3). */
-function streamFiles(dc, link, files, agreed, prefixState, ui) {
+function streamFiles(dc, link, files, agreed, prefixState, hashing, ui) {
   const maxData = Math.min(link.maxMessage, P.MAX_FRAME) - 1;
   const total = files.reduce((n, f) => n + f.size, 0);
   const meter = new Meter(ui, total);
@@ -848,13 +855,15 @@ function streamFiles(dc, link, files, agreed, prefixState, ui) {
     for (let index = 0; index < files.length; index++) {
       const file = files[index];
       const start = agreed.get(index) ?? 0;
-      const hash = start > 0 ? prefixState.get(index) : P.sha256.create();
+      const hash = start > 0 ? prefixState.get(index) : await hashing.create(file.size);
       if (start > 0) {
         await room();
         send(P.frameBegin(start), true);
         meter.add(start);
       }
       await readInto(file, start, file.size, async (block) => {
+        // The worker hashes this block while its frames go out.
+        await hash.room();
         hash.update(block);
         for (let at = 0; at < block.length; at += maxData) {
           await room();
@@ -863,8 +872,9 @@ function streamFiles(dc, link, files, agreed, prefixState, ui) {
           meter.add(frame.length - 1);
         }
       });
+      const digest = await hash.digest();
       await room();
-      send(P.frameEnd(hash.digest()), true);
+      send(P.frameEnd(digest), true);
       ui.fileDone && ui.fileDone(index);
     }
     allHandedOver = true;
@@ -907,6 +917,7 @@ export async function receive(codeText, { url, host, ui, words }) {
     throw new MpError('busy', `the code ${code.full} is already in use by another receiver or transfer`, false);
   }
   const conversation = new Conversation(signal, events, code, 'receive');
+  const hashing = Hashing.start();
   let link = null;
   let sink = null;
   try {
@@ -983,7 +994,7 @@ export async function receive(codeText, { url, host, ui, words }) {
     const channel = await link.connected(incoming, 'sender');
     signal.close();
     ui.status('Receiving…');
-    const summary = await takeFiles(channel, link, manifest, sink, ui);
+    const summary = await takeFiles(channel, link, manifest, sink, hashing, ui);
     setTimeout(() => link.close(), T.closeGrace);
     return summary;
   } catch (err) {
@@ -993,11 +1004,13 @@ export async function receive(codeText, { url, host, ui, words }) {
     if (link) link.close();
     if (sink) sink.abort();
     throw failure;
+  } finally {
+    hashing.close();
   }
 }
 
 /** The data phase of the receiver (§11.1, §11.2, §11.4). */
-function takeFiles(dc, link, entries, sink, ui) {
+function takeFiles(dc, link, entries, sink, hashing, ui) {
   const files = entries.map((e, index) => ({ ...e, index })).filter((e) => !e.dir);
   const total = files.reduce((n, f) => n + (f.size ?? 0), 0);
   const meter = new Meter(ui, total);
@@ -1086,7 +1099,7 @@ function takeFiles(dc, link, entries, sink, ui) {
     if (!fileOpen) {
       fileOpen = true;
       fileBytes = 0;
-      hash = P.sha256.create();
+      hash = await hashing.create(file.size);
       await sink.open(file.index);
     }
     if (frame.type === P.FRAME.DATA) {
@@ -1094,13 +1107,15 @@ function takeFiles(dc, link, entries, sink, ui) {
       if (file.size !== null && fileBytes > file.size) throw new MpError('integrity', `integrity check failed: the sender sent more bytes than announced for ${name}`);
       hash.update(frame.payload);
       await sink.write(frame.payload);
+      // What waits for the worker counts as not yet taken: the sender's window bounds it.
+      await hash.room();
       meter.add(frame.payload.length);
       took(frame.payload.length, 1);
       return;
     }
     // END
     if (file.size !== null && fileBytes !== file.size) throw new MpError('integrity', `integrity check failed: the sender ended ${name} after ${fileBytes} of ${file.size} bytes`);
-    if (P.hex(hash.digest()) !== P.hex(frame.hash)) throw new MpError('integrity', `integrity check failed: SHA-256 of ${name} does not match`);
+    if (P.hex(await hash.digest()) !== P.hex(frame.hash)) throw new MpError('integrity', `integrity check failed: SHA-256 of ${name} does not match`);
     await sink.close();
     fileOpen = false;
     took(0, 1);

@@ -28,7 +28,8 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 64;
 
 /// The policy every page response carries.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+pub const CSP: &str =
+    "default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self'; \
     img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
 
@@ -66,6 +67,16 @@ const ASSETS: &[Asset] = &[
         path: "/proto.js",
         kind: JS,
         body: include_bytes!("../../web/proto.js"),
+    },
+    Asset {
+        path: "/hash.js",
+        kind: JS,
+        body: include_bytes!("../../web/hash.js"),
+    },
+    Asset {
+        path: "/hash-worker.js",
+        kind: JS,
+        body: include_bytes!("../../web/hash-worker.js"),
     },
     Asset {
         path: "/vendor/noble.js",
