@@ -485,3 +485,40 @@ fn no_probe_while_data_waits_to_be_sent() -> Result<()> {
     assert!(a.tlp_at.is_none());
     Ok(())
 }
+
+#[test]
+fn a_loss_cuts_the_window_no_lower_than_the_measured_bandwidth_delay_product() -> Result<()> {
+    let (mut a, mut now, _) = sender(1)?;
+    // Nothing measured yet: CUBIC's cut.
+    a.cwnd = 1_000_000;
+    a.reduce_cwnd_on_loss();
+    assert_eq!(a.cwnd, 700_000);
+
+    // The path delivered 16 MB/s with a least round trip of 50 ms: 800 kB in flight.
+    let rtt = Duration::from_millis(50);
+    a.bdp.on_rtt(rtt, now);
+    for _ in 0..20 {
+        now += rtt;
+        a.bdp.on_delivered(800_000, rtt, now);
+    }
+    a.cwnd = 1_000_000;
+    a.reduce_cwnd_on_loss();
+    assert_eq!(
+        (a.cwnd, a.ssthresh),
+        (800_000, 800_000),
+        "cut to the path's product"
+    );
+    // Never above the window the sender had.
+    a.cwnd = 600_000;
+    a.reduce_cwnd_on_loss();
+    assert_eq!(a.cwnd, 600_000);
+    // A window far over the product (a full queue) gets CUBIC's cut when that is more.
+    a.cwnd = 2_000_000;
+    a.reduce_cwnd_on_loss();
+    assert_eq!(a.cwnd, 1_400_000);
+    // T3-rtx takes ssthresh from the same floor, cwnd from one MTU.
+    a.cwnd = 1_000_000;
+    a.on_retransmission_timeout(Timer::T3RTX, 1, now);
+    assert_eq!((a.cwnd, a.ssthresh), (a.mtu, 800_000));
+    Ok(())
+}

@@ -69,6 +69,7 @@ const TLP_MIN_PTO: u64 = 25;
 /// is still in the cache, and never holds a window of packets twice over.
 pub(crate) const MAX_BURST_PACKETS: usize = 256;
 
+mod bdp;
 mod cubic;
 pub(crate) mod path_mtu;
 pub(crate) mod state;
@@ -277,6 +278,8 @@ pub struct Association {
     pub(crate) ssthresh: u32,
     /// Congestion avoidance: CUBIC (RFC 9438) in place of RFC 9260 §7.2.2's Reno.
     cubic: cubic::Cubic,
+    /// The measured bandwidth-delay product, a floor under CUBIC's cut on a loss (change 17).
+    bdp: bdp::BdpEstimate,
     pub(crate) in_fast_recovery: bool,
     fast_recover_exit_point: u32,
 
@@ -383,6 +386,7 @@ impl Default for Association {
             // slow start threshold
             ssthresh: 0,
             cubic: cubic::Cubic::default(),
+            bdp: bdp::BdpEstimate::default(),
             in_fast_recovery: false,
             fast_recover_exit_point: 0,
 
@@ -1662,6 +1666,11 @@ impl Association {
         // Process selective ack
         let (bytes_acked_per_stream, total_bytes_acked, htna, newly_gap_acked) =
             self.process_selective_ack(d, now)?;
+        self.bdp.on_delivered(
+            u64::try_from(total_bytes_acked).unwrap_or(0),
+            Duration::from_millis(self.rto_mgr.srtt),
+            now,
+        );
 
         let mut cum_tsn_ack_point_advanced = false;
         if sna32lt(self.cumulative_tsn_ack_point, d.cumulative_tsn_ack) {
@@ -2016,6 +2025,7 @@ impl Association {
                         self.min_tsn2measure_rtt = self.my_next_tsn;
                         if let Some(since) = &c.since {
                             let rtt = now.duration_since(*since);
+                            self.bdp.on_rtt(rtt, now);
                             let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
                             trace!(
                                 "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
@@ -2074,6 +2084,7 @@ impl Association {
                             self.min_tsn2measure_rtt = self.my_next_tsn;
                             if let Some(since) = &c.since {
                                 let rtt = now.duration_since(*since);
+                                self.bdp.on_rtt(rtt, now);
                                 let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
                                 trace!(
                                     "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
@@ -2192,11 +2203,24 @@ impl Association {
     }
 
     /// A loss found by fast retransmit, a lost retransmission or a tail loss probe: ssthresh
-    /// and cwnd fall to what CUBIC gives (0.7 of cwnd, at least 4 MTUs). A T3-rtx timeout
-    /// sets ssthresh the same way but restarts cwnd from one MTU.
+    /// and cwnd fall to [`Self::threshold_after_loss`]. A T3-rtx timeout sets ssthresh the
+    /// same way but restarts cwnd from one MTU.
     fn reduce_cwnd_on_loss(&mut self) {
-        self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
+        self.ssthresh = self.threshold_after_loss();
         self.cwnd = self.ssthresh;
+    }
+
+    /// ssthresh after a loss: what CUBIC gives (0.7 of cwnd, at least 4 MTUs), or, when more
+    /// and the path takes 10 ms or more, the bandwidth-delay product measured on the path
+    /// (never above cwnd). A loss that no
+    /// queue caused leaves the delivery rate and the least round trip as they were, so the
+    /// window stays near what the path carries; a loss at a full queue is cut to the path
+    /// without that queue (change 17, [`bdp`]).
+    fn threshold_after_loss(&mut self) -> u32 {
+        let cut = self.cubic.on_congestion(self.cwnd, self.mtu);
+        self.bdp
+            .loss_floor()
+            .map_or(cut, |floor| cut.max(floor.min(self.cwnd)))
     }
 
     /// Arms (or re-arms) the tail loss probe of RFC 8985 §7 after new data went out or a
@@ -3943,8 +3967,9 @@ impl Association {
                 //      ssthresh = max(cwnd/2, 4*MTU)
                 //      cwnd = 1*MTU
 
-                // ssthresh as CUBIC sets it on any loss (RFC 9438 §4.8), cwnd as RFC 9260.
-                self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
+                // ssthresh as on any loss (CUBIC, RFC 9438 §4.8, floored by the measured
+                // bandwidth-delay product, change 17), cwnd as RFC 9260.
+                self.ssthresh = self.threshold_after_loss();
                 self.cwnd = self.mtu;
                 trace!(
                     "[{}] updated cwnd={} ssthresh={} inflight={} (RTO)",
