@@ -1,4 +1,5 @@
-//! A hostile sender, built here from mp's own protocol pieces, against the real `mp receive`.
+//! A hostile sender, built here from mp's own protocol pieces, against the real `mp receive`
+//! (and once against the web page in headless Chromium).
 //!
 //! It completes the key exchange honestly (it knows the code) and then lies: unsafe paths,
 //! sizes that do not match the bytes, a wrong hash, a window it ignores. The receiver must
@@ -6,13 +7,15 @@
 //! name. Every other lie is an engine-level unit test (`src/protocol/engine_tests.rs`); these
 //! few show the real binary, its files and its exit codes.
 
+mod browser;
 mod common;
 
 use std::time::Duration;
 
+use browser::{page, Browser, NO_PICKER};
 use common::*;
 use mp::peer::{LinkEvent, Peer, PeerOptions};
-use mp::protocol::frame::Frame;
+use mp::protocol::frame::{Frame, MAX_DATA};
 use mp::protocol::manifest::{Entry, Manifest};
 use mp::protocol::message::{Message, SdpKind};
 use mp::protocol::pake::Side;
@@ -59,6 +62,7 @@ async fn hostile_sender(
     code: String,
     manifest: Manifest,
     frames: Vec<Vec<u8>>,
+    sctp_mtu: Option<u32>,
 ) -> Verdict {
     let (mut rendezvous, code) = mp::rendezvous::join(&url, Some(&code), Side::Sender)
         .await
@@ -87,6 +91,7 @@ async fn hostile_sender(
     }
     let mut peer = Peer::new(&PeerOptions {
         bind: vec!["127.0.0.1".parse().unwrap()],
+        sctp_mtu,
         ..PeerOptions::default()
     })
     .await
@@ -157,6 +162,7 @@ fn attack(
         code.clone(),
         manifest,
         frames,
+        None,
     ));
     (verdict, receiver.wait(LIMIT))
 }
@@ -286,6 +292,56 @@ fn a_wrong_hash_leaves_no_file_under_its_final_name() {
     assert!(
         list(dst.path()).is_empty(),
         "nothing kept from a failed check"
+    );
+}
+
+#[test]
+fn the_web_page_refuses_a_wrong_hash_too() {
+    // The page hashes a file of 1 MiB or more on a worker thread (web/hash.js): the digest
+    // it compares must be that worker's, and a mismatch an error, with nothing to download.
+    let signal = Signal::start();
+    let code = fresh_code();
+    let content = random_bytes(2 * 1024 * 1024 + 1, 8);
+    let mut frames: Vec<Vec<u8>> = content.chunks(MAX_DATA).map(data).collect();
+    let mut other = content.clone();
+    other[0] ^= 1;
+    frames.push(end(&other));
+    let manifest = Manifest::single("tampered.bin", content.len() as u64);
+
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = Browser::launch();
+    let tab = browser.tab(downloads.path());
+    tab.before_load(NO_PICKER);
+    tab.navigate(&format!("{}#{code}", page(&signal)));
+    let url = signal.url.clone();
+    // The code is not of the generated form, so the page waits for the sender to arrive.
+    let sender = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(hostile_sender(
+                url,
+                code,
+                manifest,
+                frames,
+                Some(1191), // as `facing_browser`: Chromium takes no larger SCTP packet
+            ))
+    });
+    tab.wait_state("offer", STEP);
+    tab.click("accept");
+    tab.wait_state("error", LIMIT);
+    let verdict = sender.join().unwrap();
+    assert!(tab.text("error").contains("SHA-256"), "{}", tab.describe());
+    assert!(
+        matches!(verdict, Verdict::Failed(ref r) if r.contains("integrity")),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        tab.eval("document.documentElement.dataset.hashing"),
+        "worker"
+    );
+    assert!(
+        list(downloads.path()).is_empty(),
+        "nothing offered for download"
     );
 }
 
@@ -420,6 +476,7 @@ fn a_sender_that_ignores_the_window_is_stopped_while_stdout_is_stalled() {
         code,
         Manifest::single("flood.bin", 64 << 20),
         frames,
+        None,
     ));
     assert!(
         matches!(verdict, Verdict::Failed(ref r) if r.contains("integrity"))
