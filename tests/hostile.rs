@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use browser::{page, Browser, NO_PICKER};
+use browser::{assert_hashed_on_a_worker, page, Browser, NO_PICKER};
 use common::*;
 use mp::peer::{LinkEvent, Peer, PeerOptions};
 use mp::protocol::frame::{Frame, MAX_DATA};
@@ -335,10 +335,7 @@ fn the_web_page_refuses_a_wrong_hash_too() {
         matches!(verdict, Verdict::Failed(ref r) if r.contains("integrity")),
         "{verdict:?}"
     );
-    assert_eq!(
-        tab.eval("document.documentElement.dataset.hashing"),
-        "worker"
-    );
+    assert_hashed_on_a_worker(&tab);
     assert!(
         list(downloads.path()).is_empty(),
         "nothing offered for download"

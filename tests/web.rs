@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use browser::{downloaded, facing_browser, page, Browser, Tab, NO_PICKER};
+use browser::{
+    assert_hashed_on_a_worker, downloaded, facing_browser, page, Browser, Tab, NO_PICKER,
+};
 use common::*;
 use serde_json::json;
 
@@ -30,16 +32,6 @@ fn shots() -> &'static Path {
 
 fn assert_no_csp_violation(tab: &Tab) {
     assert_eq!(tab.csp_violations(), json!([]), "{}", tab.describe());
-}
-
-/// A file of 1 MiB or more was hashed on the page's worker thread (web/hash.js), not in place.
-fn assert_hashed_on_a_worker(tab: &Tab) {
-    assert_eq!(
-        tab.eval("document.documentElement.dataset.hashing"),
-        "worker",
-        "{}",
-        tab.describe()
-    );
 }
 
 #[test]

@@ -485,6 +485,16 @@ impl Tab<'_> {
     }
 }
 
+/// A file of 1 MiB or more was hashed on the page's worker thread (web/hash.js), not in place.
+pub fn assert_hashed_on_a_worker(tab: &Tab) {
+    assert_eq!(
+        tab.eval("document.documentElement.dataset.hashing"),
+        "worker",
+        "{}",
+        tab.describe()
+    );
+}
+
 /// Waits for a download named `name` to be complete in `dir` and returns its bytes.
 pub fn downloaded(dir: &Path, name: &str, size: usize, timeout: Duration) -> Vec<u8> {
     let deadline = Instant::now() + timeout;

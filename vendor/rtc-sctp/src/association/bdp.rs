@@ -95,12 +95,8 @@ impl BdpEstimate {
         if rate == 0.0 {
             return None;
         }
-        let bytes = rate * min_rtt.as_secs_f64();
-        Some(if bytes >= f64::from(u32::MAX) {
-            u32::MAX
-        } else {
-            bytes as u32
-        })
+        // `as` saturates: a product beyond u32::MAX bytes is u32::MAX.
+        Some((rate * min_rtt.as_secs_f64()) as u32)
     }
 }
 

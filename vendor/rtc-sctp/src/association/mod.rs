@@ -1969,6 +1969,25 @@ impl Association {
 
     /// Returns, for what this SACK newly acknowledged: bytes per stream, total bytes, the
     /// highest TSN (HTNA) and the TSNs its gap blocks acknowledged for the first time.
+    /// One RTT sample, from a chunk sent once (Karn) and acknowledged `now`, cumulatively or in
+    /// a gap block: it updates the RTO and the bandwidth-delay estimate (change 17).
+    fn measure_rtt(&mut self, since: Option<Instant>, now: Instant) {
+        let Some(since) = since else {
+            error!("[{}] invalid c.since", self.side);
+            return;
+        };
+        let rtt = now.duration_since(since);
+        self.bdp.on_rtt(rtt, now);
+        let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
+        trace!(
+            "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
+            self.side,
+            rtt.as_millis(),
+            srtt,
+            self.rto_mgr.get_rto()
+        );
+    }
+
     fn process_selective_ack(
         &mut self,
         d: &ChunkSelectiveAck,
@@ -2023,20 +2042,7 @@ impl Association {
                     //        chunk or for a later instance)
                     if !c.abandoned() && c.nsent == 1 && sna32gte(c.tsn, self.min_tsn2measure_rtt) {
                         self.min_tsn2measure_rtt = self.my_next_tsn;
-                        if let Some(since) = &c.since {
-                            let rtt = now.duration_since(*since);
-                            self.bdp.on_rtt(rtt, now);
-                            let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
-                            trace!(
-                                "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
-                                self.side,
-                                rtt.as_millis(),
-                                srtt,
-                                self.rto_mgr.get_rto()
-                            );
-                        } else {
-                            error!("[{}] invalid c.since", self.side);
-                        }
+                        self.measure_rtt(c.since, now);
                     }
                 }
 
@@ -2082,20 +2088,7 @@ impl Association {
 
                         if !c.abandoned() && c.nsent == 1 {
                             self.min_tsn2measure_rtt = self.my_next_tsn;
-                            if let Some(since) = &c.since {
-                                let rtt = now.duration_since(*since);
-                                self.bdp.on_rtt(rtt, now);
-                                let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
-                                trace!(
-                                    "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
-                                    self.side,
-                                    rtt.as_millis(),
-                                    srtt,
-                                    self.rto_mgr.get_rto()
-                                );
-                            } else {
-                                error!("[{}] invalid c.since", self.side);
-                            }
+                            self.measure_rtt(c.since, now);
                         }
 
                         if sna32lt(htna, tsn) {
